@@ -1,0 +1,38 @@
+# Every target creates and uses its own virtual environment in .venv.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv test test-fast demo bench lint typecheck clean
+
+help:
+	@echo "make demo   - set up and run a whole communication test on SQLite with sandbox providers"
+	@echo "make test   - set up and run the test suite (PostgreSQL too when COMMTEST_TEST_POSTGRES_URL is set)"
+	@echo "make bench  - run the benchmarks under bench/"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m scheduler.demo
+
+bench: $(STAMP)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lint: $(STAMP)
+	$(PY) -m ruff check commtest scheduler channels playbooks reports web tests
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache

@@ -1,0 +1,65 @@
+"""The only module that reads the system time (CONVENTIONS.md rule 5).
+
+Everything else receives a ``Clock`` and asks it. Times are aware UTC.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+UTC = timezone.utc
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """Wall-clock time in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+class FrozenClock:
+    """A clock that only moves when told to: for tests and for simulations."""
+
+    def __init__(self, at: datetime) -> None:
+        self._now = ensure_utc(at)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, at: datetime) -> None:
+        with self._lock:
+            self._now = ensure_utc(at)
+
+    def advance(self, seconds: float = 0.0, **kwargs: float) -> datetime:
+        with self._lock:
+            self._now = self._now + timedelta(seconds=seconds, **kwargs)
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+
+def ensure_utc(value: datetime) -> datetime:
+    """Return ``value`` as aware UTC. Naive datetimes are taken to be UTC already
+    (that is how SQLite hands them back)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse an ISO 8601 instant; naive means UTC."""
+    return ensure_utc(datetime.fromisoformat(text))

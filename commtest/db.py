@@ -1,0 +1,154 @@
+"""Database layer: engine, sessions, migrations.
+
+SQLite (the embedded default) gets WAL, ``busy_timeout``, ``synchronous=NORMAL``,
+``foreign_keys=ON`` and ``BEGIN IMMEDIATE`` for every transaction: pysqlite's default
+deferred transactions silently lose read-modify-write updates across processes
+(ARCHITECTURE.md, "Pitfalls"). Transactions that mark a ping ``dispatching`` or record
+an acknowledgement are opened with ``durable=True``, which runs them with
+``synchronous=FULL`` so they survive a power cut, not only a crashed process.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from commtest.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def is_sqlite(engine_or_url: Engine | str) -> bool:
+    url = engine_or_url if isinstance(engine_or_url, str) else str(engine_or_url.url)
+    return url.startswith("sqlite")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for an in-memory database."""
+    u = sa.engine.make_url(url)
+    if not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine with the pragmas and transaction mode commtest relies on."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **kwargs,
+        )
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over BEGIN from pysqlite so we can say BEGIN IMMEDIATE ourselves.
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def session_scope(engine: Engine, *, durable: bool = False) -> Iterator[Session]:
+    """A session whose transaction commits on success and rolls back on error.
+
+    ``durable=True`` makes the commit survive a power cut on SQLite (synchronous=FULL);
+    PostgreSQL commits are durable already with its default ``synchronous_commit=on``.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if durable and sqlite:
+            # Must be set outside a transaction, so on the raw connection (which is in
+            # autocommit mode: we issue BEGIN ourselves), before SQLAlchemy autobegins.
+            _raw_pragma(conn, "synchronous=FULL")
+        try:
+            with Session(bind=conn, expire_on_commit=False) as session:
+                with conn.begin():
+                    yield session
+                    session.flush()
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            if durable and sqlite:
+                _raw_pragma(conn, "synchronous=NORMAL")
+
+
+def _raw_pragma(conn: sa.Connection, pragma: str) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.execute(f"PRAGMA {pragma}")
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema up to ``revision`` (Alembic)."""
+    from alembic import command
+
+    cfg = alembic_config(str(engine.url.render_as_string(hide_password=False)))
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        try:
+            command.upgrade(cfg, revision)
+        except sa.exc.OperationalError as exc:
+            raise DatabaseError(f"cannot migrate the database: {exc.orig}") from exc
+        if conn.in_transaction():
+            conn.commit()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Run pending migrations: every command that needs the schema calls this."""
+    try:
+        if current_revision(engine) != head_revision():
+            upgrade(engine)
+    except sa.exc.OperationalError as exc:
+        raise DatabaseError(f"cannot open the database {engine.url.render_as_string()}: {exc.orig}") from exc

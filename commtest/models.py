@@ -1,0 +1,382 @@
+"""The tables (SQLModel ``table=True``).
+
+Table models do not validate their input (a known SQLModel pitfall): every value is
+validated by a separate non-table model or function before it gets here.
+
+Times are aware UTC. ``UTCDateTime`` makes SQLite (which stores no zone) hand them
+back as aware UTC too, so code never meets a naive datetime.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from commtest.clock import ensure_utc
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC")
+        return ensure_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else ensure_utc(value)
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json(default: Any = None) -> Any:
+    factory = (lambda: list(default)) if isinstance(default, list) else (lambda: dict(default or {}))
+    return Field(default_factory=factory, sa_column=sa.Column(sa.JSON(), nullable=False))
+
+
+# ---------------------------------------------------------------------------
+# enumerations (stored as plain strings)
+
+
+class ChannelKind(StrEnum):
+    email = "email"
+    voice = "voice"
+    sms = "sms"
+    video = "video"
+    cap = "cap"
+    manual = "manual"
+
+
+class EndpointStatus(StrEnum):
+    active = "active"
+    suspect = "suspect"
+    invalid = "invalid"
+
+
+class RunStatus(StrEnum):
+    planned = "planned"  # created, fire time in the future (unannounced moment stored)
+    running = "running"
+    completed = "completed"
+    aborted = "aborted"
+    missed = "missed"  # the daemon was down past the misfire grace
+
+
+class PingState(StrEnum):
+    pending = "pending"
+    dispatching = "dispatching"  # committed before the provider is called
+    sent = "sent"
+    delivered = "delivered"
+    acked = "acked"
+    expired = "expired"  # deadline passed without acknowledgement
+    failed = "failed"
+    unknown = "unknown"  # found dispatching after a crash: never resent automatically
+    cancelled = "cancelled"  # run aborted before it was sent
+
+
+class Outcome(StrEnum):
+    """What a report must tell apart (ARCHITECTURE.md, "Outcome classes")."""
+
+    acked = "acked"
+    acked_late = "acked_late"
+    voicemail = "voicemail"
+    delivered_no_ack = "delivered_no_ack"
+    away = "away"
+    bounced = "bounced"
+    invalid_endpoint = "invalid_endpoint"
+    provider_failure = "provider_failure"
+    unknown = "unknown"
+    manual = "manual"
+    self_reported = "self_reported"
+    cancelled = "cancelled"
+
+
+class Role(StrEnum):
+    viewer = "viewer"
+    coordinator = "coordinator"
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+# ---------------------------------------------------------------------------
+# directory
+
+
+class Organisation(SQLModel, table=True):
+    __tablename__ = "organisation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True, index=True)  # e.g. BE-NCCN
+    name: str = Field(max_length=200)
+    country: str = Field(max_length=8)  # ISO 3166-1 alpha-2, or a subdivision such as DE-NW
+    languages: list[str] = _json([])  # BCP 47 tags, preferred first
+    timezone: str = Field(max_length=64)  # IANA
+    role: str = Field(default="participant", max_length=32)  # participant | coordinator
+    notes: str = Field(default="", max_length=2000)
+
+
+class FieldOfWork(SQLModel, table=True):
+    __tablename__ = "field_of_work"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True, index=True)  # e.g. crisis-desk
+    name: str = Field(max_length=200)
+    names: dict[str, str] = _json({})  # translations by language tag
+
+
+class ContactPoint(SQLModel, table=True):
+    __tablename__ = "contact_point"
+    __table_args__ = (sa.UniqueConstraint("code", name="uq_contact_point_code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=100, index=True)  # stable key, e.g. BE-NCCN/crisis-desk
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    field_id: int = Field(foreign_key="field_of_work.id", index=True)
+    name: str = Field(max_length=200)  # a person's name or a desk's name
+    kind: str = Field(default="desk", max_length=16)  # person | desk
+    title: str = Field(default="", max_length=200)
+    languages: list[str] = _json([])
+    timezone: str | None = Field(default=None, max_length=64)  # overrides the organisation's
+    active: bool = Field(default=True)
+    notes: str = Field(default="", max_length=2000)
+
+
+class Endpoint(SQLModel, table=True):
+    __tablename__ = "endpoint"
+    __table_args__ = (sa.UniqueConstraint("contact_point_id", "kind", "address", name="uq_endpoint_address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_point_id: int = Field(foreign_key="contact_point.id", index=True)
+    kind: str = Field(max_length=16)  # ChannelKind
+    address: str = Field(max_length=320)  # E.164 for voice/sms, e-mail, URL, ...
+    priority: int = Field(default=1)  # 1 is tried first
+    label: str = Field(default="", max_length=100)
+    status: str = Field(default=EndpointStatus.active.value, max_length=16)
+    verified_at: datetime | None = _ts()  # last proven reachable
+    verified_run_id: int | None = Field(default=None)
+    last_outcome: str | None = Field(default=None, max_length=32)
+    last_outcome_at: datetime | None = _ts()
+
+
+# ---------------------------------------------------------------------------
+# playbooks and schedules
+
+
+class Playbook(SQLModel, table=True):
+    """A playbook file as last seen in the playbook folder."""
+
+    __tablename__ = "playbook"
+
+    id: str = Field(primary_key=True, max_length=100)
+    current_revision_id: int | None = Field(default=None)
+    source_path: str = Field(default="", max_length=500)
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    last_seen_at: datetime | None = _ts()
+
+
+class PlaybookRevision(SQLModel, table=True):
+    """Immutable: a run points at the exact revision it ran (content-hashed)."""
+
+    __tablename__ = "playbook_revision"
+    __table_args__ = (sa.UniqueConstraint("playbook_id", "content_hash", name="uq_revision_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    playbook_id: str = Field(foreign_key="playbook.id", index=True, max_length=100)
+    content_hash: str = Field(max_length=64)  # sha256 hex of the source text
+    title: str = Field(max_length=300)
+    owner: str = Field(max_length=32)  # organisation code
+    source_path: str = Field(default="", max_length=500)
+    source_text: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    created_at: datetime | None = _ts(nullable=False)
+
+
+class Schedule(SQLModel, table=True):
+    """One schedule of a playbook; ``key`` is its name inside the playbook."""
+
+    __tablename__ = "schedule"
+    __table_args__ = (sa.UniqueConstraint("playbook_id", "key", name="uq_schedule_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    playbook_id: str = Field(foreign_key="playbook.id", index=True, max_length=100)
+    key: str = Field(max_length=100)
+    revision_id: int = Field(foreign_key="playbook_revision.id")
+    paused: bool = Field(default=False)
+    announced: bool = Field(default=False)
+    description: str = Field(default="", max_length=300)
+    next_fire_at: datetime | None = _ts()  # the next planned (or drawn) moment, UTC
+    last_fire_at: datetime | None = _ts()
+    updated_at: datetime | None = _ts()
+
+
+# ---------------------------------------------------------------------------
+# runs, pings, events
+
+
+class TestRun(SQLModel, table=True):
+    __tablename__ = "test_run"
+    __test__ = False  # not a pytest test class
+    __table_args__ = (sa.UniqueConstraint("dedupe_key", name="uq_run_dedupe"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    playbook_id: str = Field(foreign_key="playbook.id", index=True, max_length=100)
+    revision_id: int = Field(foreign_key="playbook_revision.id")
+    schedule_id: int | None = Field(default=None, foreign_key="schedule.id")
+    # "<schedule id>@<fire time ISO>" for scheduled runs, "manual:<uuid>" otherwise:
+    # a run is unique on (schedule, fire time) even with several replicas.
+    dedupe_key: str = Field(max_length=200)
+    trigger: str = Field(default="manual", max_length=16)  # schedule | manual
+    announced: bool = Field(default=False)
+    status: str = Field(default=RunStatus.planned.value, max_length=16, index=True)
+    fire_at: datetime | None = _ts(nullable=False, index=True)  # planned or drawn moment
+    window_start: datetime | None = _ts()
+    window_end: datetime | None = _ts()
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    started_by: str = Field(default="", max_length=100)
+    note: str = Field(default="", max_length=2000)
+
+
+class Ping(SQLModel, table=True):
+    __tablename__ = "ping"
+    __table_args__ = (
+        # The invariant: never twice for the same (run, contact point, channel, attempt).
+        sa.UniqueConstraint("run_id", "contact_point_id", "channel", "attempt", name="uq_ping_once"),
+        sa.Index("ix_ping_run_state", "run_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="test_run.id", index=True)
+    contact_point_id: int = Field(foreign_key="contact_point.id")
+    endpoint_id: int | None = Field(default=None, foreign_key="endpoint.id")
+    organisation_code: str = Field(max_length=32, index=True)  # denormalised for reports
+    channel: str = Field(max_length=16)
+    provider: str = Field(default="", max_length=32)
+    address: str = Field(default="", max_length=320)  # the endpoint address as it was at send time
+    language: str = Field(default="en", max_length=16)
+    step: str = Field(default="", max_length=100)  # step id in the playbook
+    attempt: int = Field(default=1)
+    state: str = Field(default=PingState.pending.value, max_length=16)
+    outcome: str | None = Field(default=None, max_length=32)  # Outcome, once settled
+    due_at: datetime | None = _ts(nullable=False)  # when it should be sent
+    deadline_at: datetime | None = _ts()  # acknowledgement deadline, set when sent
+    dispatching_at: datetime | None = _ts()
+    sent_at: datetime | None = _ts()
+    delivered_at: datetime | None = _ts()  # or ringing, for calls
+    acked_at: datetime | None = _ts()
+    settled_at: datetime | None = _ts()
+    ack_method: str | None = Field(default=None, max_length=32)  # link, email-reply, keypress, sms-reply, ...
+    ack_by: str | None = Field(default=None, max_length=200)
+    ack_suspicious: bool = Field(default=False)
+    provider_ref: str | None = Field(default=None, max_length=200, index=True)  # Message-ID, Call SID, ...
+    token_hash: str | None = Field(default=None, max_length=64, unique=True)  # sha256 of the ack token
+    token_expires_at: datetime | None = _ts()
+    error: str | None = Field(default=None, max_length=1000)
+
+
+class Event(SQLModel, table=True):
+    """Append-only log. A run's state is derivable from its events; reports read only this."""
+
+    __tablename__ = "event"
+    __table_args__ = (sa.Index("ix_event_run", "run_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime | None = _ts(nullable=False, index=True)
+    actor: str = Field(max_length=100)  # daemon:<host>, web, imap, cli:<user>, provider:<name>
+    run_id: int | None = Field(default=None, foreign_key="test_run.id")
+    ping_id: int | None = Field(default=None, foreign_key="ping.id", index=True)
+    kind: str = Field(max_length=48, index=True)  # run.started, ping.dispatching, ping.acked, ...
+    data: dict[str, Any] = _json({})
+
+
+# ---------------------------------------------------------------------------
+# web, mail reader, reports
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=100, unique=True, index=True)
+    display_name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    role: str = Field(default=Role.viewer.value, max_length=16)
+    password_hash: str | None = Field(default=None, max_length=300)
+    active: bool = Field(default=True)
+    created_at: datetime | None = _ts()
+
+
+class InboundMessage(SQLModel, table=True):
+    """Each e-mail the reader processed, so a restart or a duplicate delivery counts once."""
+
+    __tablename__ = "inbound_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_key: str = Field(max_length=400, unique=True)  # Message-ID, or a digest when missing
+    mailbox: str = Field(default="", max_length=200)
+    uid: str | None = Field(default=None, max_length=64)
+    received_at: datetime | None = _ts()
+    ping_id: int | None = Field(default=None, foreign_key="ping.id")
+    classification: str = Field(max_length=32)  # human, auto-reply, bounce, unmatched
+    summary: str = Field(default="", max_length=500)
+
+
+class MonthlyReport(SQLModel, table=True):
+    """A monthly report; once signed it is frozen (its numbers are stored, not recomputed)."""
+
+    __tablename__ = "monthly_report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(max_length=7, unique=True)  # YYYY-MM
+    generated_at: datetime | None = _ts()
+    status: str = Field(default="draft", max_length=16)  # draft | signed
+    data: dict[str, Any] = _json({})  # the computed figures
+    content_hash: str = Field(default="", max_length=64)
+    signed_by: str | None = Field(default=None, max_length=100)
+    signed_at: datetime | None = _ts()
+    comment: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False, server_default=""))
+    emailed_at: datetime | None = _ts()
+
+
+class DirectoryEdition(SQLModel, table=True):
+    """A published edition of the contact directory, to show what changed since the previous one."""
+
+    __tablename__ = "directory_edition"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime | None = _ts(nullable=False)
+    run_id: int | None = Field(default=None, foreign_key="test_run.id")
+    content_hash: str = Field(max_length=64)
+    snapshot: dict[str, Any] = _json({})
+
+
+__all__ = [
+    "ChannelKind",
+    "ContactPoint",
+    "DirectoryEdition",
+    "Endpoint",
+    "EndpointStatus",
+    "Event",
+    "FieldOfWork",
+    "InboundMessage",
+    "MonthlyReport",
+    "Organisation",
+    "Outcome",
+    "Ping",
+    "PingState",
+    "Playbook",
+    "PlaybookRevision",
+    "Role",
+    "RunStatus",
+    "Schedule",
+    "TestRun",
+    "UTCDateTime",
+    "User",
+]

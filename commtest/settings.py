@@ -1,0 +1,253 @@
+"""Settings: loaded once, validated at start, passed down (CONVENTIONS.md rule 6).
+
+Sources, strongest first: environment variables ``COMMTEST_*``; a TOML file named by
+``COMMTEST_CONFIG``; the defaults below. Secrets come only from the environment, or
+from a file that an environment variable ``COMMTEST_<NAME>_FILE`` names; a secret
+written into the TOML file is refused, so it never lands in version control.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from commtest.errors import ConfigError
+
+ENV_PREFIX = "COMMTEST_"
+CHANNEL_KINDS = ("email", "voice", "sms", "video", "cap", "manual")
+
+
+def shipped_playbook_dir() -> Path:
+    """The folder of playbooks shipped with commtest (the ``playbooks`` package)."""
+    return Path(__file__).resolve().parent.parent / "playbooks"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # --- storage -----------------------------------------------------------
+    database_url: str = Field(
+        "sqlite:///var/commtest.db",
+        description="SQLAlchemy URL. SQLite (default, one host) or postgresql://... (several replicas).",
+    )
+    playbook_dir: Path = Field(
+        default_factory=shipped_playbook_dir,
+        description="Folder of playbook YAML files, kept under version control by the coordinators.",
+    )
+    report_dir: Path = Field(Path("var/reports"), description="Where generated reports are written.")
+
+    # --- time --------------------------------------------------------------
+    timezone: str = Field("Europe/Brussels", description="IANA zone for console display when a playbook gives none.")
+    misfire_grace: timedelta = Field(
+        timedelta(minutes=15),
+        description="A scheduled test whose fire time was missed by less than this still runs; otherwise it is recorded as missed.",
+    )
+    tick_seconds: float = Field(1.0, gt=0, description="How often the daemon re-evaluates deadlines and escalations.")
+
+    # --- directory ---------------------------------------------------------
+    verified_max_age_days: int = Field(
+        180, ge=1, description="`directory check` flags endpoints not proven reachable for longer than this."
+    )
+    default_language: str = Field("en", description="Language used when a contact point has none we support.")
+
+    # --- channels ----------------------------------------------------------
+    channels: dict[str, str] = Field(
+        default_factory=lambda: {kind: "sandbox" for kind in CHANNEL_KINDS},
+        description="Provider per channel kind, e.g. {email = 'smtp', voice = 'twilio'}.",
+    )
+
+    # e-mail
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str = "commtest@commtest.example"
+    reply_address: str = Field(
+        "ack@commtest.example",
+        description="Mailbox read by the IMAP reader; replies go to its plus-address carrying the ping's token.",
+    )
+    imap_host: str | None = None
+    imap_port: int = 993
+    imap_security: Literal["none", "starttls", "tls"] = "tls"
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_mailbox: str = "INBOX"
+    imap_poll_seconds: float = 30.0
+
+    # Twilio (voice, sms)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_base_url: str | None = Field(None, description="Only for tests and the demo: a local fake of Twilio's API.")
+
+    # --- web ---------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8080, ge=0, le=65535)
+    public_base_url: str = Field(
+        "http://127.0.0.1:8080", description="Public URL of the web app, exactly as providers and officers reach it."
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="Signs CSRF tokens and sessions. Required when the web app runs on several replicas."
+    )
+    ack_token_ttl: timedelta = Field(timedelta(days=7), description="Lifetime of an acknowledgement link.")
+    ack_suspicious_seconds: float = Field(
+        10.0, description="An acknowledgement this soon after delivery is flagged as possibly automated (mail scanners)."
+    )
+    ack_rate_limit_per_minute: int = Field(30, ge=1)
+
+    # --- reports -----------------------------------------------------------
+    reviewers: list[str] = Field(default_factory=list, description="E-mail addresses that receive the monthly report.")
+
+    # --- daemon ------------------------------------------------------------
+    leader_wait: bool = Field(True, description="A second daemon waits as a standby instead of exiting.")
+    log_level: str = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Brussels)") from exc
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        merged = {kind: "sandbox" for kind in CHANNEL_KINDS}
+        for kind, provider in value.items():
+            if kind not in CHANNEL_KINDS:
+                raise ValueError(f"unknown channel kind {kind!r}; expected one of {', '.join(CHANNEL_KINDS)}")
+            merged[kind] = provider
+        return merged
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        # psycopg 3 is the PostgreSQL driver we install; accept the plain scheme.
+        for plain in ("postgresql://", "postgres://"):
+            if value.startswith(plain):
+                return "postgresql+psycopg://" + value[len(plain):]
+        if not (value.startswith("sqlite") or value.startswith("postgresql+psycopg")):
+            raise ValueError("expected sqlite:///PATH or postgresql://USER@HOST/DB")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _SecretFileSource(settings_cls), _TomlSource(settings_cls))
+
+    # -----------------------------------------------------------------------
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting, secrets masked: what `commtest check-config` prints."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            elif name == "database_url":
+                value = mask_url(value)
+            elif isinstance(value, (Path, timedelta)):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+def secret_fields() -> list[str]:
+    return [
+        name
+        for name, info in Settings.model_fields.items()
+        if info.annotation is not None and "SecretStr" in str(info.annotation)
+    ]
+
+
+def mask_url(url: str) -> str:
+    """Hide a password inside a database URL."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":********"
+    return f"{scheme}://{creds}@{host}"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by COMMTEST_CONFIG, refusing secrets in it."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        path = os.environ.get(ENV_PREFIX + "CONFIG")
+        if not path:
+            return
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: configuration file not found (named by {ENV_PREFIX}CONFIG)") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        data = data.get("commtest", data)
+        leaked = sorted(set(data) & set(secret_fields()))
+        if leaked:
+            raise ConfigError(
+                f"{path}: {', '.join(leaked)}: secrets must not be written in the configuration file; "
+                f"set {ENV_PREFIX}{leaked[0].upper()} or {ENV_PREFIX}{leaked[0].upper()}_FILE in the environment"
+            )
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """COMMTEST_<SECRET>_FILE names a file holding the secret (Docker/systemd credentials)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in secret_fields():
+            path = os.environ.get(f"{ENV_PREFIX}{name.upper()}_FILE")
+            if path:
+                try:
+                    out[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigError(f"{ENV_PREFIX}{name.upper()}_FILE: cannot read {path}: {exc.strerror}") from exc
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate the settings once; translate pydantic's errors into a ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            lines.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from exc

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from commtest.errors import ConfigError
+from commtest.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("COMMTEST_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_use_the_embedded_sqlite_database() -> None:
+    s = load_settings()
+    assert s.database_url == "sqlite:///var/commtest.db"
+    assert s.misfire_grace == timedelta(minutes=15)
+    assert s.channels["voice"] == "sandbox"
+
+
+def test_environment_overrides_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "commtest.toml"
+    cfg.write_text('web_port = 9000\ntimezone = "Europe/Amsterdam"\n')
+    monkeypatch.setenv("COMMTEST_CONFIG", str(cfg))
+    monkeypatch.setenv("COMMTEST_WEB_PORT", "9100")
+    s = load_settings()
+    assert s.web_port == 9100
+    assert s.timezone == "Europe/Amsterdam"
+
+
+def test_a_secret_in_the_toml_file_is_refused_with_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "commtest.toml"
+    cfg.write_text('smtp_password = "hunter2"\n')
+    monkeypatch.setenv("COMMTEST_CONFIG", str(cfg))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "smtp_password" in str(err.value)
+    assert "COMMTEST_SMTP_PASSWORD" in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_a_secret_can_come_from_a_file_named_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("s3cr3t\n")
+    monkeypatch.setenv("COMMTEST_TWILIO_AUTH_TOKEN_FILE", str(secret))
+    s = load_settings()
+    assert s.twilio_auth_token is not None
+    assert s.twilio_auth_token.get_secret_value() == "s3cr3t"
+    assert s.masked()["twilio_auth_token"] == "********"
+
+
+def test_an_unknown_time_zone_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(timezone="Europe/Atlantis")
+    assert "COMMTEST_TIMEZONE" in str(err.value)
+    assert "Europe/Atlantis" in str(err.value)
+
+
+def test_postgres_urls_get_the_psycopg_driver_and_mask_the_password() -> None:
+    s = load_settings(database_url="postgresql://app:pw@db.example:5432/commtest")
+    assert s.database_url.startswith("postgresql+psycopg://")
+    assert "pw" not in s.masked()["database_url"]
