@@ -292,7 +292,12 @@ class Event(SQLModel, table=True):
     actor: str = Field(max_length=100)  # daemon:<host>, web, imap, cli:<user>, provider:<name>
     run_id: int | None = Field(default=None, foreign_key="test_run.id")
     ping_id: int | None = Field(default=None, foreign_key="ping.id", index=True)
-    kind: str = Field(max_length=48, index=True)  # run.started, ping.dispatching, ping.acked, ...
+    kind: str = Field(max_length=48, index=True)  # see commtest.events for the vocabulary
+    # Denormalised on ping events so that reports are SQL aggregates over this table alone.
+    organisation_code: str | None = Field(default=None, max_length=32)
+    channel: str | None = Field(default=None, max_length=16)
+    outcome: str | None = Field(default=None, max_length=32)
+    response_ms: int | None = Field(default=None)
     data: dict[str, Any] = _json({})
 
 

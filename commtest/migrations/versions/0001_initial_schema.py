@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 15:47:27.717432
+Create Date: 2026-11-28 15:51:03.104902
 """
 from __future__ import annotations
 
@@ -241,6 +241,10 @@ def upgrade() -> None:
     sa.Column('run_id', sa.Integer(), nullable=True),
     sa.Column('ping_id', sa.Integer(), nullable=True),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
+    sa.Column('organisation_code', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('response_ms', sa.Integer(), nullable=True),
     sa.Column('data', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['ping_id'], ['ping.id'], ),
     sa.ForeignKeyConstraint(['run_id'], ['test_run.id'], ),

@@ -1,0 +1,109 @@
+"""The event log vocabulary and the one function that appends to it.
+
+The log is append-only: nothing updates or deletes an ``Event``. Every state change of
+a run or a ping appends one, in the same transaction as the change itself, so the
+current state is derivable from the log and reports are computed from it alone.
+
+Kinds (``Event.kind``) and what ``data`` holds:
+
+Runs (``run_id`` set, ``ping_id`` empty)
+    run.planned     playbook_id, revision_id, schedule_id, trigger, fire_at, announced
+    run.announced   fire_at (an announced test told its participants beforehand)
+    run.started     started_by
+    run.completed   summary: {org: {channel: verdict}}
+    run.aborted     by, reason
+    run.missed      fire_at, reason
+
+Pings (``run_id`` and ``ping_id`` set; ``organisation_code`` and ``channel`` always)
+    ping.planned     contact_point_id, contact_point, field, step, attempt, endpoint_id,
+                     address (masked), due_at
+    ping.dispatching provider                      (committed before the provider is called)
+    ping.sent        provider, provider_ref, deadline_at
+    ping.delivered   status ("delivered" or "ringing"), provider_at
+    ping.acked       method, by, late, suspicious, user_agent, source;  response_ms set
+    ping.retry       next_attempt, reason
+    ping.escalated   to_step, to_contact_point
+    ping.unknown     reason        (found in ``dispatching`` at start-up; never resent)
+    ping.cancelled   reason
+    ping.settled     the outcome is decided (or changed, e.g. a late acknowledgement after
+                     expiry): ``outcome`` (an ``Outcome``), ``response_ms`` when acknowledged,
+                     data: method, reason. The last ``ping.settled`` of a ping is its outcome.
+
+Directory
+    endpoint.status  endpoint_id, status, reason       (no run, or the run that caused it)
+    endpoint.verified endpoint_id                       (proven reachable by the run)
+
+Reports
+    report.signed    month, by, comment, content_hash
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from commtest.models import Event
+
+RUN_PLANNED = "run.planned"
+RUN_ANNOUNCED = "run.announced"
+RUN_STARTED = "run.started"
+RUN_COMPLETED = "run.completed"
+RUN_ABORTED = "run.aborted"
+RUN_MISSED = "run.missed"
+
+PING_PLANNED = "ping.planned"
+PING_DISPATCHING = "ping.dispatching"
+PING_SENT = "ping.sent"
+PING_DELIVERED = "ping.delivered"
+PING_ACKED = "ping.acked"
+PING_RETRY = "ping.retry"
+PING_ESCALATED = "ping.escalated"
+PING_UNKNOWN = "ping.unknown"
+PING_CANCELLED = "ping.cancelled"
+PING_SETTLED = "ping.settled"
+
+ENDPOINT_STATUS = "endpoint.status"
+ENDPOINT_VERIFIED = "endpoint.verified"
+REPORT_SIGNED = "report.signed"
+
+
+def record_event(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    kind: str,
+    run_id: int | None = None,
+    ping_id: int | None = None,
+    organisation_code: str | None = None,
+    channel: str | None = None,
+    outcome: str | None = None,
+    response_ms: int | None = None,
+    **data: Any,
+) -> Event:
+    """Append one event in the caller's transaction."""
+    event = Event(
+        at=at,
+        actor=actor,
+        kind=kind,
+        run_id=run_id,
+        ping_id=ping_id,
+        organisation_code=organisation_code,
+        channel=channel,
+        outcome=outcome,
+        response_ms=response_ms,
+        data={k: _jsonable(v) for k, v in data.items()},
+    )
+    session.add(event)
+    return event
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
