@@ -13,6 +13,8 @@ Runs (``run_id`` set, ``ping_id`` empty)
     run.completed   summary: {org: {channel: verdict}}
     run.aborted     by, reason
     run.missed      fire_at, reason
+    run.gap         organisation_code, contact_point, field, channel, reason (nothing to ping on a
+                    channel a step needs, e.g. no active endpoint: reports show "no endpoint")
 
 Pings (``run_id`` and ``ping_id`` set; ``organisation_code`` and ``channel`` always)
     ping.planned     contact_point_id, contact_point, field, step, attempt, endpoint_id,
@@ -51,6 +53,7 @@ RUN_STARTED = "run.started"
 RUN_COMPLETED = "run.completed"
 RUN_ABORTED = "run.aborted"
 RUN_MISSED = "run.missed"
+RUN_GAP = "run.gap"
 
 PING_PLANNED = "ping.planned"
 PING_DISPATCHING = "ping.dispatching"

@@ -262,7 +262,9 @@ class Ping(SQLModel, table=True):
     address: str = Field(default="", max_length=320)  # the endpoint address as it was at send time
     language: str = Field(default="en", max_length=16)
     step: str = Field(default="", max_length=100)  # step id in the playbook
-    attempt: int = Field(default=1)
+    attempt: int = Field(default=1)  # per (run, contact point, channel): the uniqueness key
+    step_attempt: int = Field(default=1)  # 1 + retries so far within the step
+    escalated_from_id: int | None = Field(default=None)  # the ping whose silence caused this one
     state: str = Field(default=PingState.pending.value, max_length=16)
     outcome: str | None = Field(default=None, max_length=32)  # Outcome, once settled
     due_at: datetime | None = _ts(nullable=False)  # when it should be sent
@@ -278,6 +280,7 @@ class Ping(SQLModel, table=True):
     provider_ref: str | None = Field(default=None, max_length=200, index=True)  # Message-ID, Call SID, ...
     token_hash: str | None = Field(default=None, max_length=64, unique=True)  # sha256 of the ack token
     token_expires_at: datetime | None = _ts()
+    ack_code: str | None = Field(default=None, max_length=12)  # short code for SMS/voice replies
     error: str | None = Field(default=None, max_length=1000)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 15:51:03.104902
+Create Date: 2026-11-28 15:54:00.539096
 """
 from __future__ import annotations
 
@@ -205,6 +205,8 @@ def upgrade() -> None:
     sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('step', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('step_attempt', sa.Integer(), nullable=False),
+    sa.Column('escalated_from_id', sa.Integer(), nullable=True),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('due_at', commtest.models.UTCDateTime(timezone=True), nullable=False),
@@ -220,6 +222,7 @@ def upgrade() -> None:
     sa.Column('provider_ref', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('token_expires_at', commtest.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('ack_code', sqlmodel.sql.sqltypes.AutoString(length=12), nullable=True),
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
     sa.ForeignKeyConstraint(['contact_point_id'], ['contact_point.id'], ),
     sa.ForeignKeyConstraint(['endpoint_id'], ['endpoint.id'], ),
