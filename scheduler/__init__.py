@@ -1,0 +1,1 @@
+"""The daemon: leader lock, scheduling maths, APScheduler wiring, run engine."""
