@@ -21,8 +21,9 @@ Semantics the run engine relies on:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -34,6 +35,21 @@ ChannelName = Literal["email", "voice", "sms", "video", "cap", "manual"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+
+
+Loc = tuple[str | int, ...]
+
+
+class SpecError(ValueError):
+    """Several problems at once, each at a location relative to the value being validated.
+
+    Validators raise this instead of a bare ValueError so that the loader can report every
+    problem at its own YAML position; ``str()`` still lists them all for other callers.
+    """
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(message for _, message in self.problems))
 
 
 class _Strict(BaseModel):
@@ -117,20 +133,28 @@ class WindowSpec(_Strict):
             value = expanded
         if isinstance(value, list):
             out = []
-            for item in value:
+            bad: list[tuple[Loc, str]] = []
+            for i, item in enumerate(value):
                 day = str(item).strip().lower()[:3]
                 if day not in WEEKDAYS:
-                    raise ValueError(f"unknown weekday {item!r}; expected mon..sun")
+                    bad.append(((i,), f"unknown weekday {item!r}; expected mon..sun"))
                 out.append(day)
+            if bad:
+                raise SpecError(bad)
             return out
         return value
 
     @model_validator(mode="after")
     def _order(self) -> WindowSpec:
+        problems: list[tuple[Loc, str]] = []
         if self.end <= self.start:
-            raise ValueError(f"window end {self.end:%H:%M} must be after its start {self.start:%H:%M}")
+            problems.append(
+                (("end",), f"window end {self.end:%H:%M} must be after its start {self.start:%H:%M}")
+            )
         if not self.days:
-            raise ValueError("window needs at least one day")
+            problems.append((("days",), "window needs at least one day"))
+        if problems:
+            raise SpecError(problems)
         return self
 
 
@@ -162,16 +186,20 @@ class ScheduleSpec(_Strict):
         if not isinstance(value, list):
             value = [value]
         out = []
-        for item in value:
+        bad: list[tuple[Loc, str]] = []
+        for i, item in enumerate(value):
             if isinstance(item, int) and not isinstance(item, bool):
                 if not 1 <= item <= 12:
-                    raise ValueError(f"month {item} does not exist; expected 1..12 or a month name")
+                    bad.append(((i,), f"month {item} does not exist; expected 1..12 or a month name"))
                 out.append(item)
                 continue
             name = str(item).strip().lower()[:3]
             if name not in MONTHS:
-                raise ValueError(f"unknown month {item!r}; expected a month name such as april or 1..12")
+                bad.append(((i,), f"unknown month {item!r}; expected a month name such as april or 1..12"))
+                continue
             out.append(MONTHS.index(name) + 1)
+        if bad:
+            raise SpecError(bad)
         return out
 
     @field_validator("timezone")
@@ -183,14 +211,17 @@ class ScheduleSpec(_Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> ScheduleSpec:
+        problems: list[tuple[Loc, str]] = []
         if self.cron and self.months:
-            raise ValueError("give either cron or months, not both")
+            problems.append((("months",), "give either cron or months, not both"))
         if not self.cron and not self.months:
-            raise ValueError("a schedule needs cron or months")
+            problems.append(((), "a schedule needs cron or months"))
         if self.months and not self.window:
-            raise ValueError("months needs a window to draw the moment in")
+            problems.append((("months",), "months needs a window to draw the moment in"))
         if self.announce_before and not self.announced:
-            raise ValueError("announce_before only applies to announced schedules")
+            problems.append((("announce_before",), "announce_before only applies to announced schedules"))
+        if problems:
+            raise SpecError(problems)
         return self
 
 
@@ -223,21 +254,23 @@ class PlaybookSpec(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> PlaybookSpec:
-        ids = [s.id for s in self.steps]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"duplicate step id(s): {', '.join(dupes)}")
-        for step in self.steps:
-            if step.template not in self.templates:
-                raise ValueError(f"step {step.id!r} uses template {step.template!r}, which is not defined")
-            if step.escalate and step.escalate.step and step.escalate.step not in ids:
-                raise ValueError(f"step {step.id!r} escalates to unknown step {step.escalate.step!r}")
-        for name, langs in self.templates.items():
-            if self.default_language not in langs:
-                raise ValueError(f"template {name!r} has no text in the default language {self.default_language!r}")
-        keys = [s.key for s in self.schedules]
-        if len(keys) != len(set(keys)):
-            raise ValueError("schedule keys must be unique")
+        problems = reference_problems(
+            {
+                "default_language": self.default_language,
+                "steps": [
+                    {
+                        "id": st.id,
+                        "template": st.template,
+                        "escalate": st.escalate.model_dump() if st.escalate else None,
+                    }
+                    for st in self.steps
+                ],
+                "templates": {name: list(langs) for name, langs in self.templates.items()},
+                "schedules": [{"key": sc.key} for sc in self.schedules],
+            }
+        )
+        if problems:
+            raise SpecError(problems)
         return self
 
     # -- what the engine asks -------------------------------------------------
@@ -268,6 +301,77 @@ class PlaybookSpec(_Strict):
             if s.channel not in seen:
                 seen.append(s.channel)
         return seen
+
+
+def reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Cross-references inside a playbook, on plain data so it also runs on a half-valid file.
+
+    Every problem is collected (not just the first) so the loader can show them all.
+    Malformed parts are skipped: the field validators report those.
+    """
+    problems: list[tuple[Loc, str]] = []
+    raw_steps = data.get("steps")
+    indexed = [(i, s) for i, s in enumerate(raw_steps) if isinstance(s, Mapping)] if isinstance(raw_steps, list) else []
+    templates = data.get("templates")
+    template_names = list(templates) if isinstance(templates, Mapping) else None
+    ids = [s.get("id") for _, s in indexed]
+    first_index: dict[Any, int] = {}
+    for i, step in indexed:
+        sid = step.get("id")
+        if isinstance(sid, str):
+            if sid in first_index:
+                problems.append(
+                    (("steps", i, "id"), f"duplicate step id {sid!r}; steps[{first_index[sid]}] already uses it")
+                )
+            else:
+                first_index[sid] = i
+        template = step.get("template")
+        if isinstance(template, str) and template_names is not None and template not in template_names:
+            known = ", ".join(sorted(str(n) for n in template_names)) or "none"
+            problems.append(
+                (
+                    ("steps", i, "template"),
+                    f"step {sid!r} uses template {template!r}, which is not defined (defined: {known})",
+                )
+            )
+        escalate = step.get("escalate")
+        target = escalate.get("step") if isinstance(escalate, Mapping) else None
+        if isinstance(target, str) and target:
+            if target not in ids:
+                known_ids = ", ".join(dict.fromkeys(str(x) for x in ids if isinstance(x, str)))
+                problems.append(
+                    (
+                        ("steps", i, "escalate", "step"),
+                        f"step {sid!r} escalates to unknown step {target!r}; expected one of {known_ids}",
+                    )
+                )
+            elif target == sid and isinstance(escalate, Mapping) and not escalate.get("field"):
+                # Without a field this would ping the same contact point again, forever.
+                problems.append(
+                    (("steps", i, "escalate", "step"), f"step {sid!r} escalates to itself; use retries, or add a field")
+                )
+    default = data.get("default_language", PlaybookSpec.model_fields["default_language"].default)
+    if isinstance(templates, Mapping) and isinstance(default, str):
+        for name, langs in templates.items():
+            if isinstance(langs, Mapping | list) and default not in langs:
+                problems.append(
+                    (
+                        ("templates", name),
+                        f"template {name!r} has no text in the default language {default!r}; "
+                        f"add an entry for {default!r}",
+                    )
+                )
+    raw_schedules = data.get("schedules")
+    seen_keys: set[str] = set()
+    for i, sched in enumerate(raw_schedules if isinstance(raw_schedules, list) else []):
+        key = sched.get("key") if isinstance(sched, Mapping) else None
+        if isinstance(key, str):
+            if key in seen_keys:
+                problems.append(
+                    (("schedules", i, "key"), f"duplicate schedule key {key!r}; schedule keys must be unique")
+                )
+            seen_keys.add(key)
+    return problems
 
 
 def _check_zone(value: str) -> None:

@@ -1,0 +1,271 @@
+"""Playbook files ↔ database: immutable revisions keyed by content hash.
+
+A run points at the exact revision it ran, so a revision is never changed or deleted;
+a file edited on disk simply becomes a new revision. A broken file never replaces the
+last good revision: its error is recorded on the playbook for the coordinators to see.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from commtest.clock import Clock
+from commtest.db import session_scope
+from commtest.errors import NotFoundError, Problem, ValidationFailed
+from commtest.models import Playbook, PlaybookRevision, Schedule, TestRun
+from playbooks.loader import parse_playbook, peek_id
+from playbooks.schema import PlaybookSpec
+
+__all__ = [
+    "FolderLoad",
+    "LoadedPlaybook",
+    "SyncReport",
+    "current_revision",
+    "find_revision",
+    "get_revision",
+    "load_file",
+    "load_folder",
+    "spec_of",
+    "sync_folder",
+]
+
+PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class LoadedPlaybook:
+    path: Path
+    text: str
+    content_hash: str  # sha256 hex of the file's bytes
+    spec: PlaybookSpec
+
+
+@dataclass(frozen=True)
+class FolderLoad:
+    valid: list[LoadedPlaybook]
+    invalid: list[tuple[Path, ValidationFailed]]
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    valid: list[LoadedPlaybook]
+    invalid: list[tuple[Path, ValidationFailed]]
+    new_revisions: list[tuple[str, str]]  # (playbook id, content hash) inserted by this sync
+    errors_recorded: list[str]  # playbook ids whose last_error this sync set
+
+
+def load_file(path: Path) -> LoadedPlaybook:
+    """Read and validate one playbook file; raises ``ValidationFailed``."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValidationFailed([Problem(str(path), None, "", f"cannot read the file: {exc.strerror or exc}")]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed([Problem(str(path), None, "", "the file is not UTF-8 text; save it as UTF-8")]) from exc
+    spec = parse_playbook(text, str(path))
+    return LoadedPlaybook(path=path, text=text, content_hash=hashlib.sha256(data).hexdigest(), spec=spec)
+
+
+def playbook_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise NotFoundError(f"playbook folder {folder} does not exist; create it or set COMMTEST_PLAYBOOK_DIR")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PLAYBOOK_SUFFIXES)
+
+
+def load_folder(folder: Path) -> FolderLoad:
+    """Validate every ``*.yaml``/``*.yml`` file of ``folder`` (in name order); a repeated id is a problem."""
+    valid: list[LoadedPlaybook] = []
+    invalid: list[tuple[Path, ValidationFailed]] = []
+    by_id: dict[str, LoadedPlaybook] = {}
+    for path in playbook_files(folder):
+        try:
+            loaded = load_file(path)
+        except ValidationFailed as exc:
+            invalid.append((path, exc))
+            continue
+        first = by_id.get(loaded.spec.id)
+        if first is not None:
+            where = peek_id(loaded.text)
+            line, col = (where[1], where[2]) if where else (None, None)
+            message = (
+                f"playbook id {loaded.spec.id!r} is already used by {first.path.name}; "
+                "give this playbook its own id"
+            )
+            invalid.append((path, ValidationFailed([Problem(str(path), line, "id", message, col)])))
+            continue
+        by_id[loaded.spec.id] = loaded
+        valid.append(loaded)
+    return FolderLoad(valid=valid, invalid=invalid)
+
+
+def sync_folder(engine: Engine, folder: Path, clock: Clock) -> SyncReport:
+    """Bring the playbook tables in line with ``folder``, in one transaction."""
+    load = load_folder(folder)
+    attempts = 3
+    for attempt in range(attempts):
+        try:
+            with session_scope(engine) as session:
+                return _sync(session, load, clock.now())
+        except IntegrityError:
+            # Another process synced the same new revision at the same moment; read it again.
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _sync(session: Session, load: FolderLoad, now: datetime) -> SyncReport:
+    new_revisions: list[tuple[str, str]] = []
+    errors_recorded: list[str] = []
+    for loaded in load.valid:
+        spec = loaded.spec
+        playbook = session.get(Playbook, spec.id)
+        if playbook is None:
+            playbook = Playbook(id=spec.id)
+            session.add(playbook)
+        playbook.source_path = str(loaded.path)[:500]
+        playbook.last_seen_at = now
+        playbook.last_error = None
+        session.flush()
+        revision = session.exec(
+            select(PlaybookRevision).where(
+                PlaybookRevision.playbook_id == spec.id, PlaybookRevision.content_hash == loaded.content_hash
+            )
+        ).first()
+        if revision is None:
+            revision = PlaybookRevision(
+                playbook_id=spec.id,
+                content_hash=loaded.content_hash,
+                title=spec.title[:300],
+                owner=spec.owner[:32],
+                source_path=str(loaded.path)[:500],
+                source_text=loaded.text,
+                created_at=now,
+            )
+            session.add(revision)
+            session.flush()
+            new_revisions.append((spec.id, loaded.content_hash))
+        assert revision.id is not None
+        playbook.current_revision_id = revision.id
+        _sync_schedules(session, spec, revision.id, now)
+    for path, failure in load.invalid:
+        found = peek_id(path.read_text(encoding="utf-8", errors="replace")) if path.exists() else None
+        if found is None or not _ID.match(found[0]):
+            continue
+        playbook = session.get(Playbook, found[0])
+        if playbook is None:
+            playbook = Playbook(id=found[0], source_path=str(path)[:500])
+            session.add(playbook)
+        # Keep current_revision_id: a broken file never replaces the last good revision.
+        playbook.last_error = failure.render()
+        playbook.last_seen_at = now
+        errors_recorded.append(found[0])
+    session.flush()
+    return SyncReport(valid=load.valid, invalid=load.invalid, new_revisions=new_revisions, errors_recorded=errors_recorded)
+
+
+def _sync_schedules(session: Session, spec: PlaybookSpec, revision_id: int, now: datetime) -> None:
+    """Upsert the schedule rows; ``paused``, ``next_fire_at`` and ``last_fire_at`` belong to the scheduler."""
+    existing = {row.key: row for row in session.exec(select(Schedule).where(Schedule.playbook_id == spec.id))}
+    for wanted in spec.schedules:
+        description = wanted.description[:300]
+        row = existing.pop(wanted.key, None)
+        if row is None:
+            session.add(
+                Schedule(
+                    playbook_id=spec.id,
+                    key=wanted.key,
+                    revision_id=revision_id,
+                    announced=wanted.announced,
+                    description=description,
+                    updated_at=now,
+                )
+            )
+        elif (row.revision_id, row.announced, row.description) != (revision_id, wanted.announced, description):
+            row.revision_id = revision_id
+            row.announced = wanted.announced
+            row.description = description
+            row.updated_at = now
+            session.add(row)
+    for row in existing.values():  # removed from the playbook
+        used = session.exec(select(TestRun.id).where(TestRun.schedule_id == row.id).limit(1)).first()
+        if used is None:
+            session.delete(row)
+        elif not row.paused:
+            # Runs still point at it (reports need it), so keep the row but stop it firing.
+            row.paused = True
+            row.updated_at = now
+            session.add(row)
+
+
+# -- reading revisions back ------------------------------------------------------
+
+_CACHE_SIZE = 64
+_cache: OrderedDict[str, PlaybookSpec] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def spec_of(revision: PlaybookRevision) -> PlaybookSpec:
+    """The parsed spec of a stored revision (cached by content hash: revisions never change)."""
+    key = revision.content_hash
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    spec = parse_playbook(revision.source_text, revision.source_path or f"revision {key[:12]}")
+    with _cache_lock:
+        _cache[key] = spec
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return spec
+
+
+def get_revision(session: Session, revision_id: int) -> tuple[PlaybookRevision, PlaybookSpec]:
+    revision = session.get(PlaybookRevision, revision_id)
+    if revision is None:
+        raise NotFoundError(f"playbook revision {revision_id} does not exist")
+    return revision, spec_of(revision)
+
+
+def current_revision(session: Session, playbook_id: str) -> tuple[PlaybookRevision, PlaybookSpec]:
+    playbook = session.get(Playbook, playbook_id)
+    if playbook is None:
+        known = ", ".join(session.exec(select(Playbook.id).order_by(Playbook.id)).all()) or "none"
+        raise NotFoundError(
+            f"no playbook {playbook_id!r} (known: {known}); check the id in `commtest playbook list`"
+        )
+    if playbook.current_revision_id is None:
+        reason = (playbook.last_error or "").splitlines()[:1]
+        detail = f": {reason[0]}" if reason else ""
+        raise NotFoundError(
+            f"playbook {playbook_id!r} has no valid revision yet{detail}; fix {playbook.source_path or 'its file'}"
+        )
+    return get_revision(session, playbook.current_revision_id)
+
+
+def find_revision(session: Session, playbook_id: str, hash_prefix: str) -> tuple[PlaybookRevision, PlaybookSpec]:
+    """The revision of ``playbook_id`` whose content hash starts with ``hash_prefix`` (at least 4 characters)."""
+    prefix = hash_prefix.strip().lower()
+    if len(prefix) < 4:
+        raise NotFoundError(f"revision hash {hash_prefix!r} is too short; give at least 4 characters")
+    matches = session.exec(
+        select(PlaybookRevision).where(
+            PlaybookRevision.playbook_id == playbook_id, PlaybookRevision.content_hash.startswith(prefix)  # type: ignore[attr-defined]
+        )
+    ).all()
+    if not matches:
+        raise NotFoundError(f"playbook {playbook_id!r} has no revision {hash_prefix!r}; see `commtest playbook show {playbook_id}`")
+    if len(matches) > 1:
+        raise NotFoundError(f"revision {hash_prefix!r} of {playbook_id!r} is ambiguous; give more characters")
+    return matches[0], spec_of(matches[0])
