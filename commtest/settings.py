@@ -63,6 +63,14 @@ class Settings(BaseSettings):
         description="Provider per channel kind, e.g. {email = 'smtp', voice = 'twilio'}.",
     )
 
+    sandbox_script: Path | None = Field(
+        None, description="YAML file telling the sandbox providers how the simulated officers answer."
+    )
+    sandbox_log: Path | None = Field(
+        None, description="JSON-lines file where the sandbox providers record every message they were handed."
+    )
+    dispatch_workers: int = Field(8, ge=1, le=64, description="Provider calls made at the same time by the daemon.")
+
     # e-mail
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525

@@ -1,0 +1,87 @@
+"""The channel interface: what the run engine hands a provider and what it gets back."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar, Literal, Protocol, runtime_checkable
+
+from commtest.clock import Clock
+from commtest.settings import Settings
+
+ReportKind = Literal["delivered", "ringing", "acked", "voicemail", "away", "bounced", "failed"]
+
+
+@dataclass(frozen=True)
+class OutgoingPing:
+    """One message to one endpoint. ``token`` is the raw acknowledgement token: only its
+    hash is stored, so this is the one place it exists besides the message itself."""
+
+    ping_id: int
+    run_id: int
+    channel: str
+    address: str
+    language: str
+    subject: str
+    body: str
+    html: str | None
+    ack_url: str
+    ack_code: str
+    token: str
+    deadline_at: datetime
+    organisation_code: str
+    contact_name: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The provider accepted the ping. ``provider_ref`` identifies it in later reports
+    (an e-mail Message-ID, a Twilio Call SID)."""
+
+    provider_ref: str | None
+    delivered: bool = False  # some providers confirm delivery synchronously
+
+
+@dataclass(frozen=True)
+class ChannelReport:
+    """Something a provider told us about a ping after it was sent.
+
+    The ping is found by ``ping_id`` when the channel knows it, else by ``provider_ref``
+    or by the raw acknowledgement ``token``.
+    """
+
+    kind: ReportKind
+    at: datetime
+    ping_id: int | None = None
+    provider_ref: str | None = None
+    token: str | None = None
+    method: str | None = None  # for acked: link, email-reply, keypress, sms-reply, video-join
+    by: str | None = None  # who acknowledged, when known
+    detail: str = ""
+    permanent: bool = False  # for failed: whether a retry on the same endpoint may help
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """A provider of one channel kind. Implementations raise ``commtest.errors.ChannelError``
+    (``permanent=True`` when retrying the same endpoint cannot help) and translate their
+    own exceptions at the boundary."""
+
+    kind: str
+    provider: str
+
+    def send(self, ping: OutgoingPing) -> SendResult: ...
+
+    def poll_reports(self, now: datetime) -> list[ChannelReport]:
+        """Reports that arrived since the last call (polling providers, sandboxes)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ChannelFactory(Protocol):
+    provider: ClassVar[str]
+
+    @classmethod
+    def create(cls, kind: str, settings: Settings, clock: Clock) -> Channel: ...

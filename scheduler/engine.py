@@ -1,0 +1,522 @@
+"""The run engine: a persisted state machine driven by ``tick()``.
+
+Every decision reads the database and the clock, so a restarted daemon simply carries
+on: deadlines resume, nothing is drawn again, and nothing is sent twice:
+
+* A ping goes ``pending → dispatching`` in a committed, durable transaction *before*
+  its provider is called. A ping found ``dispatching`` at start-up is marked ``unknown``
+  for a coordinator and never resent (``recover``).
+* A ping is unique on (run, contact point, channel, attempt) in the database.
+* Only the scheduler leader runs ``tick``; ``leader_check`` is asked before each batch.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from channels.base import ChannelReport, OutgoingPing, SendResult
+from channels.registry import ChannelSet
+from commtest import events as ev
+from commtest.clock import Clock
+from commtest.db import session_scope
+from commtest.errors import ChannelError, LeadershipLost, NotFoundError
+from commtest.models import (
+    ContactPoint,
+    EndpointStatus,
+    FieldOfWork,
+    Organisation,
+    Outcome,
+    Ping,
+    PingState,
+    Playbook,
+    RunStatus,
+    TestRun,
+)
+from commtest.settings import Settings
+from playbooks.schema import PlaybookSpec
+from scheduler import records
+from scheduler.escalation import Silence, next_moves
+from scheduler.messages import render_ping
+from scheduler.planner import initial_plan, usable_endpoints, contact_points
+from scheduler.specs import spec_for_revision
+
+log = logging.getLogger(__name__)
+
+DISPATCH_BATCH = 200
+
+
+@dataclass
+class TickStats:
+    started: int = 0
+    missed: int = 0
+    dispatched: int = 0
+    reports: int = 0
+    expired: int = 0
+    completed: int = 0
+
+    def busy(self) -> bool:
+        return any((self.started, self.dispatched, self.reports, self.expired, self.completed))
+
+
+@dataclass
+class _Claimed:
+    ping_id: int
+    outgoing: OutgoingPing
+    ack_deadline_s: float
+
+
+def default_actor() -> str:
+    return f"daemon:{socket.gethostname()}:{os.getpid()}"
+
+
+class RunEngine:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        clock: Clock,
+        channels: ChannelSet | None = None,
+        *,
+        actor: str | None = None,
+        leader_check: Callable[[], bool] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self.channels = channels or ChannelSet(settings, clock)
+        self.actor = actor or default_actor()
+        self.leader_check = leader_check
+        self._pool = ThreadPoolExecutor(max_workers=settings.dispatch_workers, thread_name_prefix="dispatch")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)  # a clean stop finishes the provider calls in flight
+        self.channels.close()
+
+    # ------------------------------------------------------------------ runs
+    def create_run(
+        self,
+        playbook_id: str,
+        *,
+        trigger: str = "manual",
+        started_by: str = "",
+        fire_at: datetime | None = None,
+        schedule_id: int | None = None,
+        dedupe_key: str | None = None,
+        announced: bool = False,
+        window: tuple[datetime, datetime] | None = None,
+        note: str = "",
+    ) -> int:
+        now = self.clock.now()
+        with session_scope(self.engine) as s:
+            pb = s.get(Playbook, playbook_id)
+            if pb is None or pb.current_revision_id is None:
+                raise NotFoundError(f"playbook {playbook_id!r} not found; `commtest playbook list` shows the known ones")
+            if dedupe_key is not None:
+                existing = s.exec(select(TestRun).where(TestRun.dedupe_key == dedupe_key)).first()
+                if existing is not None:
+                    return existing.id or 0
+            run = TestRun(
+                playbook_id=playbook_id,
+                revision_id=pb.current_revision_id,
+                schedule_id=schedule_id,
+                dedupe_key=dedupe_key or f"manual:{secrets.token_hex(8)}",
+                trigger=trigger,
+                announced=announced,
+                status=RunStatus.planned.value,
+                fire_at=fire_at or now,
+                window_start=window[0] if window else None,
+                window_end=window[1] if window else None,
+                started_by=started_by,
+                note=note,
+            )
+            s.add(run)
+            s.flush()
+            ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_PLANNED, run_id=run.id, playbook_id=playbook_id,
+                            revision_id=run.revision_id, schedule_id=schedule_id, trigger=trigger,
+                            fire_at=run.fire_at, announced=announced)
+            return run.id or 0
+
+    def start_run(self, run_id: int) -> int:
+        """Start a planned run now: plan the first attempt of every initial step."""
+        now = self.clock.now()
+        with session_scope(self.engine) as s:
+            run = s.get(TestRun, run_id)
+            if run is None:
+                raise NotFoundError(f"run {run_id} not found")
+            if run.status != RunStatus.planned.value:
+                return 0
+            spec = spec_for_revision(s, run.revision_id)
+            run.status = RunStatus.running.value
+            run.started_at = now
+            s.add(run)
+            ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_STARTED, run_id=run.id, started_by=run.started_by)
+            planned, gaps = initial_plan(s, spec)
+            for p in planned:
+                self._new_ping(s, run, spec, p.target.contact_point_id, p.target.organisation_code, p.target.language,
+                               p.step.id, p.endpoint_id, p.address, due_at=now + p.step.start_after, now=now,
+                               contact_point_code=p.target.contact_point_code, field_code=p.target.field_code)
+            for target, step, reason in gaps:
+                ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_GAP, run_id=run.id,
+                                organisation_code=target.organisation_code if target else None, channel=step.channel,
+                                contact_point=target.contact_point_code if target else None,
+                                field=target.field_code if target else None, step=step.id, reason=reason)
+            log.info("run=%s started: %d pings planned, %d gaps", run.id, len(planned), len(gaps))
+            return len(planned)
+
+    def abort_run(self, run_id: int, *, by: str, reason: str = "") -> int:
+        now = self.clock.now()
+        with session_scope(self.engine) as s:
+            run = s.get(TestRun, run_id)
+            if run is None:
+                raise NotFoundError(f"run {run_id} not found")
+            if run.status in (RunStatus.completed.value, RunStatus.aborted.value, RunStatus.missed.value):
+                return 0
+            cancelled = 0
+            for ping in s.exec(select(Ping).where(Ping.run_id == run_id, Ping.state == PingState.pending.value)).all():
+                records.settle(s, ping, Outcome.cancelled, now, f"cli:{by}", state=PingState.cancelled, reason="run aborted")
+                cancelled += 1
+            run.status = RunStatus.aborted.value
+            run.finished_at = now
+            s.add(run)
+            ev.record_event(s, at=now, actor=f"cli:{by}", kind=ev.RUN_ABORTED, run_id=run_id, by=by, reason=reason)
+            return cancelled
+
+    def _new_ping(self, s: Session, run: TestRun, spec: PlaybookSpec, contact_point_id: int, organisation_code: str,
+                  language: str, step_id: str, endpoint_id: int | None, address: str, *, due_at: datetime,
+                  now: datetime, contact_point_code: str, field_code: str, step_attempt: int = 1,
+                  escalated_from: int | None = None) -> Ping:
+        step = spec.step(step_id)
+        last = s.exec(
+            select(func.max(Ping.attempt)).where(
+                Ping.run_id == run.id, Ping.contact_point_id == contact_point_id, Ping.channel == step.channel
+            )
+        ).one()
+        ping = Ping(
+            run_id=run.id or 0, contact_point_id=contact_point_id, endpoint_id=endpoint_id,
+            organisation_code=organisation_code, channel=step.channel,
+            provider=self.settings.channels.get(step.channel, ""), address=address, language=language,
+            step=step.id, attempt=(last or 0) + 1, step_attempt=step_attempt, state=PingState.pending.value,
+            due_at=due_at, escalated_from_id=escalated_from,
+        )
+        s.add(ping)
+        s.flush()
+        ev.record_event(s, at=now, actor=self.actor, kind=ev.PING_PLANNED, run_id=run.id, ping_id=ping.id,
+                        organisation_code=organisation_code, channel=step.channel,
+                        contact_point_id=contact_point_id, contact_point=contact_point_code, field=field_code,
+                        step=step.id, attempt=ping.attempt, step_attempt=step_attempt, endpoint_id=endpoint_id,
+                        address=records.mask_address(address), due_at=due_at)
+        return ping
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self) -> int:
+        """Mark pings left ``dispatching`` by a crash as ``unknown``: never resend them."""
+        now = self.clock.now()
+        with session_scope(self.engine, durable=True) as s:
+            stuck = s.exec(select(Ping).where(Ping.state == PingState.dispatching.value)).all()
+            for ping in stuck:
+                records._event(s, ping, ev.PING_UNKNOWN, now, self.actor,
+                               reason="found dispatching at start-up: the provider may or may not have sent it")
+                records.settle(s, ping, Outcome.unknown, now, self.actor, state=PingState.unknown,
+                               reason="crash while dispatching; not resent — check with the centre")
+            if stuck:
+                log.warning("%d ping(s) were dispatching during a crash; marked unknown, not resent", len(stuck))
+            return len(stuck)
+
+    # ------------------------------------------------------------------ the loop
+    def tick(self) -> TickStats:
+        stats = TickStats()
+        now = self.clock.now()
+        stats.started, stats.missed = self.start_due_runs(now)
+        stats.dispatched = self.dispatch_due()
+        stats.reports = self.poll_channels()
+        stats.expired = self.expire_due(self.clock.now())
+        stats.completed = self.complete_finished(self.clock.now())
+        return stats
+
+    def _ensure_leader(self) -> None:
+        if self.leader_check is not None and not self.leader_check():
+            raise LeadershipLost("leadership lost: dispatching stopped")
+
+    def start_due_runs(self, now: datetime) -> tuple[int, int]:
+        with session_scope(self.engine) as s:
+            due = s.exec(select(TestRun.id, TestRun.fire_at).where(
+                TestRun.status == RunStatus.planned.value, col(TestRun.fire_at) <= now)).all()
+        started = missed = 0
+        for run_id, fire_at in due:
+            assert run_id is not None and fire_at is not None
+            if now - fire_at <= self.settings.misfire_grace:
+                self._ensure_leader()
+                self.start_run(run_id)
+                started += 1
+            else:
+                with session_scope(self.engine) as s:
+                    run = s.get(TestRun, run_id)
+                    if run and run.status == RunStatus.planned.value:
+                        run.status = RunStatus.missed.value
+                        run.finished_at = now
+                        s.add(run)
+                        ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_MISSED, run_id=run_id, fire_at=fire_at,
+                                        reason=f"fire time passed by more than the misfire grace ({self.settings.misfire_grace})")
+                        log.warning("run=%s missed: fire time %s passed while no daemon was leading", run_id, fire_at)
+                missed += 1
+        return started, missed
+
+    def dispatch_due(self, limit: int = 10_000) -> int:
+        total = 0
+        while total < limit:
+            self._ensure_leader()
+            claimed = self._claim(min(DISPATCH_BATCH, limit - total))
+            if not claimed:
+                break
+            results = list(self._pool.map(self._send_one, claimed))
+            self._record_sends(claimed, results)
+            total += len(claimed)
+        return total
+
+    def _claim(self, batch: int) -> list[_Claimed]:
+        now = self.clock.now()
+        out: list[_Claimed] = []
+        # durable: the ``dispatching`` mark must survive a power cut, or a ping could go twice.
+        with session_scope(self.engine, durable=True) as s:
+            pings = s.exec(
+                select(Ping)
+                .join(TestRun, col(TestRun.id) == col(Ping.run_id))
+                .where(Ping.state == PingState.pending.value, col(Ping.due_at) <= now,
+                       TestRun.status == RunStatus.running.value)
+                .order_by(col(Ping.due_at), col(Ping.id))
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for ping in pings:
+                run = s.get(TestRun, ping.run_id)
+                assert run is not None
+                spec = spec_for_revision(s, run.revision_id)
+                step = spec.step(ping.step)
+                cp, org, fld = s.exec(
+                    select(ContactPoint, Organisation, FieldOfWork)
+                    .join(Organisation, col(Organisation.id) == col(ContactPoint.organisation_id))
+                    .join(FieldOfWork, col(FieldOfWork.id) == col(ContactPoint.field_id))
+                    .where(ContactPoint.id == ping.contact_point_id)
+                ).one()
+                token = secrets.token_urlsafe(32)
+                code = f"{secrets.randbelow(10**6):06d}"
+                deadline = now + step.ack_deadline
+                ack_url = f"{self.settings.public_base_url.rstrip('/')}/ack/{token}"
+                sender = s.exec(select(Organisation.name).where(Organisation.code == spec.owner)).first() or spec.owner
+                msg = render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
+                                  organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
+                                  field_code=fld.code, language=ping.language, timezone=cp.timezone or org.timezone,
+                                  ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=sender)
+                ping.state = PingState.dispatching.value
+                ping.dispatching_at = now
+                ping.token_hash = records.token_hash(token)
+                ping.token_expires_at = now + max(self.settings.ack_token_ttl, step.ack_deadline)
+                ping.ack_code = code
+                s.add(ping)
+                records._event(s, ping, ev.PING_DISPATCHING, now, self.actor, provider=ping.provider)
+                out.append(_Claimed(ping.id or 0, OutgoingPing(
+                    ping_id=ping.id or 0, run_id=ping.run_id, channel=ping.channel, address=ping.address,
+                    language=msg.language, subject=msg.subject, body=msg.body, html=msg.html, ack_url=ack_url,
+                    ack_code=code, token=token, deadline_at=deadline, organisation_code=ping.organisation_code,
+                    contact_name=cp.name, attempt=ping.attempt,
+                ), step.ack_deadline.total_seconds()))
+        return out
+
+    def _send_one(self, claimed: _Claimed) -> SendResult | ChannelError:
+        try:
+            return self.channels.get(claimed.outgoing.channel).send(claimed.outgoing)
+        except ChannelError as exc:
+            return exc
+        except Exception as exc:  # a provider bug must not stop the other pings
+            log.exception("provider raised for ping %s", claimed.ping_id)
+            return ChannelError(f"{type(exc).__name__}: {exc}", permanent=False)
+
+    def _record_sends(self, claimed: list[_Claimed], results: list[SendResult | ChannelError]) -> None:
+        now = self.clock.now()
+        with session_scope(self.engine) as s:
+            for c, result in zip(claimed, results):
+                ping = s.get(Ping, c.ping_id)
+                assert ping is not None
+                if isinstance(result, SendResult):
+                    ping.state = PingState.sent.value
+                    ping.sent_at = now
+                    ping.provider_ref = result.provider_ref
+                    ping.deadline_at = now + timedelta(seconds=c.ack_deadline_s)
+                    s.add(ping)
+                    records._event(s, ping, ev.PING_SENT, now, self.actor, provider=ping.provider,
+                                   provider_ref=result.provider_ref, deadline_at=ping.deadline_at)
+                    records.log_change(ping, "sent", now)
+                    if result.delivered:
+                        records.mark_delivered(s, ping, now, self.actor)
+                else:
+                    self._fail(s, ping, result, now)
+
+    def _fail(self, s: Session, ping: Ping, error: ChannelError, now: datetime) -> None:
+        if error.permanent:
+            outcome = Outcome.bounced if error.code == "bounced" else Outcome.invalid_endpoint
+            records.settle(s, ping, outcome, now, self.actor, state=PingState.failed, reason=error.message)
+            records.flag_endpoint(s, ping, EndpointStatus.suspect, now, self.actor, error.message)
+        else:
+            records.settle(s, ping, Outcome.provider_failure, now, self.actor, state=PingState.failed, reason=error.message)
+            records.record_endpoint_outcome(s, ping, now)
+        self._follow_up(s, ping, now)
+
+    # ------------------------------------------------------------------ reports
+    def poll_channels(self) -> int:
+        reports: list[ChannelReport] = []
+        now = self.clock.now()
+        for channel in self.channels.active():
+            reports.extend(channel.poll_reports(now))
+        if reports:
+            self.apply_reports(reports)
+        return len(reports)
+
+    def apply_reports(self, reports: list[ChannelReport], actor: str | None = None) -> list[records.AckResult | None]:
+        out: list[records.AckResult | None] = []
+        actor = actor or self.actor
+        # durable: acknowledgements are among these and must survive a power cut.
+        with session_scope(self.engine, durable=True) as s:
+            for report in sorted(reports, key=lambda r: r.at):
+                out.append(self._apply(s, report, actor))
+        return out
+
+    def _apply(self, s: Session, report: ChannelReport, actor: str) -> records.AckResult | None:
+        ping = records.find_ping(s, ping_id=report.ping_id, provider_ref=report.provider_ref, token=report.token)
+        if ping is None:
+            log.warning("report %s for an unknown ping (ref %s) ignored", report.kind, report.provider_ref)
+            return None
+        at = report.at
+        if report.kind in ("delivered", "ringing"):
+            records.mark_delivered(s, ping, at, actor, status=report.kind)
+            return None
+        if report.kind == "acked":
+            return records.acknowledge(s, ping, at, method=report.method or "unknown", actor=actor, by=report.by,
+                                       suspicious_within=_secs(self.settings.ack_suspicious_seconds))
+        if ping.state not in records.AWAITING_ACK:
+            return None  # already settled (e.g. expired): a late voicemail/bounce changes nothing
+        if report.kind == "voicemail":
+            records.settle(s, ping, Outcome.voicemail, at, actor, state=PingState.expired, reason=report.detail)
+            records.record_endpoint_outcome(s, ping, at)
+        elif report.kind == "away":
+            records.settle(s, ping, Outcome.away, at, actor, state=PingState.expired, reason=report.detail)
+            records.record_endpoint_outcome(s, ping, at)
+        elif report.kind == "bounced":
+            records.settle(s, ping, Outcome.bounced, at, actor, state=PingState.failed, reason=report.detail)
+            records.flag_endpoint(s, ping, EndpointStatus.suspect, at, actor, report.detail or "bounced")
+        elif report.kind == "failed":
+            outcome = Outcome.invalid_endpoint if report.permanent else Outcome.provider_failure
+            records.settle(s, ping, outcome, at, actor, state=PingState.failed, reason=report.detail)
+            if report.permanent:
+                records.flag_endpoint(s, ping, EndpointStatus.suspect, at, actor, report.detail)
+        self._follow_up(s, ping, max(at, self.clock.now()))
+        return None
+
+    # ------------------------------------------------------------------ deadlines
+    def expire_due(self, now: datetime) -> int:
+        with session_scope(self.engine) as s:
+            due = s.exec(select(Ping).where(col(Ping.state).in_(records.AWAITING_ACK), col(Ping.deadline_at) <= now)
+                         .order_by(col(Ping.deadline_at))).all()
+            for ping in due:
+                records.settle(s, ping, Outcome.delivered_no_ack, now, self.actor, state=PingState.expired,
+                               reason="no acknowledgement before the deadline")
+                records.record_endpoint_outcome(s, ping, now)
+                self._follow_up(s, ping, now)
+            return len(due)
+
+    def _follow_up(self, s: Session, ping: Ping, now: datetime) -> None:
+        """Retry, next endpoint or escalation after a ping ended unacknowledged."""
+        run = s.get(TestRun, ping.run_id)
+        assert run is not None
+        if run.status != RunStatus.running.value:
+            return
+        spec = spec_for_revision(s, run.revision_id)
+        step = spec.step(ping.step)
+        tried = set(s.exec(select(Ping.endpoint_id).where(
+            Ping.run_id == ping.run_id, Ping.contact_point_id == ping.contact_point_id, Ping.step == ping.step)).all())
+        endpoints = usable_endpoints(s, ping.contact_point_id, step.channel)
+        fresh = [e for e in endpoints if e.id not in tried]
+        moves = next_moves(spec, Silence(step.id, ping.step_attempt, Outcome(ping.outcome or "unknown"), bool(fresh)), now)
+        cp = s.get(ContactPoint, ping.contact_point_id)
+        assert cp is not None
+        fld = s.get(FieldOfWork, cp.field_id)
+        if moves.retry_at is not None:
+            if moves.next_endpoint:
+                ep_id, address, step_attempt = fresh[0].id, fresh[0].address, ping.step_attempt
+            else:
+                same = next((e for e in endpoints if e.id == ping.endpoint_id), endpoints[0] if endpoints else None)
+                if same is None:
+                    return
+                ep_id, address, step_attempt = same.id, same.address, ping.step_attempt + 1
+            new = self._new_ping(s, run, spec, ping.contact_point_id, ping.organisation_code, ping.language, step.id,
+                                 ep_id, address, due_at=moves.retry_at, now=now, contact_point_code=cp.code,
+                                 field_code=fld.code if fld else "", step_attempt=step_attempt, escalated_from=ping.id)
+            records._event(s, ping, ev.PING_RETRY, now, self.actor, next_ping=new.id, next_attempt=new.attempt,
+                           due_at=moves.retry_at, reason=ping.outcome)
+        if moves.escalate is not None:
+            esc = moves.escalate
+            to_step = spec.step(esc.step) if esc.step else step
+            if esc.field:
+                org = s.get(Organisation, cp.organisation_id)
+                targets = contact_points(s, org.code if org else "", esc.field, spec.default_language)
+            else:
+                targets = contact_points(s, ping.organisation_code, fld.code if fld else "", spec.default_language)
+                targets = [t for t in targets if t.contact_point_id == ping.contact_point_id]
+            for t in targets:
+                already = s.exec(select(Ping.id).where(Ping.run_id == run.id, Ping.contact_point_id == t.contact_point_id,
+                                                       Ping.step == to_step.id)).first()
+                if already is not None:
+                    continue  # never escalate into a loop
+                eps = usable_endpoints(s, t.contact_point_id, to_step.channel)
+                if not eps:
+                    ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_GAP, run_id=run.id,
+                                    organisation_code=t.organisation_code, channel=to_step.channel,
+                                    contact_point=t.contact_point_code, field=t.field_code, step=to_step.id,
+                                    reason=f"escalation found no usable {to_step.channel} endpoint")
+                    continue
+                new = self._new_ping(s, run, spec, t.contact_point_id, t.organisation_code, t.language, to_step.id,
+                                     eps[0].id, eps[0].address, due_at=now, now=now,
+                                     contact_point_code=t.contact_point_code, field_code=t.field_code,
+                                     escalated_from=ping.id)
+                records._event(s, ping, ev.PING_ESCALATED, now, self.actor, to_step=to_step.id,
+                               to_contact_point=t.contact_point_code, next_ping=new.id)
+
+    # ------------------------------------------------------------------ completion
+    def complete_finished(self, now: datetime) -> int:
+        from scheduler.summary import run_summary
+
+        done = 0
+        with session_scope(self.engine) as s:
+            running = s.exec(select(TestRun).where(TestRun.status == RunStatus.running.value)).all()
+            for run in running:
+                open_count = s.exec(select(func.count()).select_from(Ping).where(
+                    Ping.run_id == run.id, col(Ping.state).in_(records.OPEN_STATES))).one()
+                if open_count:
+                    continue
+                run.status = RunStatus.completed.value
+                run.finished_at = now
+                s.add(run)
+                summary = run_summary(s, run.id or 0)
+                ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_COMPLETED, run_id=run.id,
+                                summary={f"{r.organisation_code}/{r.channel}": r.verdict for r in summary.rows})
+                log.info("run=%s completed", run.id)
+                done += 1
+        return done
+
+    def is_settled(self, run_id: int) -> bool:
+        with session_scope(self.engine) as s:
+            run = s.get(TestRun, run_id)
+            return run is not None and run.status in (RunStatus.completed.value, RunStatus.aborted.value, RunStatus.missed.value)
+
+
+def _secs(value: float) -> timedelta:
+    return timedelta(seconds=value)
