@@ -113,16 +113,17 @@ def plan_horizon(
     tz = ZoneInfo(spec.timezone or playbook_tz)
     out: list[Occurrence] = []
     cursor = after
+    trigger = cron_trigger(spec.cron, tz, end=until) if spec.cron and spec.window is None else None
     while len(out) < limit:
         occ: Occurrence | None
-        if spec.window is None:
-            assert spec.cron is not None
-            fire = _cron_fire_after(cron_trigger(spec.cron, tz, end=until), tz, cursor)
+        if trigger is not None:
+            fire = _cron_fire_after(trigger, tz, cursor)
             occ = Occurrence(fire_at=fire) if fire else None
             next_cursor = fire
-        elif spec.months:
+        elif spec.months and spec.window:
             occ, next_cursor = _undrawn_month(spec, spec.window, tz, cursor)
         else:
+            assert spec.window is not None
             day = _next_cron_day(spec.cron or "", spec.window, tz, cursor)
             occ = _undrawn(spec.window, tz, day, day, cursor) if day else None
             next_cursor = occ.window_end if occ else None

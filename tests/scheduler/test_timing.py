@@ -261,3 +261,13 @@ def test_the_horizon_stops_at_its_limit() -> None:
 def test_a_misfire_is_run_up_to_and_including_the_grace_then_missed(late: timedelta, decision: str) -> None:
     fire_at = at(2026, 4, 14, 8)
     assert misfire_decision(fire_at, fire_at + late, timedelta(minutes=5)) == decision
+
+
+def test_the_horizon_of_a_cron_window_shows_each_cron_day_undrawn() -> None:
+    spec = cron("0 0 * * mon", window={"start": "09:00", "end": "12:00"})
+    got = plan_horizon(spec, BXL, at(2026, 4, 13, 8), at(2026, 4, 27, 12))
+    assert [(o.fire_at, o.window_end, o.drawn) for o in got] == [
+        (at(2026, 4, 13, 8, 0, 1), at(2026, 4, 13, 10), False),  # already open: from now on
+        (at(2026, 4, 20, 7), at(2026, 4, 20, 10), False),
+        (at(2026, 4, 27, 7), at(2026, 4, 27, 10), False),
+    ]
