@@ -1,0 +1,280 @@
+"""Read a directory file (YAML or CSV) into raw records that remember their lines.
+
+Nothing is validated here beyond the file's shape: the records keep the values as
+written, with the 1-based line of each key (YAML) or the physical line of each row
+(CSV), so that ``validate`` can say FILE:LINE: field: what is wrong.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from commtest.errors import Problem, ValidationFailed
+
+CSV_COLUMNS = (
+    "organisation_code", "organisation_name", "country", "organisation_languages", "organisation_timezone",
+    "field", "field_name", "contact_point_code", "contact_point_name", "contact_point_kind", "title",
+    "languages", "active", "endpoint_kind", "address", "priority", "label", "status", "verified_at",
+    # Beyond the required columns, so that a CSV export loses nothing a YAML file can say:
+    "organisation_role", "organisation_notes", "field_names", "contact_point_timezone", "contact_point_notes",
+)  # fmt: skip
+REQUIRED_CSV_COLUMNS = CSV_COLUMNS[:19]
+
+# model field -> CSV column, per record kind (for error messages)
+_ORG_COLUMNS = {"code": "organisation_code", "name": "organisation_name", "country": "country",
+                "languages": "organisation_languages", "timezone": "organisation_timezone",
+                "role": "organisation_role", "notes": "organisation_notes"}  # fmt: skip
+_FIELD_COLUMNS = {"code": "field", "name": "field_name", "names": "field_names"}
+_CP_COLUMNS = {"code": "contact_point_code", "organisation": "organisation_code", "field": "field",
+               "name": "contact_point_name", "kind": "contact_point_kind", "title": "title",
+               "languages": "languages", "timezone": "contact_point_timezone", "active": "active",
+               "notes": "contact_point_notes"}  # fmt: skip
+_EP_COLUMNS = {"kind": "endpoint_kind", "address": "address", "priority": "priority", "label": "label",
+               "status": "status", "verified_at": "verified_at"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a record was written: its line, and per key its line and its name in the file."""
+
+    file: str
+    line: int
+    key_lines: Mapping[str, int] = field(default_factory=dict)
+    key_names: Mapping[str, str] = field(default_factory=dict)
+
+    def problem(self, key: str | None, message: str) -> Problem:
+        line = self.key_lines.get(key, self.line) if key else self.line
+        return Problem(self.file, line, self.key_names.get(key, key) if key else "", message)
+
+
+@dataclass
+class RawRecord:
+    where: Where
+    data: dict[str, Any]
+
+
+@dataclass
+class RawContactPoint(RawRecord):
+    endpoints: list[RawRecord] = field(default_factory=list)
+
+
+@dataclass
+class RawDirectory:
+    file: str
+    organisations: list[RawRecord] = field(default_factory=list)
+    fields: list[RawRecord] = field(default_factory=list)
+    contact_points: list[RawContactPoint] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def read_directory_file(path: Path) -> RawDirectory:
+    """Read ``path`` by its extension; a file that cannot be read at all raises ValidationFailed."""
+    name = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".csv"):
+        raise ValidationFailed(
+            [Problem(name, None, "", f"unknown file type {suffix or '(none)'!r}; expected a .yaml, .yml or .csv file")]
+        )
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise ValidationFailed([Problem(name, None, "", "file not found")]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationFailed([Problem(name, None, "", f"cannot read the file ({exc}); expected UTF-8 text")]) from exc
+    return read_csv(text, name) if suffix == ".csv" else read_yaml(text, name)
+
+
+# ---------------------------------------------------------------------------
+# YAML
+
+
+def read_yaml(text: str, name: str) -> RawDirectory:
+    try:
+        doc = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        what = exc.problem or exc.context or "cannot be read"
+        raise ValidationFailed(
+            [Problem(name, line, "", f"YAML syntax error: {what}; check indentation and quoting", col)]
+        ) from exc
+    raw = RawDirectory(name)
+    if doc is None:
+        return raw
+    if not isinstance(doc, CommentedMap):
+        raw.problems.append(Problem(name, 1, "", "expected a mapping with 'fields_of_work:' and 'organisations:'"))
+        return raw
+    for key in doc:
+        if key not in ("organisations", "fields_of_work"):
+            raw.problems.append(
+                Problem(name, doc.lc.key(key)[0] + 1, str(key), "unknown key; expected organisations or fields_of_work")
+            )
+    for item in _mappings(raw, doc, "fields_of_work"):
+        raw.fields.append(RawRecord(_where(name, item), dict(item)))
+    for item in _mappings(raw, doc, "organisations"):
+        org = dict(item)
+        cps = _mappings(raw, item, "contact_points")
+        org.pop("contact_points", None)
+        raw.organisations.append(RawRecord(_where(name, item), org))
+        for cp_map in cps:
+            data = dict(cp_map)
+            data.pop("endpoints", None)
+            data["organisation"] = org.get("code")
+            cp = RawContactPoint(_where(name, cp_map), data)
+            cp.endpoints = [RawRecord(_where(name, e), dict(e)) for e in _mappings(raw, cp_map, "endpoints")]
+            raw.contact_points.append(cp)
+    return raw
+
+
+def _mappings(raw: RawDirectory, parent: CommentedMap, key: str) -> list[CommentedMap]:
+    """The mappings listed under ``parent[key]``; anything else is a problem."""
+    value = parent.get(key)
+    if value is None:
+        return []
+    line = parent.lc.value(key)[0] + 1
+    if not isinstance(value, CommentedSeq):
+        raw.problems.append(Problem(raw.file, line, key, "expected a list (items starting with '- ')"))
+        return []
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, CommentedMap):
+            out.append(item)
+        else:
+            raw.problems.append(
+                Problem(raw.file, value.lc.item(i)[0] + 1, key, f"expected a mapping (key: value), got {item!r}")
+            )
+    return out
+
+
+def _where(name: str, item: CommentedMap) -> Where:
+    return Where(name, item.lc.line + 1, {str(k): item.lc.key(k)[0] + 1 for k in item})
+
+
+# ---------------------------------------------------------------------------
+# CSV
+
+
+def read_csv(text: str, name: str) -> RawDirectory:
+    raw = RawDirectory(name)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        return raw
+    missing = [c for c in REQUIRED_CSV_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    if missing:
+        raw.problems.append(Problem(name, 1, "", f"missing column(s) {', '.join(missing)}"))
+    if unknown:
+        raw.problems.append(
+            Problem(name, 1, "", f"unknown column(s) {', '.join(unknown)}; expected {', '.join(CSV_COLUMNS)}")
+        )
+    if missing or unknown:
+        return raw
+    orgs: dict[str, RawRecord] = {}
+    fields: dict[str, RawRecord] = {}
+    cps: dict[str, RawContactPoint] = {}
+    end = reader.line_num
+    for values in reader:
+        start, end = end + 1, reader.line_num  # a quoted value may span several physical lines
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raw.problems.append(Problem(name, start, "", f"{len(values)} values for {len(header)} columns"))
+            continue
+        row = dict(zip(header, (v.strip() for v in values)))
+        _csv_row(raw, start, row, orgs, fields, cps)
+    return raw
+
+
+def _csv_row(
+    raw: RawDirectory,
+    line: int,
+    row: dict[str, str],
+    orgs: dict[str, RawRecord],
+    fields: dict[str, RawRecord],
+    cps: dict[str, RawContactPoint],
+) -> None:
+    org_code, field_code = row["organisation_code"], row["field"]
+    if row["organisation_name"]:
+        org = _fragment(raw.file, line, row, _ORG_COLUMNS)
+        _define(raw, orgs, org_code, org, raw.organisations, "organisation")
+    if row["field_name"]:
+        fow = _fragment(raw.file, line, row, _FIELD_COLUMNS)
+        if "names" in fow.data:
+            fow.data["names"] = _names(fow.data["names"])
+        _define(raw, fields, field_code, fow, raw.fields, "field of work")
+    has_cp = bool(row["contact_point_name"] or row["contact_point_code"])
+    has_ep = bool(row["endpoint_kind"] or row["address"])
+    if not has_cp:
+        if has_ep:
+            raw.problems.append(Problem(raw.file, line, "contact_point_name", "an endpoint needs a contact point on its row"))
+        elif not (row["organisation_name"] or row["field_name"]):
+            raw.problems.append(Problem(raw.file, line, "", "row defines nothing; give a contact point, an organisation or a field"))
+        return
+    frag = _fragment(raw.file, line, row, _CP_COLUMNS)
+    cp = RawContactPoint(frag.where, frag.data)
+    key = row["contact_point_code"] or f"{org_code}/{field_code}"
+    known = cps.get(key)
+    if known is None:
+        cps[key] = cp
+        raw.contact_points.append(cp)
+    else:
+        _compare(raw, known, cp, "contact point", key)
+        cp = known
+    if has_ep:
+        cp.endpoints.append(_fragment(raw.file, line, row, _EP_COLUMNS))
+
+
+def _fragment(file: str, line: int, row: dict[str, str], columns: dict[str, str]) -> RawRecord:
+    # An empty cell means "not given": the model's default (or, on merge, the database's value) applies.
+    data = {key: row[col] for key, col in columns.items() if row.get(col, "") != ""}
+    return RawRecord(Where(file, line, {}, columns), data)
+
+
+def _define(
+    raw: RawDirectory, seen: dict[str, RawRecord], code: str, record: RawRecord, out: list[RawRecord], what: str
+) -> None:
+    known = seen.get(code)
+    if known is None:
+        seen[code] = record
+        out.append(record)
+    else:
+        _compare(raw, known, record, what, code)
+
+
+def _compare(raw: RawDirectory, first: RawRecord, again: RawRecord, what: str, code: str) -> None:
+    """Rows repeat the organisation, field and contact point: they must agree."""
+    for key in sorted(again.data):
+        if key not in first.data:
+            first.data[key] = again.data[key]  # an earlier row left the cell empty
+        elif first.data[key] != again.data[key]:
+            raw.problems.append(
+                again.where.problem(
+                    key,
+                    f"{again.data[key]!r} differs from {first.data[key]!r} given for {what} {code} on line "
+                    f"{first.where.line}; repeat the same value on every row (or give it another code)",
+                )
+            )
+
+
+def _names(text: str) -> Any:
+    """``nl=Crisisdesk; fr=Permanence`` -> mapping; anything else is left for the model to refuse."""
+    out: dict[str, str] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            return text
+        lang, value = part.split("=", 1)
+        out[lang.strip()] = value.strip()
+    return out

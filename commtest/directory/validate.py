@@ -1,0 +1,140 @@
+"""Turn raw records into a validated ``DirectoryData``, collecting every problem first.
+
+All or nothing: ``validate`` either returns the whole directory, normalised, or raises
+``ValidationFailed`` listing every problem found (never only the first one).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from commtest.errors import Problem, ValidationFailed
+
+from .load import RawDirectory, RawRecord
+from .schema import ContactPointIn, EndpointIn, FieldOfWorkIn, OrganisationIn
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class DirectoryData:
+    """A whole directory file, validated. Endpoints are paired with their contact point's code."""
+
+    fields: tuple[FieldOfWorkIn, ...]
+    organisations: tuple[OrganisationIn, ...]
+    contact_points: tuple[ContactPointIn, ...]
+    endpoints: tuple[tuple[str, EndpointIn], ...]
+
+
+def validate(
+    raw: RawDirectory,
+    *,
+    known_organisations: Mapping[str, str] | None = None,
+    known_fields: frozenset[str] = frozenset(),
+) -> DirectoryData:
+    """Validate ``raw``. ``known_*`` (merge mode) lets a file refer to what the database has:
+    organisations by code -> country, fields by code."""
+    problems = list(raw.problems)
+    known_orgs = dict(known_organisations or {})
+
+    fields = _unique(problems, [(r, _model(problems, r, FieldOfWorkIn)) for r in raw.fields], "field of work")
+    orgs = _unique(problems, [(r, _model(problems, r, OrganisationIn)) for r in raw.organisations], "organisation")
+    region = {**{c: country[:2] for c, country in known_orgs.items()}, **{o.code: o.region for o in orgs}}
+    field_codes = known_fields | {f.code for f in fields}
+    # An organisation that failed validation is still "defined": do not pile up unknown-organisation errors.
+    defined_orgs = set(region) | {str(r.data.get("code")) for r in raw.organisations}
+    defined_fields = field_codes | {str(r.data.get("code")) for r in raw.fields}
+
+    cps: list[tuple[RawRecord, ContactPointIn | None]] = []
+    endpoints: list[tuple[str, EndpointIn]] = []
+    seen_endpoints: dict[tuple[str, str, str], int] = {}
+    for cp_raw in raw.contact_points:
+        data = dict(cp_raw.data)
+        org, fow = data.get("organisation"), data.get("field")
+        if not data.get("code") and org and fow:
+            data["code"] = f"{org}/{fow}"
+        ok = True
+        if org is not None and str(org) not in defined_orgs:
+            ok = False
+            problems.append(
+                cp_raw.where.problem(
+                    "organisation",
+                    f"unknown organisation {org!r}; define it (with its name, country, languages and time zone) "
+                    "on this or another row",
+                )
+            )
+        if fow is not None and str(fow) not in defined_fields:
+            ok = False
+            known = ", ".join(sorted(field_codes)) or "none defined"
+            problems.append(
+                cp_raw.where.problem("field", f"unknown field of work {fow!r}; expected one of: {known}")
+            )
+        cp = _model(problems, RawRecord(cp_raw.where, data), ContactPointIn)
+        cps.append((cp_raw, cp if ok else None))
+        if cp is None:
+            continue
+        for ep_raw in cp_raw.endpoints:
+            ep = _model(problems, ep_raw, EndpointIn, context={"region": region.get(cp.organisation)})
+            if ep is None:
+                continue
+            key = (cp.code, ep.kind, ep.address)
+            if key in seen_endpoints:
+                problems.append(
+                    ep_raw.where.problem(
+                        "address",
+                        f"duplicate endpoint {ep.kind} {ep.address} for contact point {cp.code} "
+                        f"(first given on line {seen_endpoints[key]}); remove one",
+                    )
+                )
+                continue
+            seen_endpoints[key] = ep_raw.where.line
+            endpoints.append((cp.code, ep))
+    contact_points = _unique(problems, cps, "contact point", hint="; give each contact point its own code")
+    if problems:
+        raise ValidationFailed(problems)
+    return DirectoryData(tuple(fields), tuple(orgs), tuple(contact_points), tuple(endpoints))
+
+
+def _model(
+    problems: list[Problem], record: RawRecord, model: type[M], *, context: dict[str, Any] | None = None
+) -> M | None:
+    try:
+        return model.model_validate(record.data, context=context)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = str(err["loc"][0]) if err["loc"] else None
+            problems.append(record.where.problem(key, _message(err, model)))
+        return None
+
+
+def _message(err: Any, model: type[BaseModel]) -> str:
+    kind, msg = err["type"], str(err["msg"])
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind == "missing":
+        return "missing; this value is required"
+    if kind == "extra_forbidden":
+        return f"unknown key; expected one of: {', '.join(f for f in model.model_fields)}"
+    return f"{msg} (got {err.get('input')!r})"
+
+
+def _unique(problems: list[Problem], items: list[tuple[RawRecord, M | None]], what: str, hint: str = "") -> list[M]:
+    out: list[M] = []
+    first_line: dict[str, int] = {}
+    for record, item in items:
+        if item is None:
+            continue
+        code = str(getattr(item, "code"))
+        if code in first_line:
+            problems.append(
+                record.where.problem(
+                    "code", f"duplicate {what} code {code!r} (first defined on line {first_line[code]}){hint}"
+                )
+            )
+            continue
+        first_line[code] = record.where.line
+        out.append(item)
+    return out
