@@ -1,0 +1,47 @@
+"""What a report needs from the playbook revision a run ran: its targets and channels.
+
+Parsed from ``PlaybookRevision.source_text`` here (not through the playbook loader) so
+that a report only depends on the stored, immutable text and on the schema.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from commtest.errors import CommtestError
+from playbooks.schema import PlaybookSpec
+
+
+class RevisionUnreadable(CommtestError):
+    """A stored playbook revision no longer validates (the schema changed since)."""
+
+
+@dataclass(frozen=True)
+class PlaybookFacts:
+    playbook_id: str
+    title: str
+    timezone: str
+    participants: tuple[str, ...]
+    # Channels every participant is pinged on at run start; an organisation without a
+    # ping on one of them gets "no endpoint".
+    needed_channels: tuple[str, ...]
+    targets_ms: dict[str, int]
+
+
+def playbook_facts(source_text: str, *, revision_id: int | None = None) -> PlaybookFacts:
+    try:
+        raw = YAML(typ="safe", pure=True).load(source_text)
+        spec = PlaybookSpec.model_validate(raw)
+    except (YAMLError, ValidationError) as exc:
+        raise RevisionUnreadable(f"playbook revision {revision_id}: cannot be read for the report: {exc}") from exc
+    return PlaybookFacts(
+        playbook_id=spec.id,
+        title=spec.title,
+        timezone=spec.timezone,
+        participants=tuple(p.organisation for p in spec.participants),
+        needed_channels=tuple(dict.fromkeys(s.channel for s in spec.initial_steps())),
+        targets_ms={ch: int(d.total_seconds() * 1000) for ch, d in spec.targets.items()},
+    )
