@@ -37,6 +37,7 @@ class _Issue:
     loc: Loc
     message: str
     template_line: int | None = None  # 1-based line inside a template, when known
+    at_key: bool = False  # point at the key rather than its value (an unknown field)
 
 
 def read_yaml(text: str, filename: str) -> Any:
@@ -92,7 +93,7 @@ def _pydantic_issues(exc: ValidationError) -> list[_Issue]:
         if isinstance(error, SpecError):
             issues.extend(_Issue(loc + rel, message) for rel, message in error.problems)
             continue
-        issues.append(_Issue(loc, _message(err, loc)))
+        issues.append(_Issue(loc, _message(err, loc), at_key=err["type"] == "extra_forbidden"))
     return issues
 
 
@@ -261,7 +262,7 @@ def format_loc(loc: Loc) -> str:
 
 
 def _to_problem(tree: CommentedMap, text: str, filename: str, issue: _Issue) -> Problem:
-    line, column, node = _locate(tree, issue.loc)
+    line, column, node = _locate(tree, issue.loc + ("[key]",) if issue.at_key else issue.loc)
     if issue.template_line and isinstance(node, str):
         if isinstance(node, LiteralScalarString):
             # A "|" block: content line n sits n lines below the indicator.
