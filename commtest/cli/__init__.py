@@ -24,6 +24,7 @@ from . import directory_cmd as _directory_cmd  # noqa: F401,E402
 from . import playbook_cmd as _playbook_cmd  # noqa: F401,E402
 from . import run_cmd as _run_cmd  # noqa: F401,E402
 from . import report_cmd as _report_cmd  # noqa: F401,E402
+from . import user_cmd as _user_cmd  # noqa: F401,E402
 
 __all__ = ["cli", "main"]
 

@@ -1,2 +1,113 @@
-"""Placeholder: filled in by its issue."""
+"""``commtest report test|monthly|directory|sign|verify``.
+
+Each report command writes one format (default html) to ``-o FILE`` or under
+``settings.report_dir``, and prints the path(s) it wrote.
+"""
 from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .base import app_context, cli
+
+FORMATS = ("html", "pdf", "csv", "json", "vcard")
+LANGS = ("en", "nl", "fr", "de")
+
+_format = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True,
+    help="vcard only for the directory; csv writes one file per table beside FILE.",
+)
+_lang = click.option("--lang", type=click.Choice(LANGS), default="en", show_default=True, help="Language of the report.")
+_output = click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                       help="File to write (default: under the report_dir setting).")
+
+
+@cli.group("report")
+def report_group() -> None:
+    """Test reports, monthly reports (with sign-off) and the updated contact directory."""
+
+
+def _write(report: object, kind: str, base_name: str, fmt: str, lang: str, output: Path | None) -> None:
+    from reports.render import check_format, default_path, render_to
+
+    check_format(kind, fmt)  # before any work: a wrong combination is a command-line error
+    app = app_context()
+    path = output or default_path(Path(app.settings.report_dir) / base_name, fmt)
+    for written in render_to(report, fmt, path, lang, app.settings.timezone):  # type: ignore[arg-type]
+        click.echo(str(written))
+
+
+@report_group.command("test")
+@click.argument("run_id", type=int)
+@_format
+@_lang
+@_output
+def report_test(run_id: int, fmt: str, lang: str, output: Path | None) -> None:
+    """The test report of run RUN_ID."""
+    from reports.render import check_format
+    from reports.test_report import build_test_report
+
+    check_format("test", fmt)
+    _write(build_test_report(app_context().engine, run_id), "test", f"run-{run_id}", fmt, lang, output)
+
+
+@report_group.command("monthly")
+@click.argument("month")
+@_format
+@_lang
+@_output
+def report_monthly(month: str, fmt: str, lang: str, output: Path | None) -> None:
+    """The monthly report of MONTH (YYYY-MM): the signed one, or a fresh draft."""
+    from reports.monthly import generate_monthly, monthly_view
+    from reports.render import check_format
+
+    check_format("monthly", fmt)
+    app = app_context()
+    row = generate_monthly(app.engine, month, app.clock, app.settings.timezone)
+    _write(monthly_view(row), "monthly", f"monthly-{month}", fmt, lang, output)
+    click.echo(f"{month}: {row.status}" + (f", signed by {row.signed_by}" if row.signed_by else ""), err=True)
+
+
+@report_group.command("directory")
+@_format
+@_lang
+@_output
+def report_directory(fmt: str, lang: str, output: Path | None) -> None:
+    """Publish a new edition of the contact directory, with the changes since the previous one."""
+    from reports.directory_report import publish_directory
+    from reports.render import check_format
+
+    check_format("directory", fmt)
+    app = app_context()
+    report = publish_directory(app.engine, app.clock)
+    _write(report, "directory", f"directory-{report.edition_id}", fmt, lang, output)
+
+
+@report_group.command("sign")
+@click.argument("month")
+@click.option("--user", "username", required=True, help="Who signs: a user with role reviewer or admin.")
+@click.option("--comment", required=True, help="The reviewer's comment, stored with the signature.")
+def report_sign(month: str, username: str, comment: str) -> None:
+    """Sign off the monthly report of MONTH; its figures are frozen from then on."""
+    from reports.monthly import sign_monthly
+
+    app = app_context()
+    row = sign_monthly(app.engine, month, username, comment, app.clock, app.settings.timezone)
+    click.echo(f"{month}: signed by {row.signed_by} at {row.signed_at:%Y-%m-%d %H:%M} UTC; sha256 {row.content_hash}")
+
+
+@report_group.command("verify")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+def report_verify(file: Path) -> None:
+    """Recompute every number of FILE (a report written with --format json) from the event log."""
+    from reports.verify import verify_report
+
+    differences = verify_report(app_context().engine, file)
+    if not differences:
+        click.echo(f"{file}: every number matches the event log")
+        return
+    for d in differences:
+        click.echo(str(d))
+    click.echo(f"{file}: {len(differences)} value(s) differ from the event log", err=True)
+    raise click.exceptions.Exit(1)
