@@ -13,12 +13,18 @@ from sqlmodel import func, select
 
 from commtest.context import AppContext
 from commtest.db import session_scope
-from commtest.errors import ValidationFailed
+from commtest.errors import CommtestError, ValidationFailed
 from commtest.models import Playbook, PlaybookRevision, Schedule
 
 from .base import app_context, cli
 
-__all__ = ["playbook", "sync_playbooks"]
+__all__ = ["PlaybookInvalid", "playbook", "sync_playbooks"]
+
+
+class PlaybookInvalid(CommtestError):
+    """``playbook validate`` found problems (they are printed already)."""
+
+    exit_code = 2
 
 
 def sync_playbooks(app: AppContext) -> None:
@@ -63,8 +69,8 @@ def validate(files: tuple[Path, ...]) -> None:
             for problem in failure.problems:
                 click.echo(str(problem))
     if failed:
-        click.echo("invalid playbook(s): fix the problems above; nothing was loaded", err=True)
-        raise click.exceptions.Exit(2)
+        # An error (not click's Exit) so that every entry point turns it into exit code 2.
+        raise PlaybookInvalid("invalid playbook(s): fix the problems above; nothing was loaded")
 
 
 @playbook.command("list")
