@@ -261,7 +261,7 @@ def find_revision(session: Session, playbook_id: str, hash_prefix: str) -> tuple
         raise NotFoundError(f"revision hash {hash_prefix!r} is too short; give at least 4 characters")
     matches = session.exec(
         select(PlaybookRevision).where(
-            PlaybookRevision.playbook_id == playbook_id, PlaybookRevision.content_hash.startswith(prefix)  # type: ignore[attr-defined]
+            PlaybookRevision.playbook_id == playbook_id, PlaybookRevision.content_hash.startswith(prefix)
         )
     ).all()
     if not matches:
