@@ -446,10 +446,10 @@ class Translator:
         return _LABELS[self.lang].get(f"outcome.{outcome}", outcome)
 
     def dt(self, value: datetime | None) -> str:
-        """A moment in the display zone, with its zone abbreviation (CET/CEST...)."""
+        """A moment in the display zone, with its UTC offset (+01:00 in winter, +02:00 in summer in Brussels)."""
         if value is None:
             return "–"
-        return format_datetime(value, "yyyy-MM-dd HH:mm:ss zzz", tzinfo=ZoneInfo(self.timezone), locale=self.lang)
+        return format_datetime(value, "yyyy-MM-dd HH:mm:ss xxx", tzinfo=ZoneInfo(self.timezone), locale=self.lang)
 
     def day(self, value: date | datetime | None) -> str:
         if value is None:

@@ -65,6 +65,7 @@ class LogBuilder:
     orgs: dict[str, int] = field(default_factory=dict)
     cps: dict[str, int] = field(default_factory=dict)
     endpoints: dict[tuple[str, str], int] = field(default_factory=dict)
+    addresses: dict[tuple[str, str], str] = field(default_factory=dict)
     revision_id: int = 0
 
     def directory(self, endpoints: dict[str, list[tuple[str, str]]] | None = None) -> LogBuilder:
@@ -94,6 +95,7 @@ class LogBuilder:
                     s.add(e)
                     s.flush()
                     self.endpoints[(code, kind)] = e.id  # type: ignore[assignment]
+                    self.addresses[(code, kind)] = address
             s.add(Playbook(id="benelux-quarterly"))
             s.flush()
             rev = PlaybookRevision(
@@ -139,7 +141,7 @@ class LogBuilder:
                 run_id=run_id, contact_point_id=self.cps[org], endpoint_id=endpoint_id, organisation_code=org,
                 channel=channel, step="mail" if channel == "email" else "call", attempt=attempt,
                 state="acked" if response_s is not None else "expired", outcome=outcome,
-                due_at=sent_at, address=f"{org.lower()}-{channel}@x.example" if channel == "email" else "+447700900199",
+                due_at=sent_at, address=self.addresses.get((org, channel), ""),
             )
             s.add(ping)
             s.flush()
