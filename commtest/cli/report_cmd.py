@@ -107,7 +107,8 @@ def report_verify(file: Path) -> None:
     if not differences:
         click.echo(f"{file}: every number matches the event log")
         return
+    from reports.verify import ReportMismatch
+
     for d in differences:
         click.echo(str(d))
-    click.echo(f"{file}: {len(differences)} value(s) differ from the event log", err=True)
-    raise click.exceptions.Exit(1)
+    raise ReportMismatch(f"{file}: {len(differences)} value(s) differ from the event log")

@@ -1,0 +1,196 @@
+"""`commtest report ...` and `commtest user ...` end to end, in-process."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import vobject
+from pypdf import PdfReader
+from sqlmodel import select
+
+from commtest.clock import UTC, FrozenClock
+from commtest.db import session_scope
+from commtest.errors import PermissionDenied
+from commtest.models import Endpoint, Event
+from commtest.settings import load_settings
+from commtest.users import add_user, check_password
+from reports.mailing import build_monthly_email
+from reports.monthly import generate_monthly, sign_monthly
+from tests.reports.builder import LogBuilder
+
+T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def month_log(engine):  # type: ignore[no-untyped-def]
+    log = LogBuilder(engine).directory()
+    run = log.run(T0)
+    log.ping(run, "BE-NCCN", "email", sent_at=T0, response_s=120)
+    log.ping(run, "NL-NCC", "email", sent_at=T0, response_s=1200)
+    log.ping(run, "BE-NCCN", "voice", sent_at=T0, response_s=40)
+    log.ping(run, "NL-NCC", "voice", sent_at=T0, outcome="bounced")
+    return log, run
+
+
+def test_a_reviewer_signs_and_the_month_is_frozen_against_later_events(run_cli, month_log) -> None:  # type: ignore[no-untyped-def]
+    log, run = month_log
+    assert run_cli("user", "add", "rvw", "--role", "reviewer", "--name", "Ria Reviewer").exit_code == 0
+    first = run_cli("report", "monthly", "2026-03", "--format", "json")
+    assert first.exit_code == 0, first.output
+    result = run_cli("report", "sign", "2026-03", "--user", "rvw", "--comment", "Read; NL phone to be fixed.")
+    assert result.exit_code == 0, result.output
+    assert "signed by rvw" in result.stdout
+    # A late event for March arrives after the signature.
+    log.ping(run, "LU-CNC", "email", sent_at=T0, response_s=5)
+    row = generate_monthly(log.engine, "2026-03", FrozenClock(datetime(2026, 5, 1, tzinfo=UTC)))
+    assert row.status == "signed" and row.signed_by == "rvw" and row.data["totals"]["pings"] == 4
+    assert row.comment == "Read; NL phone to be fixed." and len(row.content_hash) == 64
+    with session_scope(log.engine) as s:
+        signed = s.exec(select(Event).where(Event.kind == "report.signed")).one()
+    assert signed.data["content_hash"] == row.content_hash and signed.data["by"] == "rvw"
+    again = run_cli("report", "sign", "2026-03", "--user", "rvw", "--comment", "twice")
+    assert again.exit_code == 2 and "it is frozen" in again.stderr
+
+
+def test_a_viewer_cannot_sign_and_is_told_who_may(run_cli, month_log) -> None:  # type: ignore[no-untyped-def]
+    run_cli("user", "add", "vera", "--role", "viewer")
+    result = run_cli("report", "sign", "2026-03", "--user", "vera", "--comment", "ok")
+    assert result.exit_code == 2
+    assert "user 'vera' has role viewer; only a reviewer or admin may sign a monthly report" in result.stderr
+
+
+def test_a_coordinator_cannot_sign_either(month_log) -> None:  # type: ignore[no-untyped-def]
+    log, _ = month_log
+    clock = FrozenClock(T0)
+    add_user(log.engine, "cora", "coordinator", clock)
+    with pytest.raises(PermissionDenied, match="has role coordinator"):
+        sign_monthly(log.engine, "2026-03", "cora", "ok", clock)
+
+
+def test_verify_matches_then_catches_an_edited_number(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, run = month_log
+    path = tmp_path / "run.json"
+    assert run_cli("report", "test", str(run), "--format", "json", "-o", str(path)).exit_code == 0
+    ok = run_cli("report", "verify", str(path))
+    assert ok.exit_code == 0 and "every number matches" in ok.stdout
+    data = json.loads(path.read_text())
+    data["pings"][0]["response_ms"] += 1000
+    data["verdicts"][0]["in_target"] = 7
+    path.write_text(json.dumps(data))
+    bad = run_cli("report", "verify", str(path))
+    assert bad.exit_code == 1
+    assert "pings[0].response_ms: file says 121000, the event log gives 120000" in bad.stdout
+    assert "verdicts[0].in_target: file says 7" in bad.stdout
+
+
+def test_verify_checks_the_monthly_figures_too(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "m.json"
+    assert run_cli("report", "monthly", "2026-03", "--format", "json", "-o", str(path)).exit_code == 0
+    assert run_cli("report", "verify", str(path)).exit_code == 0
+    data = json.loads(path.read_text())
+    data["figures"]["totals"]["p90_ms"] = 1
+    path.write_text(json.dumps(data))
+    bad = run_cli("report", "verify", str(path))
+    assert bad.exit_code == 1 and "figures.totals.p90_ms: file says 1" in bad.stdout
+
+
+def test_verify_refuses_a_file_that_is_not_a_commtest_report(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "other.json"
+    path.write_text('{"hello": 1}')
+    result = run_cli("report", "verify", str(path))
+    assert result.exit_code == 2 and "not a commtest test or monthly report" in result.stderr
+    path.write_text("not json")
+    assert "not JSON" in run_cli("report", "verify", str(path)).stderr
+
+
+def test_a_format_that_does_not_apply_is_a_command_line_error(run_cli, month_log) -> None:  # type: ignore[no-untyped-def]
+    _, run = month_log
+    result = run_cli("report", "test", str(run), "--format", "vcard")
+    assert result.exit_code == 2
+    assert "--format vcard: not available for the test report; use one of html, pdf, csv, json" in result.stderr
+
+
+def test_an_unknown_run_and_a_bad_month_exit_2(run_cli) -> None:  # type: ignore[no-untyped-def]
+    missing = run_cli("report", "test", "999")
+    assert missing.exit_code == 2 and "run 999 does not exist" in missing.stderr
+    bad = run_cli("report", "monthly", "March")
+    assert bad.exit_code == 2 and "expected YYYY-MM" in bad.stderr
+
+
+def test_the_default_output_goes_under_the_report_dir(run_cli, month_log, cli_env) -> None:  # type: ignore[no-untyped-def]
+    _, run = month_log
+    result = run_cli("report", "test", str(run), "--lang", "de")
+    path = Path(result.stdout.strip())
+    assert path == Path(cli_env["COMMTEST_REPORT_DIR"]) / f"run-{run}.html"
+    assert "Ergebnis je Organisation und Kanal" in path.read_text()
+    csv = run_cli("report", "monthly", "2026-03", "--format", "csv")
+    names = sorted(Path(p).name for p in csv.stdout.split())
+    assert "monthly-2026-03.per_org_channel.csv" in names and "monthly-2026-03.trend.csv" in names
+
+
+def test_directory_editions_list_what_changed_and_vcards_parse(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log, _ = month_log
+    first = run_cli("report", "directory", "--format", "json", "-o", str(tmp_path / "d1.json"))
+    assert first.exit_code == 0
+    assert json.loads((tmp_path / "d1.json").read_text())["changes"] == []
+    with session_scope(log.engine) as s:
+        nl_phone = s.get(Endpoint, log.endpoints[("NL-NCC", "voice")])
+        nl_phone.status = "invalid"
+        s.add(nl_phone)
+        s.add(Endpoint(contact_point_id=log.cps["LU-CNC"], kind="voice", address="+447700900103"))
+    run_cli("report", "directory", "--format", "json", "-o", str(tmp_path / "d2.json"))
+    changes = {(c["change"], c["key"]) for c in json.loads((tmp_path / "d2.json").read_text())["changes"]}
+    assert changes == {
+        ("changed", "NL-NCC/crisis-desk|voice|+447700900102"),
+        ("added", "LU-CNC/crisis-desk|voice|+447700900103"),
+    }
+    run_cli("report", "directory", "--format", "vcard", "-o", str(tmp_path / "d.vcf"))
+    cards = list(vobject.readComponents((tmp_path / "d.vcf").read_text()))
+    assert [c.version.value for c in cards] == ["4.0"] * 3
+    lu = next(c for c in cards if c.fn.value == "LU-CNC duty desk")
+    assert lu.tel.value == "tel:+447700900103" and lu.tel.params["TYPE"] == ["voice"]
+    assert [lang.value for lang in lu.lang_list] == ["fr"]
+    nl = next(c for c in cards if c.fn.value == "NL-NCC duty desk")
+    assert not hasattr(nl, "tel")  # the invalid phone is left out
+
+
+def test_user_add_and_list_and_the_password_hash(run_cli, engine) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("user", "add", "ria", "--role", "reviewer", "--email", "ria@benelux.example", "--password-stdin",
+                     input="correct horse battery\n")
+    assert result.exit_code == 0, result.output
+    assert check_password(engine, "ria", "correct horse battery") and not check_password(engine, "ria", "wrong")
+    listing = run_cli("user", "list").stdout
+    assert "ria" in listing and "reviewer" in listing and "ria@benelux.example" in listing
+    dupe = run_cli("user", "add", "ria", "--role", "viewer")
+    assert dupe.exit_code == 2 and "user 'ria' exists already" in dupe.stderr
+    bad = run_cli("user", "add", "x y", "--role", "viewer")
+    assert bad.exit_code == 2 and "username 'x y'" in bad.stderr
+
+
+def test_the_test_report_pdf_contains_the_verdict_table(month_log, tmp_path: Path, request) -> None:  # type: ignore[no-untyped-def]
+    if "postgresql" in request.node.name:
+        pytest.skip("rendering does not depend on the database; once is enough")
+    from reports.test_report import write_test_report
+
+    log, run = month_log
+    (pdf,) = write_test_report(log.engine, run, tmp_path, formats=("pdf",), lang="en")
+    text = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert "Verdict per organisation and channel" in text
+    for line in ("BE-NCCN email pass", "NL-NCC email fail", "LU-CNC voice no endpoint"):
+        assert line in " ".join(text.split()), line
+
+
+def test_the_monthly_email_goes_to_the_reviewers_with_the_pdf(month_log, request) -> None:  # type: ignore[no-untyped-def]
+    if "postgresql" in request.node.name:
+        pytest.skip("rendering does not depend on the database; once is enough")
+    log, _ = month_log
+    row = generate_monthly(log.engine, "2026-03", FrozenClock(T0 + timedelta(days=30)))
+    settings = load_settings(reviewers=["ria@benelux.example", "rik@benelux.example"], mail_from="commtest@benelux.example")
+    msg = build_monthly_email(row, settings)
+    assert msg["To"] == "ria@benelux.example, rik@benelux.example" and "2026-03" in msg["Subject"]
+    assert msg["Auto-Submitted"] == "auto-generated"
+    (pdf,) = [p for p in msg.iter_attachments() if p.get_content_type() == "application/pdf"]
+    assert pdf.get_content().startswith(b"%PDF")
+    assert "Acknowledgement rate: 75.0%" in msg.get_body(("plain",)).get_content()
