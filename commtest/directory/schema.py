@@ -247,7 +247,7 @@ class EndpointIn(_Input):
     @classmethod
     def _kind(cls, value: str) -> str:
         if value not in CHANNEL_NAMES:
-            raise ValueError(f"unknown endpoint kind {value!r}; expected one of {', '.join(CHANNEL_NAMES)}")
+            raise ValueError(f"unknown endpoint kind {value!r}; expected one of: {', '.join(CHANNEL_NAMES)}")
         return value
 
     @field_validator("address", mode="before")

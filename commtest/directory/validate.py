@@ -94,7 +94,8 @@ def validate(
             endpoints.append((cp.code, ep))
     contact_points = _unique(problems, cps, "contact point", hint="; give each contact point its own code")
     if problems:
-        raise ValidationFailed(problems)
+        # In file order, so that the operator fixes them top to bottom.
+        raise ValidationFailed(sorted(problems, key=lambda p: p.line or 0))
     return DirectoryData(tuple(fields), tuple(orgs), tuple(contact_points), tuple(endpoints))
 
 
