@@ -37,6 +37,7 @@ from commtest.settings import Settings
 from playbooks.durations import parse_duration
 
 Behaviour = Literal["ack", "never", "bounce", "voicemail", "away", "fail", "fail_permanent", "invalid"]
+KINDS_SANDBOX = ("email", "voice", "sms", "video", "cap", "manual")
 BEHAVIOURS = ("ack", "never", "bounce", "voicemail", "away", "fail", "fail_permanent", "invalid")
 
 ACK_METHOD = {

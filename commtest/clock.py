@@ -52,6 +52,25 @@ class FrozenClock:
         self.advance(seconds)
 
 
+class ScaledClock:
+    """Time that runs ``factor`` times faster than the wall clock, from ``start``.
+
+    Only for the demo and simulations: a 40-minute playbook plays out in a minute, and
+    every component (engine, web app, simulated officers) sees the same simulated time.
+    """
+
+    def __init__(self, factor: float, start: datetime | None = None) -> None:
+        self.factor = factor
+        self._start = ensure_utc(start) if start else datetime.now(UTC)
+        self._mono = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=(time.monotonic() - self._mono) * self.factor)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds) / self.factor)
+
+
 def ensure_utc(value: datetime) -> datetime:
     """Return ``value`` as aware UTC. Naive datetimes are taken to be UTC already
     (that is how SQLite hands them back)."""

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,6 +98,8 @@ class RunEngine:
         self.actor = actor or default_actor()
         self.leader_check = leader_check
         self._pool = ThreadPoolExecutor(max_workers=settings.dispatch_workers, thread_name_prefix="dispatch")
+        # Set on a clean stop: the batch in flight finishes, no new batch starts.
+        self.stopping = threading.Event()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)  # a clean stop finishes the provider calls in flight
@@ -273,7 +276,7 @@ class RunEngine:
 
     def dispatch_due(self, limit: int = 10_000) -> int:
         total = 0
-        while total < limit:
+        while total < limit and not self.stopping.is_set():
             self._ensure_leader()
             claimed = self._claim(min(DISPATCH_BATCH, limit - total))
             if not claimed:

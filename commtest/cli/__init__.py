@@ -24,6 +24,7 @@ from . import directory_cmd as _directory_cmd  # noqa: F401,E402
 from . import playbook_cmd as _playbook_cmd  # noqa: F401,E402
 from . import run_cmd as _run_cmd  # noqa: F401,E402
 from . import report_cmd as _report_cmd  # noqa: F401,E402
+from . import demo_cmd as _demo_cmd  # noqa: F401,E402
 from . import user_cmd as _user_cmd  # noqa: F401,E402
 
 __all__ = ["cli", "main"]
@@ -32,7 +33,11 @@ __all__ = ["cli", "main"]
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: turns a CommtestError into its message and exit code."""
     try:
-        return cli.main(args=argv, prog_name="commtest", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="commtest", standalone_mode=False)
+        # Without standalone mode click *returns* the code of ctx.exit(n) instead of exiting.
+        if isinstance(rv, int) and rv != 0:
+            sys.exit(rv)
+        return rv
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)

@@ -1,0 +1,148 @@
+"""``commtest demo``: a whole communication test, end to end, in about a minute.
+
+Everything is real except the far side: a fresh SQLite database, the sample directory
+and the shipped playbook, the daemon as leader, the web app, and sandbox providers
+playing the duty officers (some answer quickly, some late, one never, one voicemail).
+Simulated time runs ``--speed`` times faster than the wall clock so a 40-minute
+playbook fits in about a minute; every component sees the same simulated clock.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from commtest.clock import ScaledClock
+from commtest.context import AppContext
+from commtest.settings import load_settings
+
+from .base import cli
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = "benelux-nrw-crisis-centres"
+
+# How the fictional duty officers answer (sandbox script; times are simulated).
+OFFICERS: dict[str, Any] = {
+    "default": {"behaviour": "ack", "after": "90s"},
+    "rules": [
+        # Belgium: quick on every channel.
+        {"match": "permanence@nccn.example", "behaviour": "ack", "after": "3m", "by": "J. Peeters (fictional)"},
+        {"match": "+3225550110", "channel": "voice", "behaviour": "ack", "after": "40s"},
+        # The Netherlands: the first call goes to voicemail, the retry is answered.
+        {"match": "+31705550110", "channel": "voice", "attempt": 1, "behaviour": "voicemail", "after": "25s"},
+        {"match": "+31705550110", "channel": "voice", "behaviour": "ack", "after": "30s"},
+        {"match": "dienstdoende@ncc.example", "behaviour": "ack", "after": "2m", "by": "S. de Vries (fictional)"},
+        # Luxembourg: answers the e-mail late (after the 15-minute deadline) and the video late.
+        {"match": "permanence@cnc.example", "attempt": 1, "behaviour": "ack", "after": "18m"},
+        {"match": "https://video.commtest.example/room/lu-cnc", "behaviour": "ack", "after": "24m"},
+        # North Rhine-Westphalia: nobody reads the e-mail; the call is not answered, the SMS is.
+        {"match": "lagedienst@im-nrw.example", "behaviour": "never"},
+        {"match": "+492115550110", "channel": "voice", "behaviour": "never"},
+        {"channel": "sms", "behaviour": "ack", "after": "2m"},
+    ],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@cli.command("demo")
+@click.option("--speed", default=60.0, show_default=True, help="How many times faster than real time the demo runs.")
+@click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True,
+              help="Where the demo keeps its database, mail and reports (emptied first).")
+def demo_cmd(speed: float, workdir: Path) -> None:
+    """Run a whole communication test on SQLite with sandbox providers and print the result."""
+    from channels.registry import ChannelSet
+    from channels.sandbox import KINDS_SANDBOX, SandboxChannel, SandboxRecord, SandboxScript
+    from commtest.directory import import_directory
+    from playbooks.store import sync_folder
+    from scheduler.daemon import Daemon, playbook_syncer
+    from scheduler.engine import RunEngine
+
+    from .run_cmd import _show
+
+    logging.getLogger().setLevel(logging.WARNING)
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    port = _free_port()
+    settings = load_settings(
+        database_url=f"sqlite:///{workdir / 'commtest.db'}",
+        tick_seconds=0.2,
+        sandbox_log=workdir / "sandbox-sent.jsonl",
+        report_dir=workdir / "reports",
+        web_port=port,
+        public_base_url=f"http://127.0.0.1:{port}",
+        playbook_dir=REPO / "playbooks" if (REPO / "playbooks").is_dir() else load_settings().playbook_dir,
+    )
+    clock = ScaledClock(speed)
+    app = AppContext(settings=settings, clock=clock)
+    t0 = time.monotonic()
+
+    click.echo(f"1. database {workdir / 'commtest.db'} (SQLite, migrated)")
+    summary = import_directory(app.engine, REPO / "data" / "sample-directory.yaml")
+    click.echo(f"2. sample directory imported ({summary.describe() if hasattr(summary, 'describe') else 'ok'})")
+    sync_folder(app.engine, settings.playbook_dir, clock)
+    click.echo(f"3. playbook {PLAYBOOK} loaded from {settings.playbook_dir}")
+
+    script = SandboxScript.from_data(OFFICERS, "demo officers")
+    record = SandboxRecord(settings.sandbox_log)
+    channels = ChannelSet(settings, clock, {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX})
+    daemon = Daemon(settings, app.engine, clock, channels=channels,
+                    sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, clock))
+    thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
+    thread.start()
+    if not daemon.is_leader.wait(30):
+        raise click.ClickException("the daemon did not become leader")
+    click.echo(f"4. daemon leading; simulated time runs {speed:g}x faster than real time")
+
+    queue = RunEngine(app.engine, settings, clock, actor="demo")
+    run_id = queue.create_run(PLAYBOOK, started_by="demo coordinator")
+    queue.close()
+    click.echo(f"5. test run {run_id} started now (unannounced); duty officers are answering...")
+    from .run_cmd import _progress_counts
+
+    start_sim = clock.now()
+    last = None
+    while True:
+        done, total, status = _progress_counts(app, run_id)
+        if (done, total) != last:
+            mins = (clock.now() - start_sim).total_seconds() / 60
+            click.echo(f"   +{mins:4.1f} min simulated: {done}/{total} pings settled ({status})")
+            last = (done, total)
+        if status not in ("running", "planned"):
+            break
+        if time.monotonic() - t0 > 600:
+            raise click.ClickException("the demo run did not finish in 10 minutes")
+        time.sleep(0.5)
+    daemon.stop()
+    thread.join(30)
+    click.echo("6. run completed; the result:\n")
+    _show(app, run_id, pings=False)
+    _write_reports(app, run_id, workdir)
+    click.echo(f"\ndemo finished in {time.monotonic() - t0:.0f} s (real time); sandbox record: {settings.sandbox_log}")
+    app.close()
+
+
+def _write_reports(app: AppContext, run_id: int, workdir: Path) -> None:
+    try:
+        from reports.directory_report import write_directory
+        from reports.test_report import write_test_report
+    except ImportError:
+        click.echo("(reports package not available: no report written)")
+        return
+    out = workdir / "reports"
+    paths = list(write_test_report(app.engine, run_id, out, formats=("html", "pdf"), lang="en"))
+    paths += list(write_directory(app.engine, out, formats=("html", "csv", "vcard"), lang="en"))
+    click.echo("\nreports written:")
+    for p in paths:
+        click.echo(f"  {p}")

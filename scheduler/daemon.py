@@ -1,0 +1,186 @@
+"""The daemon: wait to be leader, then let APScheduler drive the engine's timers.
+
+Schedules live in our own tables; APScheduler 3.x only fires in-memory interval jobs in
+the leader (a shared job store would run jobs twice and its thread can die silently).
+Losing the leader lock stops dispatching at once: the tick raises ``LeadershipLost``,
+the jobs are shut down, and the process goes back to standby.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+
+from channels.registry import ChannelSet, check_channel_providers
+from commtest.clock import Clock
+from commtest.errors import CommtestError, LeadershipLost
+from commtest.settings import Settings
+from scheduler.engine import RunEngine
+from scheduler.leader import LeaderLock, leader_lock_for
+from scheduler.planning import announce_due, mark_fired, plan_schedules
+
+log = logging.getLogger(__name__)
+# A tick still running when the next is due is skipped on purpose (max_instances=1);
+# APScheduler reports each skip as a warning, which is noise here.
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class ExtraJob:
+    """A job the composing command adds (e.g. the monthly report), run only by the leader."""
+
+    name: str
+    func: Callable[[], Any]
+    trigger: str
+    trigger_args: dict[str, Any] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        clock: Clock,
+        *,
+        channels: ChannelSet | None = None,
+        lock: LeaderLock | None = None,
+        extra_jobs: list[ExtraJob] | None = None,
+        sync_playbooks: Callable[[], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        check_channel_providers(settings)
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.lock = lock or leader_lock_for(settings.database_url)
+        self.channels = channels
+        self.extra_jobs = extra_jobs or []
+        self.sync_playbooks = sync_playbooks
+        self.rng = rng or secrets.SystemRandom()
+        self.stop_event = threading.Event()
+        self._lost = threading.Event()
+        self.runs: RunEngine | None = None
+        self.is_leader = threading.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.runs is not None:
+            self.runs.stopping.set()
+
+    def run(self) -> int:
+        """Run until ``stop()``; returns the exit code."""
+        while not self.stop_event.is_set():
+            if not self._become_leader():
+                return 0 if self.stop_event.is_set() else 1
+            try:
+                self._lead()
+            finally:
+                self.is_leader.clear()
+                self.lock.release()
+            if self._lost.is_set() and not self.stop_event.is_set():
+                log.error("leadership lost: dispatching stopped; waiting to lead again")
+                self._lost.clear()
+                continue
+        return 0
+
+    def _become_leader(self) -> bool:
+        if self.lock.acquire(wait=False):
+            return True
+        holder = self.lock.describe_holder()
+        if not self.settings.leader_wait:
+            raise CommtestError(f"another commtest daemon is the leader ({holder}); not starting (COMMTEST_LEADER_WAIT=false)")
+        log.warning("another commtest daemon is the leader (%s); waiting as a standby", holder)
+        while not self.stop_event.is_set():
+            if self.lock.acquire(wait=True, timeout=1.0):
+                log.info("became the leader")
+                return True
+        return False
+
+    def _lead(self) -> None:
+        self.runs = RunEngine(self.engine, self.settings, self.clock, self.channels or ChannelSet(self.settings, self.clock),
+                              leader_check=self.lock.check)
+        self.runs.recover()
+        self._housekeeping()
+        sched = BackgroundScheduler(
+            executors={"default": APThreadPool(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone="UTC",
+        )
+        sched.add_job(self._tick, "interval", seconds=self.settings.tick_seconds, id="tick")
+        sched.add_job(self._housekeeping, "interval", seconds=60, id="housekeeping")
+        sched.add_job(self._check_leader, "interval", seconds=1, id="leader-check")
+        for job in self.extra_jobs:
+            sched.add_job(self._guard(job.func, job.name), job.trigger, id=job.name, **job.trigger_args)
+        self.is_leader.set()
+        sched.start()
+        log.info("leading: ticking every %ss", self.settings.tick_seconds)
+        try:
+            while not self.stop_event.is_set() and not self._lost.is_set():
+                self.stop_event.wait(0.2)
+        finally:
+            # wait=True: a clean stop lets the running tick finish its provider calls.
+            sched.shutdown(wait=True)
+            self.runs.close()
+            self.runs = None
+
+    # ---------------------------------------------------------------- jobs
+    def _guard(self, func: Callable[[], Any], name: str) -> Callable[[], None]:
+        def job() -> None:
+            if self._lost.is_set() or self.stop_event.is_set():
+                return
+            try:
+                func()
+            except LeadershipLost:
+                self._lost.set()
+            except Exception:  # a failing job must not kill APScheduler's thread silently
+                log.exception("job %s failed", name)
+        return job
+
+    def _tick(self) -> None:
+        runs = self.runs
+        if runs is None or self._lost.is_set() or self.stop_event.is_set():
+            return
+        try:
+            runs.tick()
+        except LeadershipLost:
+            self._lost.set()
+        except Exception:
+            log.exception("tick failed; the next tick retries")
+
+    def _check_leader(self) -> None:
+        if not self.lock.check():
+            self._lost.set()
+
+    def _housekeeping(self) -> None:
+        runs = self.runs
+        if runs is None:
+            return
+        try:
+            if self.sync_playbooks is not None:
+                self.sync_playbooks()
+            now = self.clock.now()
+            plan_schedules(runs, now, self.rng)
+            announce_due(runs, now)
+            mark_fired(runs)
+        except Exception:
+            log.exception("housekeeping failed; retried in a minute")
+
+
+def playbook_syncer(engine: Engine, folder: Path, clock: Clock) -> Callable[[], None]:
+    def sync() -> None:
+        from playbooks.store import sync_folder
+
+        report = sync_folder(engine, folder, clock)
+        for path, error in report.invalid:
+            log.warning("playbook %s is invalid; its last good revision stays in use:\n%s", path, error)
+    return sync

@@ -1,0 +1,114 @@
+"""From schedules to planned runs: the leader draws each schedule's next moment once and
+stores it as a planned ``TestRun`` (unique on schedule + fire time), so a restart or a
+second replica never draws again."""
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from commtest import events as ev
+from commtest.db import session_scope
+from commtest.models import Playbook, RunStatus, Schedule, TestRun
+from scheduler.engine import RunEngine
+from scheduler.specs import spec_for_revision
+from scheduler.timing import next_occurrence
+
+log = logging.getLogger(__name__)
+
+
+def _after_month_of(moment: datetime, tz: str) -> datetime:
+    """The first instant of the month after ``moment``'s local month: one test per named month."""
+    local = moment.astimezone(ZoneInfo(tz))
+    year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+    return datetime(year, month, 1, tzinfo=ZoneInfo(tz)) - timedelta(seconds=1)
+
+
+def plan_schedules(runs: RunEngine, now: datetime, rng: random.Random) -> list[int]:
+    """Make sure every active schedule has its next run planned; returns new run ids."""
+    created: list[int] = []
+    with session_scope(runs.engine) as s:
+        rows = s.exec(
+            select(Schedule, Playbook)
+            .join(Playbook, col(Playbook.id) == col(Schedule.playbook_id))
+            .where(Schedule.paused == False)  # noqa: E712
+        ).all()
+        todo = []
+        for sch, pb in rows:
+            waiting = s.exec(select(TestRun.id).where(TestRun.schedule_id == sch.id,
+                                                      TestRun.status == RunStatus.planned.value)).first()
+            if waiting is not None:
+                continue
+            spec = spec_for_revision(s, sch.revision_id)
+            sspec = next((x for x in spec.schedules if x.key == sch.key), None)
+            if sspec is None:
+                continue
+            latest = s.exec(select(func.max(TestRun.fire_at)).where(TestRun.schedule_id == sch.id)).one()
+            after = now
+            if latest is not None:
+                after = max(after, _after_month_of(latest, sspec.timezone or spec.timezone) if sspec.months else latest)
+            todo.append((sch.id, pb.id, sspec, spec.timezone, after))
+    for sch_id, playbook_id, sspec, tz, after in todo:
+        occ = next_occurrence(sspec, tz, after, rng)
+        if occ is None:
+            log.warning("schedule %s/%s never fires again", playbook_id, sspec.key)
+            continue
+        window = (occ.window_start, occ.window_end) if occ.window_start and occ.window_end else None
+        run_id = runs.create_run(
+            playbook_id, trigger="schedule", fire_at=occ.fire_at, schedule_id=sch_id,
+            dedupe_key=f"{sch_id}@{occ.fire_at.isoformat()}", announced=sspec.announced, window=window,
+            started_by=f"schedule:{sspec.key}",
+        )
+        with session_scope(runs.engine) as s:
+            sch = s.get(Schedule, sch_id)
+            if sch is not None:
+                sch.next_fire_at = occ.fire_at
+                sch.updated_at = now
+                s.add(sch)
+        created.append(run_id)
+        # Unannounced: the moment is a secret of the database; the log says only the window.
+        if sspec.announced:
+            log.info("planned run=%s of %s/%s at %s", run_id, playbook_id, sspec.key, occ.fire_at.isoformat())
+        else:
+            log.info("planned unannounced run=%s of %s/%s inside its window", run_id, playbook_id, sspec.key)
+    return created
+
+
+def announce_due(runs: RunEngine, now: datetime) -> int:
+    """Record the announcement of announced runs whose ``announce_before`` has come."""
+    count = 0
+    with session_scope(runs.engine) as s:
+        planned = s.exec(select(TestRun).where(TestRun.status == RunStatus.planned.value,
+                                               TestRun.announced == True)).all()  # noqa: E712
+        for run in planned:
+            if run.schedule_id is None or run.fire_at is None:
+                continue
+            sch = s.get(Schedule, run.schedule_id)
+            spec = spec_for_revision(s, run.revision_id)
+            sspec = next((x for x in spec.schedules if sch and x.key == sch.key), None)
+            if sspec is None or sspec.announce_before is None or now < run.fire_at - sspec.announce_before:
+                continue
+            from commtest.models import Event
+
+            done = s.exec(select(Event.id).where(Event.run_id == run.id, Event.kind == ev.RUN_ANNOUNCED)).first()
+            if done is not None:
+                continue
+            ev.record_event(s, at=now, actor=runs.actor, kind=ev.RUN_ANNOUNCED, run_id=run.id, fire_at=run.fire_at)
+            log.info("run=%s announced to its participants for %s", run.id, run.fire_at.isoformat())
+            count += 1
+    return count
+
+
+def mark_fired(runs: RunEngine) -> None:
+    """Keep ``Schedule.last_fire_at`` in step with the runs that started or were missed."""
+    with session_scope(runs.engine) as s:
+        for sch in s.exec(select(Schedule)).all():
+            latest = s.exec(select(func.max(TestRun.fire_at)).where(
+                TestRun.schedule_id == sch.id, col(TestRun.status) != RunStatus.planned.value)).one()
+            if latest is not None and sch.last_fire_at != latest:
+                sch.last_fire_at = latest
+                s.add(sch)
