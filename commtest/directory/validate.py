@@ -17,6 +17,8 @@ from .load import RawDirectory, RawRecord
 from .schema import ContactPointIn, EndpointIn, FieldOfWorkIn, OrganisationIn
 
 M = TypeVar("M", bound=BaseModel)
+# Keys the YAML reader takes out before validation (the nesting), still valid in the file.
+_NESTED = {"OrganisationIn": ["contact_points"], "ContactPointIn": ["endpoints"]}
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,8 @@ def _message(err: Any, model: type[BaseModel]) -> str:
     if kind == "missing":
         return "missing; this value is required"
     if kind == "extra_forbidden":
-        return f"unknown key; expected one of: {', '.join(f for f in model.model_fields)}"
+        keys = [f for f in model.model_fields if f != "organisation"] + _NESTED.get(model.__name__, [])
+        return f"unknown key; expected one of: {', '.join(keys)}"
     return f"{msg} (got {err.get('input')!r})"
 
 

@@ -32,7 +32,8 @@ BAD_ROWS = [
     ("priority: 1}", "priority: 0}", 17, "priority", "greater than or equal to 1"),
     ("'2026-03-17T09:15:00Z'", "'17/03/2026 09:15'", 18, "verified_at", "'17/03/2026 09:15' is not an ISO 8601 instant"),
     ("        name: Permanentie", "        kind: office\n        name: Permanentie", 13, "kind", "Input should be 'person' or 'desk' (got 'office')"),
-    ("        name: Permanentie", "        nmae: Permanentie", 13, "nmae", "unknown key; expected one of: code,"),
+    ("        name: Permanentie", "        nmae: Permanentie", 13, "nmae",
+     "unknown key; expected one of: code, field, name, kind, title, languages, timezone, active, notes, endpoints"),
 ]
 
 
@@ -116,3 +117,24 @@ def test_the_cli_prints_the_import_summary(run_cli, engine: Engine, tmp_path: Pa
     assert result.exit_code == 0, result.stderr
     assert "endpoints: 3 created, 0 updated, 0 unchanged" in result.stdout
     assert counts(engine) == {"organisation": 2, "field_of_work": 1, "contact_point": 1, "endpoint": 3}
+
+
+def test_the_shape_of_the_yaml_file_is_checked_with_lines(engine: Engine, tmp_path: Path) -> None:
+    text = BASE_YAML.replace("    contact_points:\n", "    contact_points: none\n    ignored:\n", 1) + "organisation:\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ValidationFailed) as err:
+        import_directory(engine, path)
+    assert [str(p) for p in err.value.problems] == [
+        f"{path}:11: contact_points: expected a list (items starting with '- ')",
+        f"{path}:12: ignored: unknown key; expected one of: code, name, country, languages, timezone, role, notes, "
+        "contact_points",
+        f"{path}:25: organisation: unknown key; expected organisations or fields_of_work",
+    ]
+
+
+def test_an_unquoted_yaml_timestamp_is_read_as_an_instant(engine: Engine, tmp_path: Path) -> None:
+    summary = import_directory(engine, write(tmp_path, BASE_YAML.replace("'2026-03-17T09:15:00Z'", "2026-03-17T10:15:00+01:00")))
+    assert summary.count("endpoints", "created") == 3
+    from commtest.directory import export_directory
+
+    assert "verified_at: '2026-03-17T09:15:00Z'" in export_directory(engine, "yaml")
