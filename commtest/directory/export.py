@@ -16,7 +16,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from commtest.db import session_scope
-from commtest.models import ChannelKind, ContactPoint, Endpoint, FieldOfWork, Organisation
+from commtest.models import (
+    ChannelKind,
+    ContactPoint,
+    Endpoint,
+    FieldOfWork,
+    Organisation,
+)
 
 from .load import CSV_COLUMNS
 
@@ -64,17 +70,17 @@ def snapshot(session: Session) -> dict[str, Any]:
             eps = [
                 {"kind": e.kind, "address": e.address, "priority": e.priority, "label": e.label,
                  "status": e.status, "verified_at": _iso(e.verified_at), "verified_run_id": e.verified_run_id,
-                 "last_outcome": e.last_outcome, "last_outcome_at": _iso(e.last_outcome_at)}  # fmt: skip
+                 "last_outcome": e.last_outcome, "last_outcome_at": _iso(e.last_outcome_at)}
                 for e in rows.endpoints.get(cp.id or 0, [])
             ]
             cps.append(
                 {"code": cp.code, "field": rows.field_code[cp.field_id], "name": cp.name, "kind": cp.kind,
                  "title": cp.title, "languages": list(cp.languages), "timezone": cp.timezone,
-                 "active": cp.active, "notes": cp.notes, "endpoints": eps}  # fmt: skip
+                 "active": cp.active, "notes": cp.notes, "endpoints": eps}
             )
         orgs.append(
             {"code": org.code, "name": org.name, "country": org.country, "languages": list(org.languages),
-             "timezone": org.timezone, "role": org.role, "notes": org.notes, "contact_points": cps}  # fmt: skip
+             "timezone": org.timezone, "role": org.role, "notes": org.notes, "contact_points": cps}
         )
     fields = [{"code": f.code, "name": f.name, "names": dict(sorted(f.names.items()))} for f in rows.fields]
     return {"fields_of_work": fields, "organisations": orgs}
@@ -112,7 +118,7 @@ def _yaml(snap: dict[str, Any]) -> str:
         for c in o["contact_points"]:
             eps = [
                 mapping({k: e[k] for k in ("kind", "address", "priority", "label", "status", "verified_at")},
-                        ("label", "verified_at"))  # fmt: skip
+                        ("label", "verified_at"))
                 for e in c["endpoints"]
             ]
             cp = {k: c[k] for k in ("code", "field", "name", "kind", "title")}
@@ -144,25 +150,25 @@ def _csv(snap: dict[str, Any]) -> str:
         f = fields[code]
         used.add(code)
         return {"field": code, "field_name": f["name"],
-                "field_names": "; ".join(f"{k}={v}" for k, v in f["names"].items())}  # fmt: skip
+                "field_names": "; ".join(f"{k}={v}" for k, v in f["names"].items())}
 
     for o in snap["organisations"]:
         org = {"organisation_code": o["code"], "organisation_name": o["name"], "country": o["country"],
                "organisation_languages": ";".join(o["languages"]), "organisation_timezone": o["timezone"],
-               "organisation_role": o["role"], "organisation_notes": o["notes"]}  # fmt: skip
+               "organisation_role": o["role"], "organisation_notes": o["notes"]}
         if not o["contact_points"]:
             writer.writerow(org)
         for c in o["contact_points"]:
             cp = {**org, **field_cols(c["field"]), "contact_point_code": c["code"], "contact_point_name": c["name"],
                   "contact_point_kind": c["kind"], "title": c["title"], "languages": ";".join(c["languages"]),
                   "active": "true" if c["active"] else "false", "contact_point_timezone": c["timezone"] or "",
-                  "contact_point_notes": c["notes"]}  # fmt: skip
+                  "contact_point_notes": c["notes"]}
             if not c["endpoints"]:
                 writer.writerow(cp)
             for e in c["endpoints"]:
                 writer.writerow({**cp, "endpoint_kind": e["kind"], "address": e["address"],
                                  "priority": e["priority"], "label": e["label"], "status": e["status"],
-                                 "verified_at": e["verified_at"] or ""})  # fmt: skip
+                                 "verified_at": e["verified_at"] or ""})
     for code in sorted(set(fields) - used):  # a field nobody works in yet still belongs to the directory
         writer.writerow(field_cols(code))
     return out.getvalue()

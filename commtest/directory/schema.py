@@ -15,7 +15,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import email_validator
 import langcodes
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+)
 
 from commtest.clock import ensure_utc
 from commtest.models import ChannelKind, EndpointStatus

@@ -19,7 +19,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 from commtest.db import session_scope
-from commtest.models import ContactPoint, Endpoint, EndpointStatus, FieldOfWork, Organisation, Ping
+from commtest.models import (
+    ContactPoint,
+    Endpoint,
+    EndpointStatus,
+    FieldOfWork,
+    Organisation,
+    Ping,
+)
 
 from .load import read_directory_file
 from .validate import DirectoryData, validate
@@ -120,7 +127,9 @@ def apply_directory(session: Session, data: DirectoryData, *, replace: bool, tal
         values["organisation_id"] = orgs[cin.organisation].id
         values["field_id"] = fields[cin.field].id
         cps[cin.code] = _upsert(session, tally, "contact_points", cps.get(cin.code), ContactPoint, values)
-    endpoints = {(e.contact_point_id, e.kind, e.address): e for e in session.exec(select(Endpoint))}
+    endpoints: dict[tuple[int | None, str, str], Endpoint] = {
+        (e.contact_point_id, e.kind, e.address): e for e in session.exec(select(Endpoint))
+    }
     wanted: set[tuple[int | None, str, str]] = set()
     for cp_code, ein in data.endpoints:
         key = (cps[cp_code].id, ein.kind, ein.address)
@@ -164,7 +173,7 @@ def _remove_unlisted(
     cp_codes = {c.code for c in data.contact_points}
     cps = {c.id: c for c in session.exec(select(ContactPoint))}
     kept_cps: set[int | None] = set()
-    for ep in session.exec(select(Endpoint).order_by(Endpoint.id)).all():
+    for ep in sorted(session.exec(select(Endpoint)).all(), key=lambda e: e.id or 0):
         if (ep.contact_point_id, ep.kind, ep.address) in wanted_endpoints:
             continue
         cp = cps[ep.contact_point_id]
@@ -219,8 +228,8 @@ def resolve_contact_points(session: Session, organisation_code: str, field_code:
     """The active contact points of an organisation in a field of work, by code."""
     stmt = (
         select(ContactPoint)
-        .join(Organisation, sa.and_(Organisation.id == ContactPoint.organisation_id))
-        .join(FieldOfWork, sa.and_(FieldOfWork.id == ContactPoint.field_id))
+        .join(Organisation, Organisation.id == ContactPoint.organisation_id)  # type: ignore[arg-type]
+        .join(FieldOfWork, FieldOfWork.id == ContactPoint.field_id)  # type: ignore[arg-type]
         .where(Organisation.code == organisation_code, FieldOfWork.code == field_code, ContactPoint.active == sa.true())
         .order_by(ContactPoint.code)
     )

@@ -131,7 +131,7 @@ def _unique(problems: list[Problem], items: list[tuple[RawRecord, M | None]], wh
     for record, item in items:
         if item is None:
             continue
-        code = str(getattr(item, "code"))
+        code = str(getattr(item, "code"))  # noqa: B009 (M is any input model with a code)
         if code in first_line:
             problems.append(
                 record.where.problem(

@@ -10,7 +10,15 @@ from sqlmodel import select
 from commtest.clock import UTC
 from commtest.db import session_scope
 from commtest.directory import import_directory, resolve_contact_points
-from commtest.models import ContactPoint, Endpoint, Organisation, Ping, Playbook, PlaybookRevision, TestRun
+from commtest.models import (
+    ContactPoint,
+    Endpoint,
+    Organisation,
+    Ping,
+    Playbook,
+    PlaybookRevision,
+    TestRun,
+)
 
 from .test_directory_support import BASE_YAML, counts, write
 

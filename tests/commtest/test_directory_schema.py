@@ -1,7 +1,7 @@
 """The single-value validators of the directory (no database)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -74,8 +74,8 @@ def test_a_manual_endpoint_is_free_text() -> None:
 
 
 def test_an_instant_without_zone_is_utc_and_a_bare_date_is_refused() -> None:
-    assert instant("2026-03-17T09:15:00") == datetime(2026, 3, 17, 9, 15, tzinfo=timezone.utc)
-    assert instant("2026-03-17T10:15:00+01:00") == datetime(2026, 3, 17, 9, 15, tzinfo=timezone.utc)
+    assert instant("2026-03-17T09:15:00") == datetime(2026, 3, 17, 9, 15, tzinfo=UTC)
+    assert instant("2026-03-17T10:15:00+01:00") == datetime(2026, 3, 17, 9, 15, tzinfo=UTC)
     with pytest.raises(ValueError, match="is a date without a time"):
         instant(datetime(2026, 3, 17).date())
 
@@ -92,7 +92,7 @@ def test_an_organisation_region_comes_from_its_country() -> None:
 
 
 def test_the_public_names_of_the_directory_package_exist() -> None:
-    import commtest.directory as directory
+    from commtest import directory
 
     assert {"import_directory", "export_directory", "snapshot", "check_directory", "resolve_contact_points"} <= set(
         directory.__all__
