@@ -220,8 +220,8 @@ def _breaches(conn: sa.Connection, runs: list[MonthRun]) -> list[Breach]:
     run_ids = [r.id for r in runs if r.pings or r.status not in ("planned", "missed")]
     if not run_ids:
         return []
-    revisions = dict(conn.execute(sa.select(R.c.id, R.c.revision_id).where(R.c.id.in_(run_ids))).all())
-    sources = dict(conn.execute(sa.select(REV.c.id, REV.c.source_text).where(REV.c.id.in_(set(revisions.values())))).all())
+    revisions: dict[int, int] = dict(conn.execute(sa.select(R.c.id, R.c.revision_id).where(R.c.id.in_(run_ids))).all())
+    sources: dict[int, str] = dict(conn.execute(sa.select(REV.c.id, REV.c.source_text).where(REV.c.id.in_(set(revisions.values())))).all())
     facts = {rev: playbook_facts(text, revision_id=rev) for rev, text in sources.items()}
     targets = {(run, ch): ms for run, rev in revisions.items() for ch, ms in facts[rev].targets_ms.items()}
     needed = {run: (facts[rev].participants, facts[rev].needed_channels) for run, rev in revisions.items()}
@@ -278,7 +278,7 @@ def _trend(conn: sa.Connection, enriched: sa.Subquery, labels: list[str], bounds
     }
     pct_month = nearest_rank_percentiles(conn, enriched, ["month"])
     pct_channel = nearest_rank_percentiles(conn, enriched, ["month", "channel"])
-    run_counts = dict(
+    run_counts: dict[str, int] = dict(
         conn.execute(
             sa.select(
                 sa.case(
@@ -332,12 +332,14 @@ def _action_points(conn: sa.Connection, this_month: sa.Subquery, end: datetime) 
     pings bounced or were refused as invalid, unless a run proved them reachable since."""
     eid = E.c.data["endpoint_id"].as_integer()
     later = E.alias("later")
-    proven_after = lambda endpoint_col, after_col: sa.exists().where(  # noqa: E731
-        later.c.kind == ev.ENDPOINT_VERIFIED,
-        later.c.data["endpoint_id"].as_integer() == endpoint_col,
-        later.c.at >= after_col,
-        later.c.at < end,
-    )
+
+    def proven_after(endpoint_col: Any, after_col: Any) -> Any:
+        return sa.exists().where(
+            later.c.kind == ev.ENDPOINT_VERIFIED,
+            later.c.data["endpoint_id"].as_integer() == endpoint_col,
+            later.c.at >= after_col,
+            later.c.at < end,
+        )
     last_status = (
         sa.select(sa.func.max(E.c.id).label("id"))
         .where(E.c.kind == ev.ENDPOINT_STATUS, E.c.at < end)

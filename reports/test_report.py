@@ -226,7 +226,7 @@ def _ping_lines(conn: sa.Connection, run_id: int, settled: sa.Subquery) -> list[
         .order_by(P.c.organisation_code, CP.c.code, P.c.channel, P.c.attempt, times.c.ping_id)
     ).all()
     detail_ids = [i for r in rows for i in (r.planned_event_id, r.ack_event_id, r.delivered_event_id) if i]
-    data = dict(conn.execute(sa.select(E.c.id, E.c.data).where(E.c.id.in_(detail_ids))).all()) if detail_ids else {}
+    data: dict[int, dict[str, Any]] = dict(conn.execute(sa.select(E.c.id, E.c.data).where(E.c.id.in_(detail_ids))).all()) if detail_ids else {}
     lines = []
     for r in rows:
         ack = data.get(r.ack_event_id) or {}

@@ -1,0 +1,202 @@
+"""Benchmark: the monthly report over a year of history at scale.
+
+Generates a year of runs (default 1,000,000 pings and their ~4.7 events each) into a
+SQLite file under var/bench/ with Core executemany inserts, then times the monthly
+report of the last month (figures + 12-month trend) to HTML and to PDF, and prints the
+peak memory (ru_maxrss of the process, and tracemalloc's peak during the report).
+
+    .venv/bin/python bench/bench_monthly_report.py --pings 100000
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import time
+import tracemalloc
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from commtest.clock import UTC, FrozenClock  # noqa: E402
+from commtest.db import make_engine, upgrade  # noqa: E402
+from commtest.models import (  # noqa: E402
+    ContactPoint,
+    Endpoint,
+    Event,
+    FieldOfWork,
+    Organisation,
+    Ping,
+    Playbook,
+    PlaybookRevision,
+    TestRun,
+)
+
+PLAYBOOK = """\
+id: bench
+title: Benchmark playbook
+owner: ORG-00
+participants:
+{participants}
+steps:
+  - {{id: mail, channel: email, template: t, ack_deadline: 30m}}
+  - {{id: call, channel: voice, template: t, ack_deadline: 10m}}
+  - {{id: text, channel: sms, template: t, ack_deadline: 15m}}
+targets: {{email: 15m, voice: 5m, sms: 10m}}
+templates:
+  t: {{en: {{subject: Test, body: Please acknowledge.}}}}
+"""
+CHANNELS = ("email", "voice", "sms")
+OUTCOMES_NO_ACK = ("delivered_no_ack", "voicemail", "away", "bounced", "provider_failure")
+CHUNK = 20_000
+
+
+def generate(url: str, n_pings: int, orgs: int = 25, cps_per_org: int = 8, year_end: datetime | None = None) -> str:
+    engine = make_engine(url)
+    upgrade(engine)
+    rnd = random.Random(5)
+    year_end = year_end or datetime(2026, 1, 1, tzinfo=UTC)
+    t = {m.__tablename__: m.__table__ for m in (ContactPoint, Endpoint, Event, FieldOfWork, Organisation, Ping,  # type: ignore[attr-defined]
+                                                 Playbook, PlaybookRevision, TestRun)}
+    parts = "\n".join(f"  - {{organisation: ORG-{i:02d}, fields: [desk]}}" for i in range(orgs))
+    with engine.begin() as c:
+        c.execute(t["field_of_work"].insert(), [{"id": 1, "code": "desk", "name": "Desk", "names": {}}])
+        c.execute(t["organisation"].insert(), [
+            {"id": i + 1, "code": f"ORG-{i:02d}", "name": f"Organisation {i}", "country": "BE", "languages": ["en"],
+             "timezone": "Europe/Brussels", "role": "participant", "notes": ""} for i in range(orgs)])
+        cps, eps = [], []
+        for o in range(orgs):
+            for k in range(cps_per_org):
+                cp_id = o * cps_per_org + k + 1
+                cps.append({"id": cp_id, "code": f"ORG-{o:02d}/desk-{k}", "organisation_id": o + 1, "field_id": 1,
+                            "name": f"Desk {o}-{k}", "kind": "desk", "title": "", "languages": ["en"], "active": True,
+                            "notes": ""})
+                for j, ch in enumerate(CHANNELS):
+                    address = f"desk{cp_id}@org{o}.example" if ch == "email" else f"+4477009{cp_id:05d}"
+                    eps.append({"id": cp_id * 3 + j, "contact_point_id": cp_id, "kind": ch, "address": address,
+                                "priority": 1, "label": "", "status": "active"})
+        c.execute(t["contact_point"].insert(), cps)
+        c.execute(t["endpoint"].insert(), eps)
+        c.execute(t["playbook"].insert(), [{"id": "bench", "source_path": ""}])
+        c.execute(t["playbook_revision"].insert(), [{
+            "id": 1, "playbook_id": "bench", "content_hash": "0" * 64, "title": "Benchmark", "owner": "ORG-00",
+            "source_path": "", "source_text": PLAYBOOK.format(participants=parts), "created_at": year_end}])
+
+    per_run = orgs * cps_per_org * len(CHANNELS)
+    n_runs = max(1, n_pings // per_run)
+    start = year_end - timedelta(days=365)
+    ping_id = event_id = 0
+    pings: list[dict[str, object]] = []
+    events: list[dict[str, object]] = []
+    with engine.begin() as c:
+        for r in range(n_runs):
+            run_id = r + 1
+            fire = start + timedelta(seconds=int((365 * 86400 - 7200) * (r + 0.5) / n_runs))
+            c.execute(t["test_run"].insert(), [{
+                "id": run_id, "playbook_id": "bench", "revision_id": 1, "dedupe_key": f"bench@{run_id}",
+                "trigger": "schedule", "announced": False, "status": "completed", "fire_at": fire,
+                "started_at": fire, "finished_at": fire + timedelta(hours=1), "started_by": "", "note": ""}])
+            for cp in cps:
+                org = f"ORG-{int(cp['organisation_id']) - 1:02d}"
+                for j, ch in enumerate(CHANNELS):
+                    ping_id += 1
+                    sent = fire + timedelta(seconds=rnd.randint(0, 60))
+                    acked = rnd.random() < 0.92
+                    ms = int(rnd.lognormvariate(11.0, 0.9)) if acked else None  # median about 60 s
+                    outcome = ("acked" if ms < 1_800_000 else "acked_late") if ms is not None else rnd.choice(OUTCOMES_NO_ACK)
+                    pings.append({"id": ping_id, "run_id": run_id, "contact_point_id": cp["id"],
+                                  "endpoint_id": int(cp["id"]) * 3 + j, "organisation_code": org, "channel": ch,
+                                  "provider": "sandbox", "address": "", "language": "en", "step": ch, "attempt": 1,
+                                  "step_attempt": 1, "state": "acked" if ms else "expired", "outcome": outcome,
+                                  "due_at": sent, "ack_suspicious": False})
+                    common = {"actor": "bench", "run_id": run_id, "ping_id": ping_id, "organisation_code": org,
+                              "channel": ch}
+                    rows = [("ping.planned", sent - timedelta(seconds=1), None, None, {"due_at": sent.isoformat()}),
+                            ("ping.sent", sent, None, None, {}),
+                            ("ping.delivered", sent + timedelta(seconds=1), None, None, {"status": "delivered"})]
+                    if ms is not None:
+                        rows.append(("ping.acked", sent + timedelta(milliseconds=ms), None, ms, {"method": "link"}))
+                    settle = sent + timedelta(milliseconds=ms) if ms is not None else sent + timedelta(minutes=30)
+                    rows.append(("ping.settled", settle, outcome, ms, {}))
+                    for kind, at, out, rms, data in rows:
+                        event_id += 1
+                        events.append({"id": event_id, "at": at, "kind": kind, "outcome": out, "response_ms": rms,
+                                       "data": data, **common})
+                    if len(events) >= CHUNK:
+                        _flush(c, t, pings, events)
+            if run_id % max(1, n_runs // 10) == 0:
+                print(f"  generated run {run_id}/{n_runs}: {ping_id:,} pings, {event_id:,} events", flush=True)
+        _flush(c, t, pings, events)
+        # Half of the endpoints were proven reachable recently, for the freshness figure.
+        c.execute(t["endpoint"].update().where(t["endpoint"].c.id % 2 == 0).values(verified_at=year_end - timedelta(days=20)))
+    engine.dispose()
+    last = year_end - timedelta(days=1)
+    return f"{last:%Y-%m}"
+
+
+def _flush(c: sa.Connection, t: dict[str, sa.Table], pings: list[dict[str, object]], events: list[dict[str, object]]) -> None:
+    if pings:
+        c.execute(t["ping"].insert(), pings)
+    if events:
+        c.execute(t["event"].insert(), events)
+    pings.clear()
+    events.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pings", type=int, default=1_000_000)
+    parser.add_argument("--db", type=Path, default=REPO / "var" / "bench" / "monthly.db")
+    parser.add_argument("--reuse", action="store_true", help="Reuse the database if it exists (skip generation).")
+    args = parser.parse_args()
+
+    from reports.monthly import write_monthly
+    from reports.monthly_figures import compute_monthly_figures
+
+    url = f"sqlite:///{args.db}"
+    if not (args.reuse and args.db.exists()):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{args.db}{suffix}").unlink(missing_ok=True)
+        args.db.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        month = generate(url, args.pings)
+        print(f"generated {args.pings:,} pings in {time.perf_counter() - t0:.1f} s into {args.db}")
+    else:
+        month = "2025-12"
+    engine = make_engine(url)
+    with engine.connect() as c:
+        n_pings = c.execute(sa.text("select count(*) from ping")).scalar_one()
+        n_events = c.execute(sa.text("select count(*) from event")).scalar_one()
+    print(f"database: {n_pings:,} pings, {n_events:,} events; report month {month}")
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    figures = compute_monthly_figures(engine, month)
+    t_fig = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    # tracemalloc slows pure-Python code (WeasyPrint) several times: only the figures are traced.
+    tracemalloc.stop()
+    clock = FrozenClock(datetime(2026, 1, 1, 6, tzinfo=UTC))
+    out = REPO / "var" / "bench"
+    t0 = time.perf_counter()
+    (html_path,) = write_monthly(engine, month, clock, out, formats=("html",))
+    t_html = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    (pdf_path,) = write_monthly(engine, month, clock, out, formats=("pdf",))
+    t_pdf = time.perf_counter() - t0
+    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"month {month}: {len(figures.runs)} runs, {figures.totals.pings:,} pings, ack rate {figures.totals.ack_rate}, "
+          f"median {figures.totals.median_ms} ms, p90 {figures.totals.p90_ms} ms")
+    print(f"figures only (SQL, 12-month trend): {t_fig:.2f} s")
+    print(f"monthly report to HTML (figures + render): {t_html:.2f} s -> {html_path}")
+    print(f"monthly report to PDF  (figures + render): {t_pdf:.2f} s -> {pdf_path}")
+    print(f"peak memory: tracemalloc {peak / 1e6:.1f} MB while computing the figures; process max RSS {maxrss_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
