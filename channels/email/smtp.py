@@ -1,0 +1,86 @@
+"""The SMTP provider of the e-mail channel (aiosmtplib).
+
+``send`` is called from one of the engine's worker threads, so it runs its own event
+loop with ``asyncio.run``. SMTP's own answer decides whether a retry may help: a 4xx, a
+refused connection or a timeout is temporary; a 5xx on RCPT means the mailbox does not
+exist (the engine marks the ping ``bounced`` and the endpoint suspect).
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import aiosmtplib
+from aiosmtplib import errors as smtp_errors
+
+from channels.base import ChannelReport, OutgoingPing, SendResult
+from channels.email.message import build_message
+from commtest.clock import Clock
+from commtest.errors import ChannelError
+from commtest.masking import mask_address
+from commtest.settings import Settings
+
+
+class SmtpChannel:
+    kind = "email"
+    provider = "smtp"
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+
+    @classmethod
+    def create(cls, kind: str, settings: Settings, clock: Clock) -> SmtpChannel:
+        if kind != "email":
+            raise ChannelError(f"the smtp provider sends e-mail only, not {kind!r}", permanent=True)
+        return cls(settings, clock)
+
+    # -- Channel -----------------------------------------------------------------
+    def send(self, ping: OutgoingPing) -> SendResult:
+        built = build_message(ping, mail_from=self.settings.mail_from, reply_address=self.settings.reply_address,
+                              clock=self.clock)
+        try:
+            asyncio.run(self._send(built.message, built.envelope_from, ping.address))
+        except smtp_errors.SMTPRecipientRefused as exc:
+            raise _refused(exc.code, exc.message, ping.address) from exc
+        except smtp_errors.SMTPRecipientsRefused as exc:
+            first = exc.recipients[0] if exc.recipients else None
+            raise _refused(first.code if first else 550, first.message if first else "refused", ping.address) from exc
+        except smtp_errors.SMTPResponseException as exc:
+            # Our sender, our login or the content refused: not the centre's mailbox.
+            # Retrying may help for 4xx; for 5xx a person must look at our configuration.
+            raise ChannelError(f"SMTP server answered {exc.code} {exc.message}", permanent=False,
+                               code=f"smtp-{exc.code}") from exc
+        except (smtp_errors.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            raise ChannelError(f"SMTP server {self.settings.smtp_host}:{self.settings.smtp_port} unreachable: "
+                               f"{type(exc).__name__}: {exc}", permanent=False, code="smtp-unreachable") from exc
+        return SendResult(provider_ref=built.message_id)
+
+    async def _send(self, message: object, sender: str, recipient: str) -> None:
+        s = self.settings
+        password = s.smtp_password.get_secret_value() if s.smtp_password else None
+        await aiosmtplib.send(
+            message,  # type: ignore[arg-type]
+            sender=sender,
+            recipients=[recipient],
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            use_tls=s.smtp_security == "tls",
+            start_tls=True if s.smtp_security == "starttls" else False,
+            username=s.smtp_username,
+            password=password,
+            timeout=s.smtp_timeout_seconds,
+        )
+
+    def poll_reports(self, now: datetime) -> list[ChannelReport]:
+        return []  # replies, auto-replies and bounces come back through the mailbox reader
+
+    def close(self) -> None:
+        pass
+
+
+def _refused(code: int, message: str, address: str) -> ChannelError:
+    where = mask_address(address)
+    if 500 <= code < 600:
+        return ChannelError(f"{where} refused: {code} {message}", permanent=True, code="bounced")
+    return ChannelError(f"{where} temporarily refused: {code} {message}", permanent=False, code=f"smtp-{code}")

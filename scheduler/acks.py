@@ -1,0 +1,121 @@
+"""Acknowledgement by link: what the web app's ack pages call (its only database writer).
+
+``lookup_token`` reads (the GET page changes nothing); ``acknowledge_token`` records the
+POST in one durable transaction through ``records.acknowledge``, so an acknowledgement
+whose HTTP request got a 2xx survives a power cut.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from channels.email.message import TOKEN_RE
+from commtest.clock import Clock
+from commtest.db import session_scope
+from commtest.models import ContactPoint, Organisation, Ping
+from commtest.settings import Settings
+from scheduler import records
+
+AckStatus = Literal["acked", "already", "expired", "unknown", "malformed"]
+ACTOR = "web"
+
+
+def is_well_formed(token: str) -> bool:
+    """Exactly what ``secrets.token_urlsafe(32)`` makes: 43 characters of A-Z a-z 0-9 - _."""
+    return bool(TOKEN_RE.fullmatch(token or ""))
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What the confirm page shows about a ping (read only)."""
+
+    ping_id: int
+    run_id: int
+    token_hash: str
+    channel: str
+    language: str
+    timezone: str
+    organisation_code: str
+    organisation_name: str
+    contact_name: str
+    sent_at: datetime | None
+    deadline_at: datetime | None
+    expires_at: datetime | None
+    acked_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now > self.expires_at
+
+
+@dataclass(frozen=True)
+class AckOutcome:
+    status: AckStatus
+    ping_id: int | None = None
+    run_id: int | None = None
+    response_ms: int | None = None
+    late: bool = False
+    suspicious: bool = False  # never shown to the officer; `runs show` and reports show it
+    language: str | None = None
+    organisation_name: str | None = None
+    contact_name: str | None = None
+    acked_at: datetime | None = None
+    timezone: str | None = None
+
+
+def _info(s: Session, ping: Ping) -> TokenInfo:
+    cp, org = s.exec(
+        select(ContactPoint, Organisation)
+        .join(Organisation, col(Organisation.id) == col(ContactPoint.organisation_id))
+        .where(ContactPoint.id == ping.contact_point_id)
+    ).one()
+    return TokenInfo(
+        ping_id=ping.id or 0, run_id=ping.run_id, token_hash=ping.token_hash or "", channel=ping.channel,
+        language=ping.language, timezone=cp.timezone or org.timezone, organisation_code=org.code,
+        organisation_name=org.name, contact_name=cp.name, sent_at=ping.sent_at, deadline_at=ping.deadline_at,
+        expires_at=ping.token_expires_at, acked_at=ping.acked_at,
+    )
+
+
+def lookup_token(engine: Engine, token: str) -> TokenInfo | None:
+    """The ping behind ``token``, or None when the token is malformed or unknown. Changes nothing."""
+    if not is_well_formed(token):
+        return None
+    with session_scope(engine) as s:
+        ping = records.find_ping(s, token=token)
+        return _info(s, ping) if ping is not None else None
+
+
+def acknowledge_token(
+    engine: Engine,
+    clock: Clock,
+    settings: Settings,
+    token: str,
+    *,
+    method: str,
+    by: str | None,
+    user_agent: str | None,
+    source: str | None,
+) -> AckOutcome:
+    if not is_well_formed(token):
+        return AckOutcome("malformed")
+    now = clock.now()
+    with session_scope(engine, durable=True) as s:
+        ping = records.find_ping(s, token=token)
+        if ping is None:
+            return AckOutcome("unknown")
+        info = _info(s, ping)
+        names = dict(language=info.language, organisation_name=info.organisation_name,
+                     contact_name=info.contact_name, timezone=info.timezone)
+        if ping.acked_at is None and info.expired(now):
+            return AckOutcome("expired", ping.id, ping.run_id, **names)  # type: ignore[arg-type]
+        result = records.acknowledge(
+            s, ping, now, method=method, actor=ACTOR, by=(by or "").strip() or None, user_agent=user_agent,
+            source=source, suspicious_within=timedelta(seconds=settings.ack_suspicious_seconds),
+        )
+        status: AckStatus = "acked" if result.status == "acked" else "already"
+        return AckOutcome(status, result.ping_id, result.run_id, result.response_ms, result.late, result.suspicious,
+                          acked_at=result.acked_at, **names)  # type: ignore[arg-type]

@@ -1,0 +1,99 @@
+"""The FastAPI app: acknowledgement pages and ``/healthz``.
+
+Composed by the CLI (``commtest daemon``); nothing else imports ``web``. Every response
+carries the security headers; ``/ack`` is rate limited per source address. Behind a
+reverse proxy, run uvicorn with ``--proxy-headers --forwarded-allow-ips=PROXY`` so the
+source address is the officer's, not the proxy's.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from commtest.clock import Clock
+from commtest.settings import Settings
+from web.ack import AckContext, ack_router
+from web.csrf import CsrfSigner
+from web.i18n import pick_language
+from web.pages import message
+from web.ratelimit import SlidingWindowLimiter
+
+log = logging.getLogger(__name__)
+
+SECURITY_HEADERS = {
+    # No script at all; styles only from our own stylesheet; forms post only to us.
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",  # the token is in the URL: never leak it to another site
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
+    app = FastAPI(title="commtest", docs_url=None, redoc_url=None, openapi_url=None)
+    limiter = SlidingWindowLimiter(settings.ack_rate_limit_per_minute, clock)
+    ctx = AckContext(settings, engine, clock, CsrfSigner.from_settings(settings, clock))
+
+    def lang_of(request: Request) -> str:
+        return pick_language(request.query_params.get("lang"), None, settings.default_language)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path.startswith("/ack"):
+            source = request.client.host if request.client else "unknown"
+            if not limiter.allow(source):
+                response: Response = message(request, lang_of(request), "ratelimited", 429)
+                response.headers["Retry-After"] = "60"
+            else:
+                response = await call_next(request)
+        else:
+            response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return JSONResponse({"status": "ok", "database": "ok"})
+        except sa.exc.SQLAlchemyError:
+            log.exception("health check: database unreachable")
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+
+    app.include_router(ack_router(ctx))
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return message(request, lang_of(request), "notfound", 404)
+        if exc.status_code == 405:
+            return message(request, lang_of(request), "notfound", 405)
+        return message(request, lang_of(request), "error", exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        return message(request, lang_of(request), "malformed", 400)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("web: unhandled error on %s %s", request.method, request.url.path)
+        response = message(request, lang_of(request), "error", 500)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return app

@@ -1,0 +1,242 @@
+"""The ack pages' strings in the officers' languages, and Babel for dates and durations.
+
+A small catalogue (a handful of sentences) rather than gettext files: it is read in one
+place, and a test checks that every language has every key.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from babel import Locale
+from babel.dates import format_datetime
+from babel.lists import format_list
+from babel.units import format_unit
+
+LANGUAGES = ("nl", "fr", "de", "lb", "en")
+LANGUAGE_NAMES = {"nl": "Nederlands", "fr": "Français", "de": "Deutsch", "lb": "Lëtzebuergesch", "en": "English"}
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Confirm receipt",
+        "intro": "This is a communication test. Please confirm that this message reached you.",
+        "organisation": "Organisation",
+        "contact": "Contact point",
+        "channel": "Channel",
+        "sent": "Sent",
+        "deadline": "Please confirm before",
+        "name_label": "Your name (optional)",
+        "button": "Confirm",
+        "done_title": "Thank you: receipt confirmed",
+        "done_text": "Your confirmation was recorded at {when}.",
+        "response": "Response time: {duration}.",
+        "late": "The deadline had passed; your confirmation is recorded as late.",
+        "already_title": "Already confirmed",
+        "already_text": "This message was already confirmed at {when}. Nothing more to do.",
+        "expired_title": "Link expired",
+        "expired_text": "This link is no longer valid. If the test is still running, reply to the e-mail instead.",
+        "unknown_title": "Link not recognised",
+        "unknown_text": "This link is not known. Check that you opened it completely from the e-mail.",
+        "malformed_title": "Incomplete link",
+        "malformed_text": "This link is incomplete or damaged. Open it again from the e-mail, or reply to the e-mail.",
+        "csrf_title": "Please try again",
+        "csrf_text": "This page is too old or the form did not come from it. Open the link again and press the button.",
+        "again": "Open the confirmation page again",
+        "ratelimited_title": "Too many requests",
+        "ratelimited_text": "Too many requests came from your address. Wait a minute and try again.",
+        "notfound_title": "Page not found",
+        "notfound_text": "There is no page at this address.",
+        "error_title": "Something went wrong",
+        "error_text": "The confirmation could not be processed. Please try again in a moment, or reply to the e-mail.",
+        "footer": "commtest: communication tests between crisis centres",
+        "ch_email": "E-mail", "ch_voice": "Telephone", "ch_sms": "SMS", "ch_video": "Video",
+        "ch_cap": "System link (CAP)", "ch_manual": "Manual",
+    },
+    "nl": {
+        "title": "Ontvangst bevestigen",
+        "intro": "Dit is een communicatietest. Bevestig alstublieft dat dit bericht u heeft bereikt.",
+        "organisation": "Organisatie",
+        "contact": "Aanspreekpunt",
+        "channel": "Kanaal",
+        "sent": "Verzonden",
+        "deadline": "Graag bevestigen vóór",
+        "name_label": "Uw naam (optioneel)",
+        "button": "Bevestigen",
+        "done_title": "Dank u: ontvangst bevestigd",
+        "done_text": "Uw bevestiging is geregistreerd op {when}.",
+        "response": "Reactietijd: {duration}.",
+        "late": "De termijn was verstreken; uw bevestiging is als laat geregistreerd.",
+        "already_title": "Al bevestigd",
+        "already_text": "Dit bericht is al bevestigd op {when}. U hoeft niets meer te doen.",
+        "expired_title": "Link verlopen",
+        "expired_text": "Deze link is niet meer geldig. Loopt de test nog, beantwoord dan de e-mail.",
+        "unknown_title": "Link niet herkend",
+        "unknown_text": "Deze link is onbekend. Controleer of u hem volledig vanuit de e-mail hebt geopend.",
+        "malformed_title": "Onvolledige link",
+        "malformed_text": "Deze link is onvolledig of beschadigd. Open hem opnieuw vanuit de e-mail, of beantwoord de e-mail.",
+        "csrf_title": "Probeer het opnieuw",
+        "csrf_text": "Deze pagina is te oud of het formulier kwam niet van deze pagina. Open de link opnieuw en druk op de knop.",
+        "again": "De bevestigingspagina opnieuw openen",
+        "ratelimited_title": "Te veel verzoeken",
+        "ratelimited_text": "Er kwamen te veel verzoeken van uw adres. Wacht een minuut en probeer het opnieuw.",
+        "notfound_title": "Pagina niet gevonden",
+        "notfound_text": "Op dit adres staat geen pagina.",
+        "error_title": "Er ging iets mis",
+        "error_text": "De bevestiging kon niet worden verwerkt. Probeer het zo opnieuw, of beantwoord de e-mail.",
+        "footer": "commtest: communicatietests tussen crisiscentra",
+        "ch_email": "E-mail", "ch_voice": "Telefoon", "ch_sms": "Sms", "ch_video": "Video",
+        "ch_cap": "Systeemkoppeling (CAP)", "ch_manual": "Handmatig",
+    },
+    "fr": {
+        "title": "Confirmer la réception",
+        "intro": "Ceci est un test de communication. Veuillez confirmer que ce message vous est parvenu.",
+        "organisation": "Organisation",
+        "contact": "Point de contact",
+        "channel": "Canal",
+        "sent": "Envoyé",
+        "deadline": "Merci de confirmer avant",
+        "name_label": "Votre nom (facultatif)",
+        "button": "Confirmer",
+        "done_title": "Merci : réception confirmée",
+        "done_text": "Votre confirmation a été enregistrée le {when}.",
+        "response": "Temps de réponse : {duration}.",
+        "late": "Le délai était dépassé ; votre confirmation est enregistrée comme tardive.",
+        "already_title": "Déjà confirmé",
+        "already_text": "Ce message a déjà été confirmé le {when}. Vous n’avez plus rien à faire.",
+        "expired_title": "Lien expiré",
+        "expired_text": "Ce lien n’est plus valable. Si le test est encore en cours, répondez plutôt à l’e-mail.",
+        "unknown_title": "Lien non reconnu",
+        "unknown_text": "Ce lien est inconnu. Vérifiez que vous l’avez ouvert en entier depuis l’e-mail.",
+        "malformed_title": "Lien incomplet",
+        "malformed_text": "Ce lien est incomplet ou endommagé. Ouvrez-le à nouveau depuis l’e-mail, ou répondez à l’e-mail.",
+        "csrf_title": "Veuillez réessayer",
+        "csrf_text": "Cette page est trop ancienne ou le formulaire ne vient pas d’elle. Rouvrez le lien et appuyez sur le bouton.",
+        "again": "Rouvrir la page de confirmation",
+        "ratelimited_title": "Trop de requêtes",
+        "ratelimited_text": "Trop de requêtes sont venues de votre adresse. Attendez une minute et réessayez.",
+        "notfound_title": "Page introuvable",
+        "notfound_text": "Il n’y a pas de page à cette adresse.",
+        "error_title": "Une erreur s’est produite",
+        "error_text": "La confirmation n’a pas pu être traitée. Réessayez dans un instant, ou répondez à l’e-mail.",
+        "footer": "commtest : tests de communication entre centres de crise",
+        "ch_email": "E-mail", "ch_voice": "Téléphone", "ch_sms": "SMS", "ch_video": "Vidéo",
+        "ch_cap": "Liaison système (CAP)", "ch_manual": "Manuel",
+    },
+    "de": {
+        "title": "Empfang bestätigen",
+        "intro": "Dies ist ein Kommunikationstest. Bitte bestätigen Sie, dass diese Nachricht Sie erreicht hat.",
+        "organisation": "Organisation",
+        "contact": "Kontaktstelle",
+        "channel": "Kanal",
+        "sent": "Gesendet",
+        "deadline": "Bitte bestätigen bis",
+        "name_label": "Ihr Name (freiwillig)",
+        "button": "Bestätigen",
+        "done_title": "Danke: Empfang bestätigt",
+        "done_text": "Ihre Bestätigung wurde am {when} erfasst.",
+        "response": "Reaktionszeit: {duration}.",
+        "late": "Die Frist war abgelaufen; Ihre Bestätigung wird als verspätet erfasst.",
+        "already_title": "Bereits bestätigt",
+        "already_text": "Diese Nachricht wurde bereits am {when} bestätigt. Sie müssen nichts mehr tun.",
+        "expired_title": "Link abgelaufen",
+        "expired_text": "Dieser Link ist nicht mehr gültig. Läuft der Test noch, antworten Sie bitte auf die E-Mail.",
+        "unknown_title": "Link nicht erkannt",
+        "unknown_text": "Dieser Link ist unbekannt. Prüfen Sie, ob Sie ihn vollständig aus der E-Mail geöffnet haben.",
+        "malformed_title": "Unvollständiger Link",
+        "malformed_text": "Dieser Link ist unvollständig oder beschädigt. Öffnen Sie ihn erneut aus der E-Mail oder antworten Sie auf die E-Mail.",
+        "csrf_title": "Bitte erneut versuchen",
+        "csrf_text": "Diese Seite ist zu alt oder das Formular stammt nicht von ihr. Öffnen Sie den Link erneut und drücken Sie die Schaltfläche.",
+        "again": "Bestätigungsseite erneut öffnen",
+        "ratelimited_title": "Zu viele Anfragen",
+        "ratelimited_text": "Von Ihrer Adresse kamen zu viele Anfragen. Warten Sie eine Minute und versuchen Sie es erneut.",
+        "notfound_title": "Seite nicht gefunden",
+        "notfound_text": "Unter dieser Adresse gibt es keine Seite.",
+        "error_title": "Etwas ist schiefgegangen",
+        "error_text": "Die Bestätigung konnte nicht verarbeitet werden. Versuchen Sie es gleich noch einmal oder antworten Sie auf die E-Mail.",
+        "footer": "commtest: Kommunikationstests zwischen Krisenzentren",
+        "ch_email": "E-Mail", "ch_voice": "Telefon", "ch_sms": "SMS", "ch_video": "Video",
+        "ch_cap": "Systemverbindung (CAP)", "ch_manual": "Manuell",
+    },
+    "lb": {
+        "title": "Empfang bestätegen",
+        "intro": "Dëst ass e Kommunikatiounstest. Bestätegt w.e.g., datt dës Noriicht Iech erreecht huet.",
+        "organisation": "Organisatioun",
+        "contact": "Kontaktpunkt",
+        "channel": "Kanal",
+        "sent": "Geschéckt",
+        "deadline": "W.e.g. bestätegen bis",
+        "name_label": "Ären Numm (fräiwëlleg)",
+        "button": "Bestätegen",
+        "done_title": "Merci: Empfang bestätegt",
+        "done_text": "Är Bestätegung gouf den {when} registréiert.",
+        "response": "Äntwertzäit: {duration}.",
+        "late": "D’Frist war ofgelaf; Är Bestätegung gëtt als ze spéit registréiert.",
+        "already_title": "Scho bestätegt",
+        "already_text": "Dës Noriicht gouf schonn den {when} bestätegt. Dir musst näischt méi maachen.",
+        "expired_title": "Link ofgelaf",
+        "expired_text": "Dëse Link ass net méi gëlteg. Leeft den Test nach, äntwert w.e.g. op d’E-Mail.",
+        "unknown_title": "Link net erkannt",
+        "unknown_text": "Dëse Link ass onbekannt. Kuckt, ob Dir e komplett aus der E-Mail opgemaach hutt.",
+        "malformed_title": "Onvollstännege Link",
+        "malformed_text": "Dëse Link ass onvollstänneg oder beschiedegt. Maacht e nach eng Kéier aus der E-Mail op, oder äntwert op d’E-Mail.",
+        "csrf_title": "Probéiert w.e.g. nach eng Kéier",
+        "csrf_text": "Dës Säit ass ze al oder de Formulaire koum net vun hir. Maacht de Link nach eng Kéier op an dréckt op de Knäppchen.",
+        "again": "D’Bestätegungssäit nach eng Kéier opmaachen",
+        "ratelimited_title": "Ze vill Ufroen",
+        "ratelimited_text": "Vun Ärer Adress koumen ze vill Ufroen. Waart eng Minutt a probéiert nach eng Kéier.",
+        "notfound_title": "Säit net fonnt",
+        "notfound_text": "Op dëser Adress gëtt et keng Säit.",
+        "error_title": "Eppes ass schifgaang",
+        "error_text": "D’Bestätegung konnt net veraarbecht ginn. Probéiert et gläich nach eng Kéier, oder äntwert op d’E-Mail.",
+        "footer": "commtest: Kommunikatiounstester tëscht Krisenzentren",
+        "ch_email": "E-Mail", "ch_voice": "Telefon", "ch_sms": "SMS", "ch_video": "Video",
+        "ch_cap": "Systemverbindung (CAP)", "ch_manual": "Manuell",
+    },
+}
+
+
+def pick_language(requested: str | None, ping_language: str | None, fallback: str = "en") -> str:
+    """``?lang=`` when supported, else the ping's language, else ``fallback``."""
+    for tag in (requested, ping_language, fallback):
+        base = (tag or "").split("-")[0].split("_")[0].lower()
+        if base in CATALOGUE:
+            return base
+    return "en"
+
+
+def texts(language: str) -> dict[str, str]:
+    return CATALOGUE.get(language, CATALOGUE["en"])
+
+
+def _locale(language: str) -> Locale:
+    try:
+        return Locale.parse(language)
+    except (ValueError, LookupError):
+        return Locale.parse("en")
+
+
+def format_when(at: datetime | None, zone: str, language: str) -> str:
+    """A moment in the contact's local time, e.g. ``14 apr 2026 10:15 CEST``."""
+    if at is None:
+        return "—"
+    tz = ZoneInfo(zone)
+    local = at.astimezone(tz)
+    return f"{format_datetime(local, 'medium', tzinfo=tz, locale=_locale(language))} {local.tzname() or zone}"
+
+
+def format_duration(ms: int | None, language: str) -> str:
+    """``2 minutes, 35 seconds`` (in the language), to the second."""
+    if ms is None:
+        return "—"
+    locale = _locale(language)
+    seconds = round(ms / 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = []
+    if hours:
+        parts.append(format_unit(hours, "duration-hour", length="long", locale=locale))
+    if minutes:
+        parts.append(format_unit(minutes, "duration-minute", length="long", locale=locale))
+    if secs or not parts:
+        parts.append(format_unit(secs, "duration-second", length="long", locale=locale))
+    return format_list(parts, style="unit", locale=locale)
