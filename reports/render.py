@@ -19,6 +19,7 @@ from reports.test_report import TestReport
 AnyReport = Union[TestReport, MonthlyView, DirectoryReport]
 FORMATS = ("html", "pdf", "csv", "json", "vcard")
 JSON_FORMAT = "commtest-report/1"
+MAX_PRINTED_ROWS = 60
 
 
 class FormatNotAvailable(CommtestError):
@@ -63,6 +64,8 @@ def render_html(report: AnyReport, lang: str = "en", timezone: str = "Europe/Bru
     context: dict[str, Any] = {"r": report, "t": t, "lang": lang}
     if isinstance(report, MonthlyView):
         context["charts"] = trend_charts(report.figures.trend, t)
+        # A signed PDF is read by people: long listings stay complete in CSV and JSON.
+        context["max_rows"] = MAX_PRINTED_ROWS
     return _env.get_template(f"{_kind(report)}.html.j2").render(**context)
 
 
