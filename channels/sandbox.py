@@ -58,6 +58,7 @@ class Rule:
     channel: str | None = None
     attempt: int | None = None
     by: str | None = None
+    send_delay: float = 0.0  # seconds the provider takes to accept (to test crashes mid-call)
 
     def applies(self, ping: OutgoingPing) -> bool:
         if self.channel and self.channel != ping.channel:
@@ -95,6 +96,7 @@ class SandboxScript:
                 channel=item.get("channel"),
                 attempt=item.get("attempt"),
                 by=item.get("by"),
+                send_delay=float(item.get("send_delay", 0.0)),
             )
 
         default = rule(dict(data.get("default") or {}), "default")
@@ -159,6 +161,8 @@ class SandboxChannel:
     # -- Channel -----------------------------------------------------------------
     def send(self, ping: OutgoingPing) -> SendResult:
         rule = self.script.rule_for(ping)
+        if rule.send_delay:
+            self.clock.sleep(rule.send_delay)
         now = self.clock.now()
         if rule.behaviour == "fail":
             raise ChannelError(f"sandbox {self.kind} provider unavailable (scripted)", permanent=False, code="sandbox-down")
@@ -176,6 +180,7 @@ class SandboxChannel:
                 "subject": ping.subject,
                 "at": now.isoformat(),
                 "provider_ref": ref,
+                "pid": os.getpid(),
             }
         )
         reports: list[ChannelReport] = []

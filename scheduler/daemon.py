@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # A tick still running when the next is due is skipped on purpose (max_instances=1);
 # APScheduler reports each skip as a warning, which is noise here.
 logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)  # "Running job" every tick
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,9 @@ from scheduler.specs import spec_for_revision
 
 log = logging.getLogger(__name__)
 
-DISPATCH_BATCH = 200
+# Pings claimed (marked dispatching) per durable transaction. Small on purpose: a crash
+# leaves at most one batch ``unknown``; each batch is sent by the worker pool in parallel.
+DISPATCH_BATCH_PER_WORKER = 2
 
 
 @dataclass
@@ -278,7 +280,7 @@ class RunEngine:
         total = 0
         while total < limit and not self.stopping.is_set():
             self._ensure_leader()
-            claimed = self._claim(min(DISPATCH_BATCH, limit - total))
+            claimed = self._claim(min(DISPATCH_BATCH_PER_WORKER * self.settings.dispatch_workers, limit - total))
             if not claimed:
                 break
             results = list(self._pool.map(self._send_one, claimed))

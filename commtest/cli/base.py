@@ -22,6 +22,8 @@ class LazyContext:
             logging.basicConfig(
                 level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
             )
+            if settings.log_level.upper() != "DEBUG":
+                logging.getLogger("alembic").setLevel(logging.WARNING)
             self._app = AppContext(settings=settings)
         return self._app
 

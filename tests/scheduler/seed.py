@@ -84,3 +84,64 @@ def store_playbook(engine: Engine, text: str = PLAYBOOK, playbook_id: str = "tes
         pb.current_revision_id = rev.id
         s.add(pb)
         return rev.id or 0
+
+
+def fast_playbook(orgs: list[str], *, deadline: str = "3s", retries: int = 1, interval: str = "1s") -> str:
+    """A playbook with second-long deadlines, for tests that run a real daemon process."""
+    participants = "\n".join(f"  - organisation: {o}\n    fields: [crisis-desk]" for o in orgs)
+    return f"""
+id: fast-playbook
+title: Fast playbook
+owner: {orgs[0]}
+timezone: Europe/Brussels
+default_language: en
+participants:
+{participants}
+steps:
+  - id: email
+    channel: email
+    template: ping
+    ack_deadline: {deadline}
+    retries: {retries}
+    retry_interval: {interval}
+  - id: voice
+    channel: voice
+    template: ping
+    ack_deadline: {deadline}
+    retries: {retries}
+    retry_interval: {interval}
+    escalate: {{step: sms}}
+  - id: sms
+    channel: sms
+    template: ping
+    ack_deadline: {deadline}
+targets: {{email: {deadline}, voice: {deadline}, sms: {deadline}}}
+templates:
+  ping:
+    en:
+      subject: "Communication test {{{{ run.id }}}}"
+      body: "Please confirm: {{{{ ack_url }}}} (code {{{{ ack_code }}}}) before {{{{ deadline }}}}."
+"""
+
+
+def seed_bulk(engine: Engine, *, organisations: int = 4, per_org: int = 10) -> list[str]:
+    """``organisations`` x ``per_org`` contact points in crisis-desk, each with e-mail, voice and SMS."""
+    codes = []
+    with session_scope(engine) as s:
+        desk = FieldOfWork(code="crisis-desk", name="24/7 crisis desk")
+        s.add(desk)
+        s.flush()
+        for o in range(organisations):
+            code = f"X{chr(65 + o)}-BULK"
+            codes.append(code)
+            org = Organisation(code=code, name=f"Bulk centre {o}", country="BE", languages=["en"], timezone="Europe/Brussels")
+            s.add(org)
+            s.flush()
+            for i in range(per_org):
+                cp = ContactPoint(code=f"{code}/desk-{i}", organisation_id=org.id, field_id=desk.id, name=f"Desk {o}-{i}")
+                s.add(cp)
+                s.flush()
+                s.add(Endpoint(contact_point_id=cp.id, kind="email", address=f"desk{i}@bulk{o}.example"))
+                s.add(Endpoint(contact_point_id=cp.id, kind="voice", address=f"+3225{o:02d}{i:04d}"))
+                s.add(Endpoint(contact_point_id=cp.id, kind="sms", address=f"+32470{o:02d}{i:04d}"))
+    return codes
