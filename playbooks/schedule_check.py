@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
+from playbooks.cron import cron_trigger as _cron_trigger
+
 from playbooks.schema import WEEKDAYS, Loc, ScheduleSpec
 
 __all__ = ["HORIZON", "REFERENCE_START", "cron_trigger", "schedule_problems"]
@@ -21,8 +23,8 @@ HORIZON = timedelta(days=366 * 10)
 
 
 def cron_trigger(expression: str, zone: str) -> CronTrigger:
-    """Parse a five-field crontab expression; raises ValueError with APScheduler's reason."""
-    return CronTrigger.from_crontab(expression, timezone=ZoneInfo(zone))
+    """Parse a five-field crontab expression (crontab weekday numbers); raises ValueError."""
+    return _cron_trigger(expression, zone)
 
 
 def schedule_problems(schedule: ScheduleSpec, playbook_zone: str) -> list[tuple[Loc, str]]:
