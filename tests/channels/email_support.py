@@ -7,6 +7,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ listen = 127.0.0.1
 ssl = no
 {plaintext}
 auth_mechanisms = plain login
+auth_failure_delay = 0
 default_internal_user = {internal}
 default_login_user = {login}
 first_valid_uid = 1
@@ -162,7 +164,9 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imap]:
         login = pwd.getpwnam("dovenull")
     except KeyError:
         pytest.skip("Dovecot's system users (dovecot, dovenull) are missing: reinstall dovecot-core")
-    root = tmp_path_factory.mktemp("dovecot")
+    # Not under pytest's tmp dir: that is 0700, and Dovecot's auth and mail processes run
+    # as its own users, who must reach the passwd file and the Maildir.
+    root = Path(tempfile.mkdtemp(prefix="commtest-dovecot-"))
     root.chmod(0o755)
     (root / "mail").mkdir()
     os.chown(root / "mail", internal.pw_uid, internal.pw_gid)
@@ -195,3 +199,4 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imap]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
