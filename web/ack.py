@@ -62,6 +62,12 @@ def ack_router(ctx: AckContext) -> APIRouter:
         if info is None:
             return message(request, fallback, "unknown", 404)
         language = pick_language(lang, info.language, ctx.settings.default_language)
+        # Used or expired links get their own page whatever the form holds: nothing would be recorded.
+        if info.acked_at is not None:
+            return message(request, language, "already", 409,
+                           when=format_when(info.acked_at, info.timezone, language))
+        if info.expired(ctx.clock.now()):
+            return message(request, language, "expired", 410)
         csrf = form.get(CSRF_FIELD)
         if not isinstance(csrf, str) or not ctx.signer.check(info.token_hash, csrf):
             return message(request, language, "csrf", 403, again=f"/ack/{token}?lang={language}")

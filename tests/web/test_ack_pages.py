@@ -1,0 +1,174 @@
+"""The acknowledgement pages: GET shows, POST confirms once, every failure has its page."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import func, select
+
+from commtest.db import session_scope
+from commtest.models import Event, Ping
+from scheduler.records import token_hash
+from tests.web.conftest import Web, sent_run, web_settings
+from web.app import create_app
+from web.csrf import CsrfSigner
+from web.i18n import CATALOGUE
+from web.officer import acknowledge_by_link
+
+ADDR = "desk@xa-one.example"
+
+
+def ping_of(engine: Engine, address: str = ADDR) -> Ping:
+    with session_scope(engine) as s:
+        p = s.exec(select(Ping).where(Ping.address == address, Ping.channel == "email")).first()
+        assert p is not None
+        return p
+
+
+def acked_events(engine: Engine) -> int:
+    with session_scope(engine) as s:
+        return int(s.exec(select(func.count()).select_from(Event).where(Event.kind == "ping.acked")).one())
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "the page has no CSRF field"
+    return m.group(1)
+
+
+def test_get_shows_what_is_confirmed_and_changes_nothing(web: Web) -> None:
+    token = web.tokens[ADDR]
+    r = web.client.get(f"/ack/{token}")
+    assert r.status_code == 200
+    assert "Centre One" in r.text and "Centre One desk" in r.text
+    assert 'lang="nl"' in r.text and "Ontvangst bevestigen" in r.text  # the contact's language
+    assert r.text.count("<button") == 1 and "<script" not in r.text
+    assert "14 apr 2026, 10:15:00 CEST" in r.text  # deadline in the contact's local time (08:15 UTC)
+    assert ping_of(web.engine).state == "sent" and acked_events(web.engine) == 0
+
+
+def test_head_changes_nothing(web: Web) -> None:
+    assert web.client.head(f"/ack/{web.tokens[ADDR]}").status_code == 200
+    assert ping_of(web.engine).state == "sent" and acked_events(web.engine) == 0
+
+
+def test_the_language_can_be_switched(web: Web) -> None:
+    r = web.client.get(f"/ack/{web.tokens[ADDR]}?lang=fr")
+    assert 'lang="fr"' in r.text and "Confirmer la réception" in r.text
+    assert f'action="/ack/{web.tokens[ADDR]}?lang=fr"' in r.text
+
+
+def test_post_acknowledges_once_with_method_name_and_response_time(web: Web) -> None:
+    web.clock.advance(seconds=95)
+    r = acknowledge_by_link(web.client, f"/ack/{web.tokens[ADDR]}", "Jan Peeters")
+    assert r.status_code == 200
+    assert "Dank u: ontvangst bevestigd" in r.text
+    assert "1 minuut en 35 seconden" in r.text
+    ping = ping_of(web.engine)
+    assert (ping.state, ping.outcome, ping.ack_method, ping.ack_by) == ("acked", "acked", "link", "Jan Peeters")
+    assert ping.ack_suspicious is False
+    with session_scope(web.engine) as s:
+        ev = s.exec(select(Event).where(Event.kind == "ping.acked")).one()
+    assert ev.response_ms == 95_000 and ev.data["source"] == "testclient" and ev.data["user_agent"]
+
+
+def test_a_second_post_is_409_and_shows_when_it_was_acknowledged(web: Web) -> None:
+    url = f"/ack/{web.tokens[ADDR]}"
+    page = web.client.get(url)
+    assert web.client.post(url, data={"csrf": csrf_of(page.text), "name": ""}).status_code == 200
+    again = web.client.post(url, data={"csrf": csrf_of(page.text), "name": ""})
+    assert again.status_code == 409
+    assert "Al bevestigd" in again.text and "14 apr 2026, 10:00:00 CEST" in again.text
+    assert web.client.get(url).status_code == 409
+    assert acked_events(web.engine) == 1
+
+
+def test_an_acknowledgement_within_seconds_is_flagged_but_the_page_does_not_say_so(web: Web) -> None:
+    web.clock.advance(seconds=2)
+    r = acknowledge_by_link(web.client, f"/ack/{web.tokens[ADDR]}", "")
+    assert r.status_code == 200 and "suspic" not in r.text.lower() and "verdacht" not in r.text.lower()
+    assert ping_of(web.engine).ack_suspicious is True
+
+
+def test_an_expired_link_is_410(web: Web) -> None:
+    url = f"/ack/{web.tokens[ADDR]}"
+    csrf = csrf_of(web.client.get(url).text)
+    web.clock.advance(days=8)  # past ack_token_ttl (7 days)
+    r = web.client.get(url)
+    assert r.status_code == 410 and "Link verlopen" in r.text
+    assert web.client.post(url, data={"csrf": csrf}).status_code == 410
+    assert acked_events(web.engine) == 0
+
+
+def test_a_forged_token_of_the_right_shape_is_404(web: Web) -> None:
+    forged = "Z" * 43
+    r = web.client.get(f"/ack/{forged}?lang=de")
+    assert r.status_code == 404 and "Link nicht erkannt" in r.text
+    signer = CsrfSigner.from_settings(web.settings, web.clock)
+    assert web.client.post(f"/ack/{forged}", data={"csrf": signer.issue(token_hash(forged))}).status_code == 404
+
+
+def test_a_truncated_token_is_400(web: Web) -> None:
+    r = web.client.get(f"/ack/{web.tokens[ADDR][:30]}?lang=en")
+    assert r.status_code == 400 and "Incomplete link" in r.text
+    assert web.client.post(f"/ack/{web.tokens[ADDR][:30]}", data={}).status_code == 400
+    assert web.client.get("/ack/" + "A" * 42 + "!").status_code == 400
+
+
+@pytest.mark.parametrize("csrf", [None, "", "12345.deadbeef", "not-even-close"])
+def test_a_missing_or_forged_csrf_field_is_403_and_records_nothing(web: Web, csrf: str | None) -> None:
+    data = {"name": "Scanner"} if csrf is None else {"name": "Scanner", "csrf": csrf}
+    r = web.client.post(f"/ack/{web.tokens[ADDR]}", data=data)
+    assert r.status_code == 403 and "Probeer het opnieuw" in r.text
+    assert ping_of(web.engine).state == "sent" and acked_events(web.engine) == 0
+
+
+def test_a_csrf_field_of_another_ping_or_too_old_is_refused(web: Web) -> None:
+    other = csrf_of(web.client.get(f"/ack/{web.tokens['desk@xb-two.example']}").text)
+    assert web.client.post(f"/ack/{web.tokens[ADDR]}", data={"csrf": other}).status_code == 403
+    mine = csrf_of(web.client.get(f"/ack/{web.tokens[ADDR]}").text)
+    web.clock.advance(hours=13)
+    assert web.client.post(f"/ack/{web.tokens[ADDR]}", data={"csrf": mine}).status_code == 403
+    assert acked_events(web.engine) == 0
+
+
+def test_every_response_carries_the_security_headers(web: Web) -> None:
+    for r in (web.client.get(f"/ack/{web.tokens[ADDR]}"), web.client.get("/healthz"),
+              web.client.get("/nothing-here"), web.client.get("/ack/short")):
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["cache-control"] == "no-store"
+
+
+def test_an_unknown_page_is_a_plain_404_page_not_a_stack_trace(web: Web) -> None:
+    r = web.client.get("/nothing-here?lang=en")
+    assert r.status_code == 404 and "Page not found" in r.text and "Traceback" not in r.text
+
+
+def test_healthz_reports_the_database(web: Web) -> None:
+    r = web.client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok"}
+
+
+def test_the_ack_pages_are_rate_limited_per_source_address(engine: Engine, clock) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    settings = web_settings(engine, ack_rate_limit_per_minute=3)
+    _, tokens = sent_run(engine, clock, settings)
+    client = TestClient(create_app(settings, engine, clock))
+    url = f"/ack/{tokens[ADDR]}"
+    assert [client.get(url).status_code for _ in range(3)] == [200, 200, 200]
+    r = client.get(url + "?lang=en")
+    assert r.status_code == 429 and "Too many requests" in r.text and r.headers["retry-after"] == "60"
+    assert client.get("/healthz").status_code == 200  # only /ack is limited
+    clock.advance(seconds=61)
+    assert client.get(url).status_code == 200
+
+
+def test_every_language_has_every_string() -> None:
+    keys = set(CATALOGUE["en"])
+    assert {lang: sorted(keys ^ set(strings)) for lang, strings in CATALOGUE.items()} == {l: [] for l in CATALOGUE}
