@@ -92,6 +92,12 @@ def message_key(msg: Message, data: bytes) -> str:
 
 def classify(raw: RawMail) -> InboundMail:
     msg = parse(raw.data)
+    if msg.get("X-Commtest-Ping") is not None:
+        # One of our own pings (the demo's local server keeps pings and replies in one
+        # Maildir; a misrouted copy could also land here): its link must not acknowledge it.
+        return InboundMail(message_key=message_key(msg, raw.data), classification="unmatched",
+                           subject=str(msg.get("Subject", "") or "")[:300], detail="our own ping, not a reply",
+                           uid=raw.uid, mailbox=raw.mailbox, received_at=raw.received_at)
     kind, detail = _kind(msg)
     plus, folded = _plus_tokens(msg, raw.envelope_to)
     refs = _our_references(msg)

@@ -152,3 +152,9 @@ def test_a_plus_address_folded_to_lower_case_is_noticed() -> None:
     raw = (f"From: jan@xa-one.example\r\nTo: ack+{TOKEN.lower()}@coord.example\r\nSubject: Re\r\n\r\nOK\r\n").encode()
     mail = classify(RawMail("1", raw))
     assert mail.folded_tokens == (TOKEN.lower(),)
+
+
+def test_our_own_ping_seen_in_the_mailbox_never_acknowledges_itself() -> None:
+    mail = classify(RawMail("1", bytes(built())))
+    assert (mail.classification, mail.tokens, mail.references) == ("unmatched", (), ())
+    assert mail.detail == "our own ping, not a reply"
