@@ -131,7 +131,9 @@ class Daemon:
         finally:
             # wait=True: a clean stop lets the running tick finish its provider calls.
             sched.shutdown(wait=True)
-            self.runs.close()
+            # Channels handed in by the caller are theirs, and serve the next leadership too:
+            # closing them here emptied the set, so a re-elected daemon sent elsewhere.
+            self.runs.close(close_channels=self.channels is None)
             self.runs = None
 
     # ---------------------------------------------------------------- jobs

@@ -103,9 +103,10 @@ class RunEngine:
         # Set on a clean stop: the batch in flight finishes, no new batch starts.
         self.stopping = threading.Event()
 
-    def close(self) -> None:
+    def close(self, *, close_channels: bool = True) -> None:
         self._pool.shutdown(wait=True)  # a clean stop finishes the provider calls in flight
-        self.channels.close()
+        if close_channels:  # False when the caller owns the channel set and uses it again
+            self.channels.close()
 
     # ------------------------------------------------------------------ runs
     def create_run(
