@@ -118,4 +118,4 @@ def acknowledge_token(
         )
         status: AckStatus = "acked" if result.status == "acked" else "already"
         return AckOutcome(status, result.ping_id, result.run_id, result.response_ms, result.late, result.suspicious,
-                          acked_at=result.acked_at, **names)  # type: ignore[arg-type]
+                          acked_at=result.acked_at, **names)

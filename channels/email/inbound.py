@@ -154,7 +154,7 @@ def _dsn_detail(msg: EmailMessage) -> str:
         if part.get_content_type() != "message/delivery-status":
             continue
         payload = part.get_payload()
-        blocks = payload if isinstance(payload, list) else []
+        blocks = [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
         for block in blocks[1:] or blocks:  # the first block is per-message, then per-recipient
             recipient = str(block.get("Final-Recipient", "") or "").split(";")[-1].strip()
             status = str(block.get("Status", "") or "").strip()
@@ -194,7 +194,8 @@ def _our_references(msg: Message) -> tuple[str, ...]:
         own = str(part.get("Message-ID", "") or "")
         text = own
         if part.get_content_type() == "text/rfc822-headers":
-            text = str(part.get_payload(decode=True) or b"", "utf-8", "replace")
+            raw = part.get_payload(decode=True)
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
         for m in _MSGID.findall(text):
             if m.startswith(MESSAGE_ID_PREFIX):
                 ids.append(f"<{m}>")
