@@ -6,6 +6,7 @@ same way as the built-in ones; classes are imported only when first used.
 """
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
@@ -57,14 +58,19 @@ class ChannelSet:
         self.settings = settings
         self.clock = clock
         self._channels: dict[str, Channel] = dict(overrides or {})
+        # Dispatch workers ask concurrently: one instance per kind, or the reports queued
+        # in a second, discarded instance would never be polled (lost acknowledgements).
+        self._lock = threading.Lock()
 
     def get(self, kind: str) -> Channel:
-        if kind not in self._channels:
-            self._channels[kind] = create_channel(kind, self.settings, self.clock)
-        return self._channels[kind]
+        with self._lock:
+            if kind not in self._channels:
+                self._channels[kind] = create_channel(kind, self.settings, self.clock)
+            return self._channels[kind]
 
     def active(self) -> list[Channel]:
-        return list(self._channels.values())
+        with self._lock:
+            return list(self._channels.values())
 
     def close(self) -> None:
         for ch in self._channels.values():

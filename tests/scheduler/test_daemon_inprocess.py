@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -256,3 +257,37 @@ def test_a_standby_stopped_before_it_ever_leads_returns_0(harness: Harness) -> N
     assert not daemon.is_leader.is_set()
     assert harness.stop() == 0
     assert harness.lock.acquired == 0
+
+
+def test_dispatch_workers_asking_for_a_channel_at_once_share_one_instance(
+    clock: FrozenClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Two instances of one kind lose reports: those queued in the discarded one are never polled.
+    import channels.registry as registry
+
+    real = registry.create_channel
+    made: list[object] = []
+
+    def slow_create(kind: str, settings: Settings, clock: FrozenClock) -> object:
+        time.sleep(0.05)  # providers load lazily (entry point, imports): a wide window
+        channel = real(kind, settings, clock)
+        made.append(channel)
+        return channel
+
+    monkeypatch.setattr(registry, "create_channel", slow_create)
+    chans = ChannelSet(load_settings(database_url=f"sqlite:///{tmp_path}/unused.db"), clock)
+    start = threading.Barrier(4)
+    got: list[object] = []
+
+    def worker() -> None:
+        start.wait()
+        got.append(chans.get("voice"))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert len(made) == 1
+    assert len(got) == 4 and all(g is made[0] for g in got)
+    assert chans.active() == made
