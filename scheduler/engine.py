@@ -167,10 +167,28 @@ class RunEngine:
             s.add(run)
             ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_STARTED, run_id=run.id, started_by=run.started_by)
             planned, gaps = initial_plan(s, spec)
+            # Attempts counted here instead of queried per ping: the run has no pings yet.
+            attempts: dict[tuple[int, str], int] = {}
+            pending: list[tuple[Ping, dict[str, object]]] = []
             for p in planned:
-                self._new_ping(s, run, spec, p.target.contact_point_id, p.target.organisation_code, p.target.language,
-                               p.step.id, p.endpoint_id, p.address, due_at=now + p.step.start_after, now=now,
-                               contact_point_code=p.target.contact_point_code, field_code=p.target.field_code)
+                key = (p.target.contact_point_id, p.step.channel)
+                attempts[key] = attempts.get(key, 0) + 1
+                ping = Ping(
+                    run_id=run.id or 0, contact_point_id=p.target.contact_point_id, endpoint_id=p.endpoint_id,
+                    organisation_code=p.target.organisation_code, channel=p.step.channel,
+                    provider=self.settings.channels.get(p.step.channel, ""), address=p.address,
+                    language=p.target.language, step=p.step.id, attempt=attempts[key], step_attempt=1,
+                    state=PingState.pending.value, due_at=now + p.step.start_after,
+                )
+                pending.append((ping, {"contact_point": p.target.contact_point_code, "field": p.target.field_code}))
+            s.add_all([ping for ping, _ in pending])
+            s.flush()  # one batched INSERT for all pings
+            for ping, extra in pending:
+                ev.record_event(s, at=now, actor=self.actor, kind=ev.PING_PLANNED, run_id=run.id, ping_id=ping.id,
+                                organisation_code=ping.organisation_code, channel=ping.channel,
+                                contact_point_id=ping.contact_point_id, step=ping.step, attempt=ping.attempt,
+                                step_attempt=1, endpoint_id=ping.endpoint_id,
+                                address=records.mask_address(ping.address), due_at=ping.due_at, **extra)
             for target, step, reason in gaps:
                 ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_GAP, run_id=run.id,
                                 organisation_code=target.organisation_code if target else None, channel=step.channel,
@@ -303,22 +321,31 @@ class RunEngine:
                 .limit(batch)
                 .with_for_update(skip_locked=True)
             ).all()
+            # One query for the contact points, organisations and fields of the whole batch.
+            who = {
+                cp.id: (cp, org, fld)
+                for cp, org, fld in s.exec(
+                    select(ContactPoint, Organisation, FieldOfWork)
+                    .join(Organisation, col(Organisation.id) == col(ContactPoint.organisation_id))
+                    .join(FieldOfWork, col(FieldOfWork.id) == col(ContactPoint.field_id))
+                    .where(col(ContactPoint.id).in_({p.contact_point_id for p in pings}))
+                ).all()
+            }
+            senders: dict[str, str] = {}
             for ping in pings:
                 run = s.get(TestRun, ping.run_id)
                 assert run is not None
                 spec = spec_for_revision(s, run.revision_id)
                 step = spec.step(ping.step)
-                cp, org, fld = s.exec(
-                    select(ContactPoint, Organisation, FieldOfWork)
-                    .join(Organisation, col(Organisation.id) == col(ContactPoint.organisation_id))
-                    .join(FieldOfWork, col(FieldOfWork.id) == col(ContactPoint.field_id))
-                    .where(ContactPoint.id == ping.contact_point_id)
-                ).one()
+                cp, org, fld = who[ping.contact_point_id]
                 token = secrets.token_urlsafe(32)
                 code = f"{secrets.randbelow(10**6):06d}"
                 deadline = now + step.ack_deadline
                 ack_url = f"{self.settings.public_base_url.rstrip('/')}/ack/{token}"
-                sender = s.exec(select(Organisation.name).where(Organisation.code == spec.owner)).first() or spec.owner
+                if spec.owner not in senders:
+                    senders[spec.owner] = s.exec(select(Organisation.name).where(
+                        Organisation.code == spec.owner)).first() or spec.owner
+                sender = senders[spec.owner]
                 msg = render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
                                   organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
                                   field_code=fld.code, language=ping.language, timezone=cp.timezone or org.timezone,
@@ -350,9 +377,9 @@ class RunEngine:
     def _record_sends(self, claimed: list[_Claimed], results: list[SendResult | ChannelError]) -> None:
         now = self.clock.now()
         with session_scope(self.engine) as s:
+            loaded = {p.id: p for p in s.exec(select(Ping).where(col(Ping.id).in_([c.ping_id for c in claimed]))).all()}
             for c, result in zip(claimed, results):
-                ping = s.get(Ping, c.ping_id)
-                assert ping is not None
+                ping = loaded[c.ping_id]
                 if isinstance(result, SendResult):
                     ping.state = PingState.sent.value
                     ping.sent_at = now

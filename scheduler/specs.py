@@ -11,6 +11,7 @@ from commtest.models import PlaybookRevision
 from playbooks.schema import PlaybookSpec
 
 _cache: dict[str, PlaybookSpec] = {}
+_by_revision: dict[tuple[str, int], PlaybookSpec] = {}  # (database URL, revision id): revisions never change
 _lock = threading.Lock()
 
 
@@ -27,7 +28,16 @@ def parse_revision_text(content_hash: str, text: str) -> PlaybookSpec:
 
 
 def spec_for_revision(session: Session, revision_id: int) -> PlaybookSpec:
+    bind = session.get_bind()
+    key = (str(bind.engine.url if hasattr(bind, "engine") else bind), revision_id)
+    with _lock:
+        cached = _by_revision.get(key)
+    if cached is not None:
+        return cached
     rev = session.get(PlaybookRevision, revision_id)
     if rev is None:
         raise NotFoundError(f"playbook revision {revision_id} not found")
-    return parse_revision_text(rev.content_hash, rev.source_text)
+    spec = parse_revision_text(rev.content_hash, rev.source_text)
+    with _lock:
+        _by_revision[key] = spec
+    return spec
