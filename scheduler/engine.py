@@ -423,6 +423,12 @@ class RunEngine:
                 out.append(self._apply(s, report, actor))
         return out
 
+    def apply_report_in(self, s: Session, report: ChannelReport, actor: str) -> records.AckResult | None:
+        """Apply one report inside the caller's (durable) transaction, with the same
+        follow-up (retry, escalation) as ``apply_reports``: for the mail reader, which
+        records the inbound message and its effect atomically."""
+        return self._apply(s, report, actor)
+
     def _apply(self, s: Session, report: ChannelReport, actor: str) -> records.AckResult | None:
         ping = records.find_ping(s, ping_id=report.ping_id, provider_ref=report.provider_ref, token=report.token)
         if ping is None:

@@ -108,7 +108,7 @@ def _apply(s: Session, run_engine: RunEngine, ping: Ping, mail: InboundMail, now
     report = ChannelReport(kind=kind, at=at, ping_id=ping.id, method="email-reply" if kind == "acked" else None,
                            by=mail.sender or mail.sender_address or None, detail=mail.detail or kind)
     # The engine's own report logic (acknowledge, or settle and escalate), in our transaction.
-    result = run_engine._apply(s, report, ACTOR)
+    result = run_engine.apply_report_in(s, report, ACTOR)
     if kind == "acked":
         return str(result.status) if result is not None else "ignored"
     return kind if before in records.AWAITING_ACK else "ignored"

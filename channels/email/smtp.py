@@ -79,6 +79,26 @@ class SmtpChannel:
         pass
 
 
+def send_message(settings: Settings, message: object, recipients: list[str] | None = None) -> None:
+    """Send a ready-made message (e.g. the monthly report) through the configured SMTP server."""
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    try:
+        asyncio.run(aiosmtplib.send(
+            message,  # type: ignore[arg-type]
+            recipients=recipients,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            use_tls=settings.smtp_security == "tls",
+            start_tls=True if settings.smtp_security == "starttls" else False,
+            username=settings.smtp_username,
+            password=password,
+            timeout=settings.smtp_timeout_seconds,
+        ))
+    except (smtp_errors.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        raise ChannelError(f"SMTP server {settings.smtp_host}:{settings.smtp_port}: {type(exc).__name__}: {exc}",
+                           permanent=False, code="smtp-error") from exc
+
+
 def _refused(code: int, message: str, address: str) -> ChannelError:
     where = mask_address(address)
     if 500 <= code < 600:

@@ -78,6 +78,7 @@ def daemon_cmd(no_web: bool) -> None:
     daemon = Daemon(settings, app.engine, app.clock, extra_jobs=extra,
                     sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, app.clock))
     server = None if no_web else _start_web(app)
+    reader_stop = _start_mail_reader(app)
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("received %s: finishing in-flight provider calls, then stopping", signal.Signals(signum).name)
@@ -90,6 +91,8 @@ def daemon_cmd(no_web: bool) -> None:
     finally:
         if server is not None:
             server.should_exit = True
+        if reader_stop is not None:
+            reader_stop.set()
     if code:
         sys.exit(code)
 
@@ -109,6 +112,25 @@ def _start_web(app: AppContext) -> Any:
     thread.start()
     log.info("web app on http://%s:%s", app.settings.web_host, app.settings.web_port)
     return server
+
+
+def _start_mail_reader(app: AppContext) -> threading.Event | None:
+    """The IMAP reader (replies, out-of-office, bounces) when a mailbox is configured.
+
+    Safe on every replica: each message is recorded once (``InboundMessage``)."""
+    if not app.settings.imap_host:
+        log.info("no IMAP mailbox configured (COMMTEST_IMAP_HOST): e-mail replies are not read")
+        return None
+    from channels.email.imap import ImapSource
+    from scheduler.inbound import serve_inbound
+
+    stop = threading.Event()
+    source = ImapSource(app.settings)
+    thread = threading.Thread(target=serve_inbound, args=(app.engine, app.clock, app.settings, source, stop),
+                              name="mail-reader", daemon=True)
+    thread.start()
+    log.info("reading replies from %s:%s/%s", app.settings.imap_host, app.settings.imap_port, app.settings.imap_mailbox)
+    return stop
 
 
 def _monthly_job(app: AppContext) -> None:
