@@ -32,21 +32,82 @@ OFFICERS: dict[str, Any] = {
     "default": {"behaviour": "ack", "after": "90s"},
     "rules": [
         # Belgium: quick on every channel.
-        {"match": "permanence@nccn.example", "behaviour": "ack", "after": "3m", "by": "J. Peeters (fictional)"},
         {"match": "+3225550110", "channel": "voice", "behaviour": "ack", "after": "40s"},
         # The Netherlands: the first call goes to voicemail, the retry is answered.
         {"match": "+31705550110", "channel": "voice", "attempt": 1, "behaviour": "voicemail", "after": "25s"},
         {"match": "+31705550110", "channel": "voice", "behaviour": "ack", "after": "30s"},
-        {"match": "dienstdoende@ncc.example", "behaviour": "ack", "after": "2m", "by": "S. de Vries (fictional)"},
-        # Luxembourg: answers the e-mail late (after the 15-minute deadline) and the video late.
-        {"match": "permanence@cnc.example", "attempt": 1, "behaviour": "ack", "after": "18m"},
+        # Luxembourg: answers the video late (after its 20-minute deadline).
         {"match": "https://video.commtest.example/room/lu-cnc", "behaviour": "ack", "after": "24m"},
-        # North Rhine-Westphalia: nobody reads the e-mail; the call is not answered, the SMS is.
-        {"match": "lagedienst@im-nrw.example", "behaviour": "never"},
+        # North Rhine-Westphalia: the call is not answered; the SMS escalation is.
         {"match": "+492115550110", "channel": "voice", "behaviour": "never"},
         {"channel": "sms", "behaviour": "ack", "after": "2m"},
     ],
 }
+
+
+# E-mail goes through a real local SMTP server; these officers read it and answer through
+# the real acknowledgement page (GET, then POST) or by replying (read back from the mailbox).
+MAIL_OFFICERS: dict[str, tuple[str, float, str]] = {
+    # address: (how, after simulated seconds, who)
+    "permanence@nccn.example": ("link", 180, "J. Peeters (fictional)"),
+    "dienstdoende@ncc.example": ("reply", 120, "S. de Vries (fictional)"),
+    "permanence@cnc.example": ("link", 18 * 60, "C. Weber (fictional)"),  # late: the deadline is 15 minutes
+    # lagedienst@im-nrw.example never answers the e-mail
+}
+
+
+class MailOfficers:
+    """Simulated duty officers reading the local SMTP server's mailbox."""
+
+    def __init__(self, server: Any, clock: Any, smtp_port: int, stop: threading.Event) -> None:
+        self.server, self.clock, self.smtp_port, self.stop = server, clock, smtp_port, stop
+        self.done: set[str] = set()
+        self.log: list[str] = []
+
+    def run(self) -> None:
+        import re
+
+        import httpx
+
+        from channels.email.message import build_reply
+        from web.officer import acknowledge_by_link
+
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set():
+                for msg in self.server.messages():
+                    key = str(msg.get("Message-ID"))
+                    to = str(msg.get("To", "")).strip().lower()
+                    if key in self.done or "X-Commtest-Ping" not in msg or to not in MAIL_OFFICERS:
+                        continue
+                    how, after, who = MAIL_OFFICERS[to]
+                    sent = _parse_date(msg.get("Date"))
+                    if sent is None or (self.clock.now() - sent).total_seconds() < after:
+                        continue
+                    self.done.add(key)
+                    body = msg.get_body(preferencelist=("plain",))
+                    text = body.get_content() if body is not None else ""
+                    if how == "link":
+                        m = re.search(r"https?://\S+/ack/[A-Za-z0-9_-]+", text)
+                        if m:
+                            r = acknowledge_by_link(client, m.group(0), who)
+                            self.log.append(f"{to}: opened the link and pressed the button (HTTP {r.status_code})")
+                    else:
+                        reply = build_reply(msg, f"{who} <{to}>", "Ontvangen, de verbinding werkt. Groet, de dienstdoende.")
+                        import smtplib
+
+                        with smtplib.SMTP("127.0.0.1", self.smtp_port) as smtp:
+                            smtp.send_message(reply)
+                        self.log.append(f"{to}: replied to the e-mail")
+                self.stop.wait(0.1)
+
+
+def _parse_date(value: Any) -> Any:
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(str(value)) if value else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _free_port() -> int:
@@ -75,7 +136,12 @@ def demo_cmd(speed: float, workdir: Path) -> None:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     port = _free_port()
+    smtp_port = _free_port()
     settings = load_settings(
+        channels={"email": "smtp"},
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        smtp_security="none",
         database_url=f"sqlite:///{workdir / 'commtest.db'}",
         tick_seconds=0.2,
         sandbox_log=workdir / "sandbox-sent.jsonl",
@@ -94,9 +160,30 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     sync_folder(app.engine, settings.playbook_dir, clock)
     click.echo(f"3. playbook {PLAYBOOK} loaded from {settings.playbook_dir}")
 
+    from channels.email.devserver import DevSmtpServer
+    from channels.email.maildir import MaildirSource
+    from scheduler.inbound import serve_inbound
+    from web.app import create_app
+    import uvicorn
+
+    mail = DevSmtpServer("127.0.0.1", smtp_port, workdir / "mail")
+    mail.start()
+    web = uvicorn.Server(uvicorn.Config(create_app(settings, app.engine, clock), host="127.0.0.1", port=port,
+                                        log_level="warning", access_log=False))
+    threading.Thread(target=web.run, name="web", daemon=True).start()
+    stop = threading.Event()
+    threading.Thread(target=serve_inbound, args=(app.engine, clock, settings.model_copy(update={"imap_poll_seconds": 0.2}),
+                                                 MaildirSource(workdir / "mail"), stop), name="mail-reader",
+                     daemon=True).start()
+    officers = MailOfficers(mail, clock, smtp_port, stop)
+    threading.Thread(target=officers.run, name="officers", daemon=True).start()
+    click.echo(f"   local SMTP server on 127.0.0.1:{smtp_port} (mail kept in {workdir / 'mail'}), "
+               f"web app on {settings.public_base_url}")
+
     script = SandboxScript.from_data(OFFICERS, "demo officers")
     record = SandboxRecord(settings.sandbox_log)
-    channels = ChannelSet(settings, clock, {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX})
+    channels = ChannelSet(settings, clock, {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX
+                                            if k != "email"})
     daemon = Daemon(settings, app.engine, clock, channels=channels,
                     sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, clock))
     thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
@@ -126,7 +213,13 @@ def demo_cmd(speed: float, workdir: Path) -> None:
         time.sleep(0.5)
     daemon.stop()
     thread.join(30)
-    click.echo("6. run completed; the result:\n")
+    stop.set()
+    web.should_exit = True
+    mail.stop()
+    click.echo("6. run completed; what the e-mail officers did:")
+    for line in officers.log:
+        click.echo(f"   {line}")
+    click.echo("   the result:\n")
     _show(app, run_id, pings=False)
     _write_reports(app, run_id, workdir)
     click.echo(f"\ndemo finished in {time.monotonic() - t0:.0f} s (real time); sandbox record: {settings.sandbox_log}")
