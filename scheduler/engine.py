@@ -262,8 +262,11 @@ class RunEngine:
         now = self.clock.now()
         stats.started, stats.missed = self.start_due_runs(now)
         stats.dispatched = self.dispatch_due()
-        stats.reports = self.poll_channels()
-        stats.expired = self.expire_due(self.clock.now())
+        # Reports are read up to ``seen`` and deadlines judged at the same instant, so an
+        # answer that arrived just before its deadline is never mistaken for silence.
+        seen = self.clock.now()
+        stats.reports = self.poll_channels(seen)
+        stats.expired = self.expire_due(seen)
         stats.completed = self.complete_finished(self.clock.now())
         return stats
 
@@ -278,6 +281,8 @@ class RunEngine:
         started = missed = 0
         for run_id, fire_at in due:
             assert run_id is not None and fire_at is not None
+            if self._withdraw_if_schedule_paused(run_id, now):
+                continue
             if now - fire_at <= self.settings.misfire_grace:
                 self._ensure_leader()
                 self.start_run(run_id)
@@ -294,6 +299,24 @@ class RunEngine:
                         log.warning("run=%s missed: fire time %s passed while no daemon was leading", run_id, fire_at)
                 missed += 1
         return started, missed
+
+    def _withdraw_if_schedule_paused(self, run_id: int, now: datetime) -> bool:
+        """A planned run of a schedule paused (or removed from its playbook) meanwhile does not fire."""
+        from commtest.models import Schedule
+
+        with session_scope(self.engine) as s:
+            run = s.get(TestRun, run_id)
+            if run is None or run.schedule_id is None:
+                return False
+            sch = s.get(Schedule, run.schedule_id)
+            if sch is None or not sch.paused:
+                return False
+            run.status = RunStatus.aborted.value
+            run.finished_at = now
+            s.add(run)
+            ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_ABORTED, run_id=run_id, by=self.actor,
+                            reason="its schedule was paused or removed from the playbook before it fired")
+            return True
 
     def dispatch_due(self, limit: int = 10_000) -> int:
         total = 0
@@ -405,9 +428,9 @@ class RunEngine:
         self._follow_up(s, ping, now)
 
     # ------------------------------------------------------------------ reports
-    def poll_channels(self) -> int:
+    def poll_channels(self, now: datetime | None = None) -> int:
         reports: list[ChannelReport] = []
-        now = self.clock.now()
+        now = now or self.clock.now()
         for channel in self.channels.active():
             reports.extend(channel.poll_reports(now))
         if reports:

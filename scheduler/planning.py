@@ -47,7 +47,10 @@ def plan_schedules(runs: RunEngine, now: datetime, rng: random.Random) -> list[i
             sspec = next((x for x in spec.schedules if x.key == sch.key), None)
             if sspec is None:
                 continue
-            latest = s.exec(select(func.max(TestRun.fire_at)).where(TestRun.schedule_id == sch.id)).one()
+            # Runs withdrawn before they started (schedule paused) do not use up their month.
+            latest = s.exec(select(func.max(TestRun.fire_at)).where(
+                TestRun.schedule_id == sch.id,
+                (col(TestRun.started_at).is_not(None)) | (TestRun.status == RunStatus.missed.value))).one()
             after = now
             if latest is not None:
                 after = max(after, _after_month_of(latest, sspec.timezone or spec.timezone) if sspec.months else latest)
@@ -64,6 +67,17 @@ def plan_schedules(runs: RunEngine, now: datetime, rng: random.Random) -> list[i
             started_by=f"schedule:{sspec.key}",
         )
         with session_scope(runs.engine) as s:
+            run = s.get(TestRun, run_id)
+            if run is not None and run.status == RunStatus.aborted.value and run.started_at is None:
+                # The same moment was planned before and withdrawn when the schedule was
+                # paused; (schedule, fire time) stays unique, so that run is planned again.
+                run.status = RunStatus.planned.value
+                run.finished_at = None
+                s.add(run)
+                ev.record_event(s, at=now, actor=runs.actor, kind=ev.RUN_PLANNED, run_id=run.id,
+                                playbook_id=playbook_id, revision_id=run.revision_id, schedule_id=sch_id,
+                                trigger="schedule", fire_at=run.fire_at, announced=run.announced,
+                                note="planned again: its schedule was resumed")
             sch = s.get(Schedule, sch_id)
             if sch is not None:
                 sch.next_fire_at = occ.fire_at
