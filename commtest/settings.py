@@ -72,34 +72,28 @@ class Settings(BaseSettings):
     dispatch_workers: int = Field(8, ge=1, le=64, description="Provider calls made at the same time by the daemon.")
 
     # e-mail
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 2525
-    smtp_security: Literal["none", "starttls", "tls"] = "none"
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_timeout_seconds: float = 30.0
-    mail_from: str = "commtest@commtest.example"
+    smtp_host: str = Field("127.0.0.1", description="SMTP server that sends the e-mail pings.")
+    smtp_port: int = Field(2525, description="Its port (587 for STARTTLS, 465 for implicit TLS).")
+    smtp_security: Literal["none", "starttls", "tls"] = Field("none", description="none, starttls or tls.")
+    smtp_username: str | None = Field(None, description="SMTP login, if the server wants one.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (secret: environment or _FILE only).")
+    smtp_timeout_seconds: float = Field(30.0, description="Give up on the SMTP server after this long (then retry).")
+    mail_from: str = Field("commtest@commtest.example", description="From address of the e-mail pings.")
     reply_address: str = Field(
         "ack@commtest.example",
         description="Mailbox read by the IMAP reader; replies go to its plus-address carrying the ping's token.",
     )
-    imap_host: str | None = None
-    imap_port: int = 993
-    imap_security: Literal["none", "starttls", "tls"] = "tls"
-    imap_username: str | None = None
-    imap_password: SecretStr | None = None
-    imap_mailbox: str = "INBOX"
-    imap_poll_seconds: float = 30.0
-
-    # Twilio (voice, sms)
-    twilio_account_sid: str | None = None
-    twilio_auth_token: SecretStr | None = None
-    twilio_from_number: str | None = None
-    twilio_base_url: str | None = Field(None, description="Only for tests and the demo: a local fake of Twilio's API.")
+    imap_host: str | None = Field(None, description="IMAP server of the reply mailbox; unset = replies are not read.")
+    imap_port: int = Field(993, description="Its port.")
+    imap_security: Literal["none", "starttls", "tls"] = Field("tls", description="none, starttls or tls.")
+    imap_username: str | None = Field(None, description="IMAP login.")
+    imap_password: SecretStr | None = Field(None, description="IMAP password (secret).")
+    imap_mailbox: str = Field("INBOX", description="Folder the reader watches.")
+    imap_poll_seconds: float = Field(30.0, description="Polling interval when the server offers no IDLE.")
 
     # --- web ---------------------------------------------------------------
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(8080, ge=0, le=65535)
+    web_host: str = Field("127.0.0.1", description="Address the web app listens on.")
+    web_port: int = Field(8080, ge=0, le=65535, description="Port of the web app.")
     public_base_url: str = Field(
         "http://127.0.0.1:8080", description="Public URL of the web app, exactly as providers and officers reach it."
     )
@@ -110,14 +104,14 @@ class Settings(BaseSettings):
     ack_suspicious_seconds: float = Field(
         10.0, description="An acknowledgement this soon after delivery is flagged as possibly automated (mail scanners)."
     )
-    ack_rate_limit_per_minute: int = Field(30, ge=1)
+    ack_rate_limit_per_minute: int = Field(30, ge=1, description="Requests per minute per source address on /ack.")
 
     # --- reports -----------------------------------------------------------
     reviewers: list[str] = Field(default_factory=list, description="E-mail addresses that receive the monthly report.")
 
     # --- daemon ------------------------------------------------------------
     leader_wait: bool = Field(True, description="A second daemon waits as a standby instead of exiting.")
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     @field_validator("timezone")
     @classmethod

@@ -49,11 +49,11 @@ def test_a_secret_in_the_toml_file_is_refused_with_what_to_do(tmp_path: Path, mo
 def test_a_secret_can_come_from_a_file_named_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = tmp_path / "token"
     secret.write_text("s3cr3t\n")
-    monkeypatch.setenv("COMMTEST_TWILIO_AUTH_TOKEN_FILE", str(secret))
+    monkeypatch.setenv("COMMTEST_SMTP_PASSWORD_FILE", str(secret))
     s = load_settings()
-    assert s.twilio_auth_token is not None
-    assert s.twilio_auth_token.get_secret_value() == "s3cr3t"
-    assert s.masked()["twilio_auth_token"] == "********"
+    assert s.smtp_password is not None
+    assert s.smtp_password.get_secret_value() == "s3cr3t"
+    assert s.masked()["smtp_password"] == "********"
 
 
 def test_an_unknown_time_zone_names_the_variable() -> None:
