@@ -31,6 +31,7 @@ from commtest import events as ev
 from commtest.clock import Clock
 from commtest.db import session_scope
 from commtest.errors import ChannelError, LeadershipLost, NotFoundError
+from commtest.masking import mask_address
 from commtest.models import (
     ContactPoint,
     EndpointStatus,
@@ -169,7 +170,7 @@ class RunEngine:
             planned, gaps = initial_plan(s, spec)
             # Attempts counted here instead of queried per ping: the run has no pings yet.
             attempts: dict[tuple[int, str], int] = {}
-            pending: list[tuple[Ping, dict[str, object]]] = []
+            pending: list[tuple[Ping, str, str]] = []
             for p in planned:
                 key = (p.target.contact_point_id, p.step.channel)
                 attempts[key] = attempts.get(key, 0) + 1
@@ -180,15 +181,16 @@ class RunEngine:
                     language=p.target.language, step=p.step.id, attempt=attempts[key], step_attempt=1,
                     state=PingState.pending.value, due_at=now + p.step.start_after,
                 )
-                pending.append((ping, {"contact_point": p.target.contact_point_code, "field": p.target.field_code}))
-            s.add_all([ping for ping, _ in pending])
+                pending.append((ping, p.target.contact_point_code, p.target.field_code))
+            s.add_all([ping for ping, _, _ in pending])
             s.flush()  # one batched INSERT for all pings
-            for ping, extra in pending:
+            for ping, cp_code, field_code in pending:
                 ev.record_event(s, at=now, actor=self.actor, kind=ev.PING_PLANNED, run_id=run.id, ping_id=ping.id,
                                 organisation_code=ping.organisation_code, channel=ping.channel,
                                 contact_point_id=ping.contact_point_id, step=ping.step, attempt=ping.attempt,
                                 step_attempt=1, endpoint_id=ping.endpoint_id,
-                                address=records.mask_address(ping.address), due_at=ping.due_at, **extra)
+                                address=mask_address(ping.address), due_at=ping.due_at,
+                                contact_point=cp_code, field=field_code)
             for target, step, reason in gaps:
                 ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_GAP, run_id=run.id,
                                 organisation_code=target.organisation_code if target else None, channel=step.channel,
@@ -238,7 +240,7 @@ class RunEngine:
                         organisation_code=organisation_code, channel=step.channel,
                         contact_point_id=contact_point_id, contact_point=contact_point_code, field=field_code,
                         step=step.id, attempt=ping.attempt, step_attempt=step_attempt, endpoint_id=endpoint_id,
-                        address=records.mask_address(address), due_at=due_at)
+                        address=mask_address(address), due_at=due_at)
         return ping
 
     # ------------------------------------------------------------------ recovery

@@ -78,11 +78,11 @@ def plan_schedules(runs: RunEngine, now: datetime, rng: random.Random) -> list[i
                                 playbook_id=playbook_id, revision_id=run.revision_id, schedule_id=sch_id,
                                 trigger="schedule", fire_at=run.fire_at, announced=run.announced,
                                 note="planned again: its schedule was resumed")
-            sch = s.get(Schedule, sch_id)
-            if sch is not None:
-                sch.next_fire_at = occ.fire_at
-                sch.updated_at = now
-                s.add(sch)
+            row = s.get(Schedule, sch_id)
+            if row is not None:
+                row.next_fire_at = occ.fire_at
+                row.updated_at = now
+                s.add(row)
         created.append(run_id)
         # Unannounced: the moment is a secret of the database; the log says only the window.
         if sspec.announced:
