@@ -288,7 +288,11 @@ class Event(SQLModel, table=True):
     """Append-only log. A run's state is derivable from its events; reports read only this."""
 
     __tablename__ = "event"
-    __table_args__ = (sa.Index("ix_event_run", "run_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_event_run", "run_id", "id"),
+        # Reports pick each ping's last ``ping.settled``: (kind, ping_id, id) answers that from the index.
+        sa.Index("ix_event_kind_ping", "kind", "ping_id", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime | None = _ts(nullable=False, index=True)

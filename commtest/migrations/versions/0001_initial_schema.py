@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 15:54:00.539096
+Create Date: 2026-11-28 16:25:53.509746
 """
 from __future__ import annotations
 
@@ -256,6 +256,7 @@ def upgrade() -> None:
     with op.batch_alter_table('event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_event_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_event_kind'), ['kind'], unique=False)
+        batch_op.create_index('ix_event_kind_ping', ['kind', 'ping_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_event_ping_id'), ['ping_id'], unique=False)
         batch_op.create_index('ix_event_run', ['run_id', 'id'], unique=False)
 
@@ -281,6 +282,7 @@ def downgrade() -> None:
     with op.batch_alter_table('event', schema=None) as batch_op:
         batch_op.drop_index('ix_event_run')
         batch_op.drop_index(batch_op.f('ix_event_ping_id'))
+        batch_op.drop_index('ix_event_kind_ping')
         batch_op.drop_index(batch_op.f('ix_event_kind'))
         batch_op.drop_index(batch_op.f('ix_event_at'))
 
