@@ -455,6 +455,16 @@ class Translator:
             return "–"
         return format_datetime(value, "yyyy-MM-dd HH:mm:ss xxx", tzinfo=ZoneInfo(self.timezone), locale=self.lang)
 
+    def time(self, value: datetime | None, ref: datetime | None = None) -> str:
+        """Compact for wide tables: ``17:18:43`` on the day of ``ref`` (the run's start),
+        ``29 Nov 00:03:10`` on another day. The zone is stated once in the report header."""
+        if value is None:
+            return "–"
+        zone = ZoneInfo(self.timezone)
+        if ref is not None and value.astimezone(zone).date() == ref.astimezone(zone).date():
+            return format_datetime(value, "HH:mm:ss", tzinfo=zone, locale=self.lang)
+        return format_datetime(value, "d MMM HH:mm:ss", tzinfo=zone, locale=self.lang)
+
     def day(self, value: date | datetime | None) -> str:
         if value is None:
             return self("never")
