@@ -38,7 +38,7 @@ def playbook(deadline: str = "15m", escalate: bool = False) -> str:
   - id: sms2
     channel: sms
     template: ping
-    ack_deadline: 5m""" if escalate else ""
+    ack_deadline: 1m""" if escalate else ""
     return f"""
 id: bench
 title: Benchmark

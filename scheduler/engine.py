@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 # Pings claimed (marked dispatching) per durable transaction. Small on purpose: a crash
 # leaves at most one batch ``unknown``; each batch is sent by the worker pool in parallel.
 DISPATCH_BATCH_PER_WORKER = 2
+# Time one tick may spend starting dispatch batches before it judges deadlines.
+DISPATCH_BUDGET = timedelta(seconds=1)
 
 
 @dataclass
@@ -263,7 +265,7 @@ class RunEngine:
         stats = TickStats()
         now = self.clock.now()
         stats.started, stats.missed = self.start_due_runs(now)
-        stats.dispatched = self.dispatch_due()
+        stats.dispatched = self.dispatch_due(budget=DISPATCH_BUDGET)
         # Reports are read up to ``seen`` and deadlines judged at the same instant, so an
         # answer that arrived just before its deadline is never mistaken for silence.
         seen = self.clock.now()
@@ -320,9 +322,15 @@ class RunEngine:
                             reason="its schedule was paused or removed from the playbook before it fired")
             return True
 
-    def dispatch_due(self, limit: int = 10_000) -> int:
+    def dispatch_due(self, limit: int = 10_000, budget: timedelta | None = None) -> int:
+        """Send due pings in small batches. With ``budget``, stop starting new batches
+        once it is spent, so that a big wave of pings does not hold back the deadline
+        and escalation decisions of the same tick (the rest goes in the next tick)."""
         total = 0
+        started = self.clock.now()
         while total < limit and not self.stopping.is_set():
+            if budget is not None and total and self.clock.now() - started >= budget:
+                break
             self._ensure_leader()
             claimed = self._claim(min(DISPATCH_BATCH_PER_WORKER * self.settings.dispatch_workers, limit - total))
             if not claimed:
