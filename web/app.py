@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from commtest.clock import Clock
 from commtest.settings import Settings
 from web.ack import AckContext, ack_router
+from web.console import console_router
 from web.csrf import CsrfSigner
 from web.i18n import pick_language
 from web.pages import message
@@ -74,6 +75,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
 
     app.include_router(ack_router(ctx))
+    app.include_router(console_router(settings, engine, clock, ctx.signer))  # same key as the ack CSRF
     app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
 
     @app.exception_handler(StarletteHTTPException)
