@@ -5,6 +5,6 @@ database and never schedules anything: the run engine records (CONVENTIONS.md ru
 """
 from __future__ import annotations
 
-from channels.base import Channel, ChannelReport, OutgoingPing, SendResult
+from channels.base import Channel, ChannelReport, Notice, NoticeSender, OutgoingPing, SendResult
 
-__all__ = ["Channel", "ChannelReport", "OutgoingPing", "SendResult"]
+__all__ = ["Channel", "ChannelReport", "Notice", "NoticeSender", "OutgoingPing", "SendResult"]

@@ -62,6 +62,21 @@ class ChannelReport:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A message that is not a test ping (e.g. the announcement of an announced test):
+    nothing to acknowledge, no token, never retried."""
+
+    run_id: int
+    channel: str
+    address: str
+    language: str
+    subject: str
+    body: str
+    organisation_code: str
+    contact_name: str
+
+
 @runtime_checkable
 class Channel(Protocol):
     """A provider of one channel kind. Implementations raise ``commtest.errors.ChannelError``
@@ -78,6 +93,13 @@ class Channel(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class NoticeSender(Protocol):
+    """Channels that can also send a ``Notice`` (optional)."""
+
+    def send_notice(self, notice: Notice) -> str | None: ...
 
 
 class ChannelFactory(Protocol):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from ruamel.yaml import YAML
 
-from channels.base import ChannelReport, OutgoingPing, ReportKind, SendResult
+from channels.base import ChannelReport, Notice, OutgoingPing, ReportKind, SendResult
 from commtest.clock import Clock
 from commtest.errors import ChannelError, ConfigError
 from commtest.masking import mask_address
@@ -204,6 +204,13 @@ class SandboxChannel:
         with self._lock:
             self._queue.extend(reports)
         return SendResult(provider_ref=ref)
+
+    def send_notice(self, notice: Notice) -> str | None:
+        ref = f"sbx-notice-{uuid.uuid4().hex[:16]}"
+        self.record.append({"notice": True, "run_id": notice.run_id, "channel": notice.channel,
+                            "address": notice.address, "language": notice.language, "subject": notice.subject,
+                            "at": self.clock.now().isoformat(), "provider_ref": ref, "pid": os.getpid()})
+        return ref
 
     def poll_reports(self, now: datetime) -> list[ChannelReport]:
         with self._lock:

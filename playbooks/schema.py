@@ -177,6 +177,8 @@ class ScheduleSpec(_Strict):
     timezone: str | None = None  # defaults to the playbook's
     announced: bool = False
     announce_before: Duration | None = None
+    # The message sent ``announce_before`` the test to every participant's e-mail endpoints.
+    announce_template: str = "announcement"
 
     @field_validator("months", mode="before")
     @classmethod
@@ -266,7 +268,11 @@ class PlaybookSpec(_Strict):
                     for st in self.steps
                 ],
                 "templates": {name: list(langs) for name, langs in self.templates.items()},
-                "schedules": [{"key": sc.key} for sc in self.schedules],
+                "schedules": [
+                    {"key": sc.key, "announced": sc.announced, "announce_before": sc.announce_before,
+                     "announce_template": sc.announce_template}
+                    for sc in self.schedules
+                ],
             }
         )
         if problems:
@@ -365,6 +371,16 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     seen_keys: set[str] = set()
     for i, sched in enumerate(raw_schedules if isinstance(raw_schedules, list) else []):
         key = sched.get("key") if isinstance(sched, Mapping) else None
+        if isinstance(sched, Mapping) and sched.get("announced") and sched.get("announce_before"):
+            wanted = sched.get("announce_template", "announcement")
+            if template_names is not None and wanted not in template_names:
+                problems.append(
+                    (
+                        ("schedules", i, "announce_before"),
+                        f"schedule {key!r} announces the test with template {wanted!r}, which is not defined; "
+                        f"add a template {wanted!r} (subject and body) or set announce_template",
+                    )
+                )
         if isinstance(key, str):
             if key in seen_keys:
                 problems.append(

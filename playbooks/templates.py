@@ -83,6 +83,7 @@ class MessageContext:
     deadline_minutes: int
     test_kind: Literal["announced", "unannounced"]
     sender: str  # the coordinating organisation's name
+    test_at: str = ""  # the planned moment of the test, local and formatted (announcements use it)
 
     def variables(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -206,4 +207,5 @@ def sample_context(language: str, playbook: PlaybookRef | None = None, channel: 
         deadline_minutes=int(timedelta(minutes=15).total_seconds() // 60),
         test_kind="unannounced",
         sender="Benelux General Secretariat",
+        test_at=format_deadline(_SAMPLE_DEADLINE, "Europe/Brussels", language),
     )

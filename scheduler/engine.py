@@ -382,7 +382,8 @@ class RunEngine:
                 msg = render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
                                   organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
                                   field_code=fld.code, language=ping.language, timezone=cp.timezone or org.timezone,
-                                  ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=sender)
+                                  ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=sender,
+                                  test_at=run.fire_at)
                 ping.state = PingState.dispatching.value
                 ping.dispatching_at = now
                 ping.token_hash = records.token_hash(token)

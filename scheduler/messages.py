@@ -32,6 +32,7 @@ def render_ping(
     ack_code: str,
     deadline_at: datetime,
     sender: str,
+    test_at: datetime | None = None,
 ) -> RenderedMessage:
     context = MessageContext(
         organisation=OrganisationRef(code=organisation_code, name=organisation_name),
@@ -46,5 +47,40 @@ def render_ping(
         deadline_minutes=int(step.ack_deadline.total_seconds() // 60),
         test_kind="announced" if announced else "unannounced",
         sender=sender,
+        test_at=format_deadline(test_at, timezone, language) if test_at else "",
     )
     return render_message(spec, step.template, language, context)
+
+
+def render_announcement(
+    spec: PlaybookSpec,
+    template: str,
+    *,
+    run_id: int,
+    organisation_code: str,
+    organisation_name: str,
+    contact_name: str,
+    field_code: str,
+    language: str,
+    timezone: str,
+    test_at: datetime,
+    sender: str,
+) -> RenderedMessage:
+    """The announcement of an announced test: the same variables as a ping, with ``test_at``
+    the planned moment and no acknowledgement link (there is nothing to acknowledge yet)."""
+    context = MessageContext(
+        organisation=OrganisationRef(code=organisation_code, name=organisation_name),
+        contact=ContactRef(name=contact_name, field=field_code),
+        playbook=PlaybookRef(id=spec.id, title=spec.title),
+        run=RunRef(id=run_id),
+        channel="email",
+        language=language,
+        ack_url="",
+        ack_code="",
+        deadline="",
+        deadline_minutes=0,
+        test_kind="announced",
+        sender=sender,
+        test_at=format_deadline(test_at, timezone, language),
+    )
+    return render_message(spec, template, language, context)

@@ -8,10 +8,14 @@ import random
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from typing import Any
+
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from channels.base import Notice, NoticeSender
 from commtest import events as ev
+from commtest.masking import mask_address
 from commtest.db import session_scope
 from commtest.models import Playbook, RunStatus, Schedule, TestRun
 from scheduler.engine import RunEngine
@@ -93,8 +97,13 @@ def plan_schedules(runs: RunEngine, now: datetime, rng: random.Random) -> list[i
 
 
 def announce_due(runs: RunEngine, now: datetime) -> int:
-    """Record the announcement of announced runs whose ``announce_before`` has come."""
-    count = 0
+    """Announce announced runs whose ``announce_before`` has come: one e-mail to each
+    participant contact point's best e-mail endpoint, from the playbook's announcement
+    template. Recorded first (``run.announced``), then sent: a crash in between loses an
+    announcement rather than sending it twice."""
+    from commtest.models import Event
+
+    due: list[tuple[int, list[Notice]]] = []
     with session_scope(runs.engine) as s:
         planned = s.exec(select(TestRun).where(TestRun.status == RunStatus.planned.value,
                                                TestRun.announced == True)).all()  # noqa: E712
@@ -106,15 +115,54 @@ def announce_due(runs: RunEngine, now: datetime) -> int:
             sspec = next((x for x in spec.schedules if sch and x.key == sch.key), None)
             if sspec is None or sspec.announce_before is None or now < run.fire_at - sspec.announce_before:
                 continue
-            from commtest.models import Event
-
             done = s.exec(select(Event.id).where(Event.run_id == run.id, Event.kind == ev.RUN_ANNOUNCED)).first()
             if done is not None:
                 continue
-            ev.record_event(s, at=now, actor=runs.actor, kind=ev.RUN_ANNOUNCED, run_id=run.id, fire_at=run.fire_at)
-            log.info("run=%s announced to its participants for %s", run.id, run.fire_at.isoformat())
-            count += 1
-    return count
+            notices = _announcements(s, runs, run, spec, sspec.announce_template)
+            ev.record_event(s, at=now, actor=runs.actor, kind=ev.RUN_ANNOUNCED, run_id=run.id, fire_at=run.fire_at,
+                            recipients=[f"{n.organisation_code} {mask_address(n.address)}" for n in notices])
+            due.append((run.id or 0, notices))
+    # Sent after the commit: recorded first, so a crash loses an announcement, never doubles it.
+    for run_id, notices in due:
+        for notice in notices:
+            _send_notice(runs, notice)
+        log.info("run=%s announced to %d participant address(es)", run_id, len(notices))
+    return len(due)
+
+
+def _announcements(s: Any, runs: RunEngine, run: TestRun, spec: Any, template: str) -> list[Notice]:
+    from commtest.models import Organisation
+    from scheduler.messages import render_announcement
+    from scheduler.planner import contact_points, usable_endpoints
+
+    sender = s.exec(select(Organisation.name).where(Organisation.code == spec.owner)).first() or spec.owner
+    out: list[Notice] = []
+    assert run.fire_at is not None
+    for participant in spec.participants:
+        for field_code in participant.fields:
+            for t in contact_points(s, participant.organisation, field_code, spec.default_language):
+                eps = usable_endpoints(s, t.contact_point_id, "email")
+                if not eps:
+                    continue
+                msg = render_announcement(spec, template, run_id=run.id or 0, organisation_code=t.organisation_code,
+                                          organisation_name=t.organisation_name, contact_name=t.contact_name,
+                                          field_code=t.field_code, language=t.language, timezone=t.timezone,
+                                          test_at=run.fire_at, sender=sender)
+                out.append(Notice(run_id=run.id or 0, channel="email", address=eps[0].address, language=msg.language,
+                                  subject=msg.subject, body=msg.body, organisation_code=t.organisation_code,
+                                  contact_name=t.contact_name))
+    return out
+
+
+def _send_notice(runs: RunEngine, notice: Notice) -> None:
+    try:
+        channel = runs.channels.get("email")
+        if isinstance(channel, NoticeSender):
+            channel.send_notice(notice)
+        else:
+            log.warning("the e-mail provider cannot send announcements; %s not told", mask_address(notice.address))
+    except Exception as exc:  # one unreachable address must not stop the others
+        log.warning("announcement to %s failed: %s", mask_address(notice.address), exc)
 
 
 def mark_fired(runs: RunEngine) -> None:

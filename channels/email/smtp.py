@@ -13,7 +13,7 @@ from datetime import datetime
 import aiosmtplib
 from aiosmtplib import errors as smtp_errors
 
-from channels.base import ChannelReport, OutgoingPing, SendResult
+from channels.base import ChannelReport, Notice, OutgoingPing, SendResult
 from channels.email.message import build_message
 from commtest.clock import Clock
 from commtest.errors import ChannelError
@@ -71,6 +71,23 @@ class SmtpChannel:
             password=password,
             timeout=s.smtp_timeout_seconds,
         )
+
+    def send_notice(self, notice: Notice) -> str | None:
+        """A plain message without acknowledgement link (e.g. a test announcement)."""
+        from email.message import EmailMessage
+        from email.utils import format_datetime, make_msgid
+
+        msg = EmailMessage()
+        msg["From"] = self.settings.mail_from
+        msg["To"] = notice.address
+        msg["Subject"] = notice.subject
+        msg["Date"] = format_datetime(self.clock.now())
+        msg["Message-ID"] = make_msgid(domain=self.settings.mail_from.rsplit("@", 1)[-1])
+        msg["Content-Language"] = notice.language
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to a notice, please
+        msg.set_content(notice.body)
+        send_message(self.settings, msg, [notice.address])
+        return str(msg["Message-ID"])
 
     def poll_reports(self, now: datetime) -> list[ChannelReport]:
         return []  # replies, auto-replies and bounces come back through the mailbox reader

@@ -28,7 +28,7 @@ MULTI = VALID.replace(
 def test_the_template_variables_are_exactly_the_documented_ones() -> None:
     assert TEMPLATE_VARIABLES == (
         "organisation", "contact", "playbook", "run", "channel", "language", "ack_url", "ack_code",
-        "deadline", "deadline_minutes", "test_kind", "sender",
+        "deadline", "deadline_minutes", "test_kind", "sender", "test_at",
     )
 
 

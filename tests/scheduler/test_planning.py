@@ -171,8 +171,16 @@ ANNOUNCED = """
 """
 
 
+ANNOUNCEMENT_TEMPLATE = """templates:
+  announcement:
+    en:
+      subject: "Announced communication test on {{ test_at }}"
+      body: "Dear {{ contact.name }}, {{ sender }} will test the communication with {{ organisation.name }} on {{ test_at }}."
+"""
+
+
 def test_an_announced_schedule_records_its_announcement_once_when_announce_before_comes(world: World) -> None:
-    world.write(playbook_with(ANNOUNCED))
+    world.write(playbook_with(ANNOUNCED).replace("templates:\n", ANNOUNCEMENT_TEMPLATE, 1))
     runs = world.runs()
     [run_id] = plan_schedules(runs, world.clock.now(), random.Random(0))
     run = world.all_runs()[0]
@@ -187,6 +195,10 @@ def test_an_announced_schedule_records_its_announcement_once_when_announce_befor
     [announced] = world.events("run.announced")
     assert announced.run_id == run_id
     assert announced.at == run.fire_at - timedelta(days=2)
+    # every participant's e-mail endpoint was told, once, in its language, with the moment
+    notices = [e for e in runs.channels.get("email").record.sent if e.get("notice")]
+    assert sorted(n["address"] for n in notices) == ["desk@xa-one.example", "desk@xb-two.example"]
+    assert all(n["subject"].endswith("10:00 CEST") for n in notices), [n["subject"] for n in notices]
 
 
 def test_an_unannounced_schedule_is_never_announced(world: World) -> None:
@@ -219,7 +231,7 @@ def _plan_at(world: World, runs: RunEngine, fire_at: datetime) -> int:
 
 
 def test_a_planned_run_missed_by_more_than_the_grace_is_recorded_missed_and_the_next_one_is_planned(world: World) -> None:
-    world.write(playbook_with(ANNOUNCED))
+    world.write(playbook_with(ANNOUNCED).replace("templates:\n", ANNOUNCEMENT_TEMPLATE, 1))
     runs = world.runs()
     assert runs.settings.misfire_grace == timedelta(minutes=15)
     fire = datetime(2026, 4, 20, 8, 0, tzinfo=UTC)
@@ -237,7 +249,7 @@ def test_a_planned_run_missed_by_more_than_the_grace_is_recorded_missed_and_the_
 
 
 def test_a_planned_run_late_by_no_more_than_the_grace_still_runs(world: World) -> None:
-    world.write(playbook_with(ANNOUNCED))
+    world.write(playbook_with(ANNOUNCED).replace("templates:\n", ANNOUNCEMENT_TEMPLATE, 1))
     runs = world.runs()
     fire = datetime(2026, 4, 20, 8, 0, tzinfo=UTC)
     run_id = _plan_at(world, runs, fire)
@@ -248,7 +260,7 @@ def test_a_planned_run_late_by_no_more_than_the_grace_still_runs(world: World) -
 
 
 def test_the_misfire_grace_is_a_setting(world: World) -> None:
-    world.write(playbook_with(ANNOUNCED))
+    world.write(playbook_with(ANNOUNCED).replace("templates:\n", ANNOUNCEMENT_TEMPLATE, 1))
     runs = world.runs(misfire_grace=timedelta(hours=1))
     fire = datetime(2026, 4, 20, 8, 0, tzinfo=UTC)
     run_id = _plan_at(world, runs, fire)
