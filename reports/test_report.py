@@ -132,7 +132,7 @@ def build_test_report(engine: Engine, run_id: int) -> TestReport:
             sa.select(R, REV.c.source_text).join(REV, REV.c.id == R.c.revision_id).where(R.c.id == run_id)
         ).first()
         if run is None:
-            raise NotFoundError(f"run {run_id} does not exist; `commtest run list` shows the runs")
+            raise NotFoundError(f"run {run_id} does not exist; `commtest runs list` shows the runs")
         facts = playbook_facts(run.source_text, revision_id=run.revision_id)
         info = RunInfo(
             id=run.id,
