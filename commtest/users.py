@@ -5,6 +5,8 @@ so raising the cost later only needs ``needs_rehash`` at the next login.
 """
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -99,10 +101,20 @@ def get_user(engine: Engine, username: str) -> UserInfo:
         return _info(user)
 
 
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return _hasher.hash("commtest-no-such-user")
+
+
 def check_password(engine: Engine, username: str, password: str) -> bool:
     with session_scope(engine) as session:
         user = session.exec(select(User).where(User.username == username)).first()
         if user is None or not user.active or not user.password_hash:
+            # Same work as a real check, so response times do not reveal which names exist.
+            try:
+                _hasher.verify(_dummy_hash(), password)
+            except (VerificationError, InvalidHashError):
+                pass
             return False
         try:
             return _hasher.verify(user.password_hash, password)

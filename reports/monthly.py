@@ -83,7 +83,8 @@ def generate_monthly(engine: Engine, month: str, clock: Clock, timezone: str = "
 
 
 def sign_monthly(
-    engine: Engine, month: str, username: str, comment: str, clock: Clock, timezone: str = "Europe/Brussels"
+    engine: Engine, month: str, username: str, comment: str, clock: Clock, timezone: str = "Europe/Brussels",
+    *, via: str = "cli",
 ) -> MonthlyReport:
     """Sign the month off as ``username`` (a reviewer or an admin); freezes its figures."""
     user = get_user(engine, username)
@@ -105,7 +106,7 @@ def sign_monthly(
         ev.record_event(
             session,
             at=now,
-            actor=f"cli:{user.username}",
+            actor=f"{via}:{user.username}",
             kind=ev.REPORT_SIGNED,
             month=month,
             by=user.username,

@@ -237,7 +237,7 @@ def console_router(settings: Settings, engine: Engine, clock: Clock, signer: Csr
             generate_monthly(engine, month, clock, settings.timezone)  # so the page shows the new figures
             return notice(request, lang, "changed", 409, session, back, month=month)
         try:
-            sign_monthly(engine, month, session.user.username, comment, clock, settings.timezone)
+            sign_monthly(engine, month, session.user.username, comment, clock, settings.timezone, via="console")
         except AlreadySigned:
             row = load_row(month) or row
             return notice(request, lang, "signed_already", 409, session, back, month=month, by=row.signed_by or "",
