@@ -1,2 +1,2 @@
-"""The web app: acknowledgement pages and health check (``web.app.create_app``)."""
+"""The web app (``web.app.create_app``): acknowledgement pages, console sign-off, health check."""
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""The FastAPI app: acknowledgement pages and ``/healthz``.
+"""The FastAPI app: acknowledgement pages, the console (monthly report sign-off) and ``/healthz``.
 
 Composed by the CLI (``commtest daemon``); nothing else imports ``web``. Every response
-carries the security headers; ``/ack`` is rate limited per source address. Behind a
-reverse proxy, run uvicorn with ``--proxy-headers --forwarded-allow-ips=PROXY`` so the
-source address is the officer's, not the proxy's.
+carries the security headers; ``/ack`` and the console login are rate limited per source
+address. ``commtest daemon`` runs uvicorn with its defaults, which trust
+``X-Forwarded-For`` from 127.0.0.1 only: put the reverse proxy on the same host (or set
+``FORWARDED_ALLOW_IPS``) so the source address is the officer's, not the proxy's.
 """
 from __future__ import annotations
 
