@@ -1,7 +1,9 @@
-"""The text of one ping, rendered from the run's playbook revision in the contact's language."""
+"""The text of one ping (or announcement), rendered from the run's playbook revision in the
+contact's language."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from playbooks.schema import PlaybookSpec, StepSpec
 from playbooks.templates import (
@@ -14,6 +16,29 @@ from playbooks.templates import (
     format_deadline,
     render_message,
 )
+
+
+def _context(
+    spec: PlaybookSpec, *, run_id: int, organisation_code: str, organisation_name: str, contact_name: str,
+    field_code: str, language: str, timezone: str, channel: str, ack_url: str, ack_code: str,
+    deadline_at: datetime | None, deadline_minutes: int, test_kind: Literal["announced", "unannounced"],
+    sender: str, test_at: datetime | None,
+) -> MessageContext:
+    return MessageContext(
+        organisation=OrganisationRef(code=organisation_code, name=organisation_name),
+        contact=ContactRef(name=contact_name, field=field_code),
+        playbook=PlaybookRef(id=spec.id, title=spec.title),
+        run=RunRef(id=run_id),
+        channel=channel,
+        language=language,
+        ack_url=ack_url,
+        ack_code=ack_code,
+        deadline=format_deadline(deadline_at, timezone, language) if deadline_at else "",
+        deadline_minutes=deadline_minutes,
+        test_kind=test_kind,
+        sender=sender,
+        test_at=format_deadline(test_at, timezone, language) if test_at else "",
+    )
 
 
 def render_ping(
@@ -34,20 +59,12 @@ def render_ping(
     sender: str,
     test_at: datetime | None = None,
 ) -> RenderedMessage:
-    context = MessageContext(
-        organisation=OrganisationRef(code=organisation_code, name=organisation_name),
-        contact=ContactRef(name=contact_name, field=field_code),
-        playbook=PlaybookRef(id=spec.id, title=spec.title),
-        run=RunRef(id=run_id),
-        channel=step.channel,
-        language=language,
-        ack_url=ack_url,
-        ack_code=ack_code,
-        deadline=format_deadline(deadline_at, timezone, language),
+    context = _context(
+        spec, run_id=run_id, organisation_code=organisation_code, organisation_name=organisation_name,
+        contact_name=contact_name, field_code=field_code, language=language, timezone=timezone,
+        channel=step.channel, ack_url=ack_url, ack_code=ack_code, deadline_at=deadline_at,
         deadline_minutes=int(step.ack_deadline.total_seconds() // 60),
-        test_kind="announced" if announced else "unannounced",
-        sender=sender,
-        test_at=format_deadline(test_at, timezone, language) if test_at else "",
+        test_kind="announced" if announced else "unannounced", sender=sender, test_at=test_at,
     )
     return render_message(spec, step.template, language, context)
 
@@ -68,19 +85,10 @@ def render_announcement(
 ) -> RenderedMessage:
     """The announcement of an announced test: the same variables as a ping, with ``test_at``
     the planned moment and no acknowledgement link (there is nothing to acknowledge yet)."""
-    context = MessageContext(
-        organisation=OrganisationRef(code=organisation_code, name=organisation_name),
-        contact=ContactRef(name=contact_name, field=field_code),
-        playbook=PlaybookRef(id=spec.id, title=spec.title),
-        run=RunRef(id=run_id),
-        channel="email",
-        language=language,
-        ack_url="",
-        ack_code="",
-        deadline="",
-        deadline_minutes=0,
-        test_kind="announced",
-        sender=sender,
-        test_at=format_deadline(test_at, timezone, language),
+    context = _context(
+        spec, run_id=run_id, organisation_code=organisation_code, organisation_name=organisation_name,
+        contact_name=contact_name, field_code=field_code, language=language, timezone=timezone,
+        channel="email", ack_url="", ack_code="", deadline_at=None, deadline_minutes=0,
+        test_kind="announced", sender=sender, test_at=test_at,
     )
     return render_message(spec, template, language, context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 import aiosmtplib
 from aiosmtplib import errors as smtp_errors
@@ -57,20 +58,7 @@ class SmtpChannel:
         return SendResult(provider_ref=built.message_id)
 
     async def _send(self, message: object, sender: str, recipient: str) -> None:
-        s = self.settings
-        password = s.smtp_password.get_secret_value() if s.smtp_password else None
-        await aiosmtplib.send(
-            message,  # type: ignore[arg-type]
-            sender=sender,
-            recipients=[recipient],
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            use_tls=s.smtp_security == "tls",
-            start_tls=True if s.smtp_security == "starttls" else False,
-            username=s.smtp_username,
-            password=password,
-            timeout=s.smtp_timeout_seconds,
-        )
+        await aiosmtplib.send(message, sender=sender, recipients=[recipient], **_server(self.settings))  # type: ignore[arg-type]
 
     def send_notice(self, notice: Notice) -> str | None:
         """A plain message without acknowledgement link (e.g. a test announcement)."""
@@ -96,21 +84,23 @@ class SmtpChannel:
         pass
 
 
+def _server(settings: Settings) -> dict[str, Any]:
+    """How to reach and log in to the configured SMTP server (aiosmtplib keyword arguments)."""
+    return {
+        "hostname": settings.smtp_host,
+        "port": settings.smtp_port,
+        "use_tls": settings.smtp_security == "tls",
+        "start_tls": settings.smtp_security == "starttls",
+        "username": settings.smtp_username,
+        "password": settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        "timeout": settings.smtp_timeout_seconds,
+    }
+
+
 def send_message(settings: Settings, message: object, recipients: list[str] | None = None) -> None:
     """Send a ready-made message (e.g. the monthly report) through the configured SMTP server."""
-    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
     try:
-        asyncio.run(aiosmtplib.send(
-            message,  # type: ignore[arg-type]
-            recipients=recipients,
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            use_tls=settings.smtp_security == "tls",
-            start_tls=True if settings.smtp_security == "starttls" else False,
-            username=settings.smtp_username,
-            password=password,
-            timeout=settings.smtp_timeout_seconds,
-        ))
+        asyncio.run(aiosmtplib.send(message, recipients=recipients, **_server(settings)))  # type: ignore[arg-type]
     except (smtp_errors.SMTPException, OSError, asyncio.TimeoutError) as exc:
         raise ChannelError(f"SMTP server {settings.smtp_host}:{settings.smtp_port}: {type(exc).__name__}: {exc}",
                            permanent=False, code="smtp-error") from exc
