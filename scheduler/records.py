@@ -121,7 +121,9 @@ def acknowledge(
         session, ping, ev.PING_ACKED, at, actor, response_ms=response, method=method, by=by, late=late,
         suspicious=suspicious, user_agent=(user_agent or "")[:300], source=source,
     )
-    settle(session, ping, Outcome.acked_late if late else Outcome.acked, at, actor, state=PingState.acked)
+    # Recorded by a coordinator (radio, satellite, a call back): its own outcome class.
+    outcome = Outcome.manual if method.startswith("manual") else Outcome.acked_late if late else Outcome.acked
+    settle(session, ping, outcome, at, actor, state=PingState.acked)
     _verify_endpoint(session, ping, at, actor)
     # The person answered: later attempts of this step that are not sent yet are moot.
     for other in session.exec(

@@ -452,6 +452,41 @@ def _show(app: AppContext, run_id: int, *, pings: bool) -> None:
             console.print(t)
 
 
+@runs_group.command("ack")
+@click.argument("run_id", type=int)
+@click.argument("ping_id", type=int)
+@click.option("--how", required=True, help="How the answer came, e.g. radio, satellite phone, call back.")
+@click.option("--by", "by", default="", help="Who answered at the centre.")
+@click.option("--at", "at_text", default=None, help="When (ISO 8601; default now).")
+def runs_ack(run_id: int, ping_id: int, how: str, by: str, at_text: str | None) -> None:
+    """Record an acknowledgement received outside commtest (outcome: manual)."""
+    from commtest.clock import parse_instant
+    from scheduler.records import acknowledge
+
+    app = app_context()
+    who = _whoami()
+    try:
+        at = parse_instant(at_text) if at_text else app.clock.now()
+    except ValueError as exc:
+        raise click.BadParameter(f"{at_text!r} is not an ISO 8601 moment such as 2026-04-14T10:32:00+02:00",
+                                 param_hint="--at") from exc
+    if at > app.clock.now():
+        raise click.BadParameter("an acknowledgement cannot be in the future", param_hint="--at")
+    with session_scope(app.engine, durable=True) as s:
+        ping = s.get(Ping, ping_id)
+        if ping is None or ping.run_id != run_id:
+            raise NotFoundError(f"run {run_id} has no ping {ping_id}; `commtest runs show {run_id} --pings` lists them")
+        if ping.sent_at is None:
+            raise CommtestError(f"ping {ping_id} was never sent ({ping.state}); nothing to acknowledge")
+        result = acknowledge(s, ping, max(at, ping.sent_at), method=f"manual:{how}"[:32], actor=f"cli:{who}",
+                             by=by or None)
+    if result.status == "already":
+        click.echo(f"ping {ping_id} was already acknowledged at {result.acked_at.isoformat()}; nothing changed")
+    else:
+        click.echo(f"ping {ping_id} acknowledged ({how}) by {by or 'unnamed'}: recorded as manual, "
+                   f"response {_duration(result.response_ms)}")
+
+
 @runs_group.command("abort")
 @click.argument("run_id", type=int)
 @click.option("--reason", default="", help="Why (recorded in the event log).")

@@ -247,3 +247,34 @@ def table_rows(out: str) -> list[list[str]]:
         if len(cells) == 8 and re.fullmatch(r"[A-Z]{2}-[A-Z]+", cells[0]):
             rows.append(cells)
     return rows
+
+
+def test_a_coordinator_records_an_answer_received_by_radio_as_manual(cli: Cli) -> None:
+    from datetime import datetime, timedelta
+
+    from commtest.clock import UTC
+
+    sync_folder(cli.engine, cli.folder, SystemClock())
+    settings = load_settings(database_url=cli.engine.url.render_as_string(hide_password=False))
+    runs = RunEngine(cli.engine, settings, SystemClock(), actor="test")
+    run_id = runs.create_run("fast-playbook")
+    runs.start_run(run_id)
+    with session_scope(cli.engine) as s:
+        ping = s.exec(select(Ping).where(Ping.run_id == run_id, Ping.channel == "email")).first()
+        ping.state, ping.sent_at = "sent", datetime.now(UTC) - timedelta(minutes=3)
+        s.add(ping)
+        ping_id = ping.id
+    runs.close()
+    out = ok(cli.run("runs", "ack", str(run_id), str(ping_id), "--how", "radio", "--by", "Duty officer (fictional)"))
+    assert "recorded as manual" in out
+    with session_scope(cli.engine) as s:
+        got = s.get(Ping, ping_id)
+        assert (got.state, got.outcome, got.ack_method, got.ack_by) == ("acked", "manual", "manual:radio", "Duty officer (fictional)")
+    again = ok(cli.run("runs", "ack", str(run_id), str(ping_id), "--how", "radio"))
+    assert "already acknowledged" in again
+
+
+def test_recording_an_answer_for_a_ping_of_another_run_exits_2(cli: Cli) -> None:
+    result = cli.run("runs", "ack", "999", "1", "--how", "radio")
+    assert result.exit_code == 2
+    assert "run 999 has no ping 1" in result.stderr
