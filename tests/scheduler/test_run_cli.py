@@ -278,3 +278,17 @@ def test_recording_an_answer_for_a_ping_of_another_run_exits_2(cli: Cli) -> None
     result = cli.run("runs", "ack", "999", "1", "--how", "radio")
     assert result.exit_code == 2
     assert "run 999 has no ping 1" in result.stderr
+
+
+def test_when_a_daemon_leads_run_now_queues_the_test_for_it(cli: Cli) -> None:
+    from scheduler.leader import leader_lock_for
+
+    lock = leader_lock_for(cli.engine.url.render_as_string(hide_password=False))
+    assert lock.acquire(wait=False)
+    try:
+        out = ok(cli.run("run", "fast-playbook", "--now", "--no-wait"))
+    finally:
+        lock.release()
+    assert re.search(r"run \d+ queued; the daemon \(.+\) starts it within a tick", out), out
+    [run] = [r for r in cli.runs() if r.trigger == "manual"]
+    assert run.status == "planned" and cli.pings(run.id or 0) == []
