@@ -166,6 +166,9 @@ class SandboxChannel:
         now = self.clock.now()
         if rule.behaviour == "fail":
             raise ChannelError(f"sandbox {self.kind} provider unavailable (scripted)", permanent=False, code="sandbox-down")
+        if rule.behaviour == "fail_permanent":
+            raise ChannelError(f"sandbox {self.kind} provider rejects {mask_address(ping.address)} for good (scripted)",
+                               permanent=True, code="rejected")
         if rule.behaviour == "invalid":
             raise ChannelError(f"sandbox refuses {mask_address(ping.address)} as invalid (scripted)", permanent=True, code="invalid")
         ref = f"sbx-{self.kind}-{uuid.uuid4().hex[:16]}"

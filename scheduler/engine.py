@@ -30,7 +30,7 @@ from channels.registry import ChannelSet
 from commtest import events as ev
 from commtest.clock import Clock
 from commtest.db import session_scope
-from commtest.errors import ChannelError, LeadershipLost, NotFoundError
+from commtest.errors import ChannelError, CommtestError, LeadershipLost, NotFoundError
 from commtest.masking import mask_address
 from commtest.models import (
     ContactPoint,
@@ -208,7 +208,7 @@ class RunEngine:
             if run is None:
                 raise NotFoundError(f"run {run_id} not found")
             if run.status in (RunStatus.completed.value, RunStatus.aborted.value, RunStatus.missed.value):
-                return 0
+                raise CommtestError(f"run {run_id} is already {run.status}; there is nothing to abort")
             cancelled = 0
             for ping in s.exec(select(Ping).where(Ping.run_id == run_id, Ping.state == PingState.pending.value)).all():
                 records.settle(s, ping, Outcome.cancelled, now, f"cli:{by}", state=PingState.cancelled, reason="run aborted")
@@ -412,8 +412,19 @@ class RunEngine:
         now = self.clock.now()
         with session_scope(self.engine) as s:
             loaded = {p.id: p for p in s.exec(select(Ping).where(col(Ping.id).in_([c.ping_id for c in claimed]))).all()}
-            for c, result in zip(claimed, results):
+            for c, result in zip(claimed, results, strict=True):
                 ping = loaded[c.ping_id]
+                if ping.state != PingState.dispatching.value:
+                    # Answered (link, reply) while the provider call was still returning: the
+                    # acknowledgement stands; only the send facts are added.
+                    if isinstance(result, SendResult):
+                        ping.sent_at = ping.sent_at or now
+                        ping.provider_ref = ping.provider_ref or result.provider_ref
+                        ping.deadline_at = ping.deadline_at or now + timedelta(seconds=c.ack_deadline_s)
+                        s.add(ping)
+                        records._event(s, ping, ev.PING_SENT, now, self.actor, provider=ping.provider,
+                                       provider_ref=result.provider_ref, deadline_at=ping.deadline_at)
+                    continue
                 if isinstance(result, SendResult):
                     ping.state = PingState.sent.value
                     ping.sent_at = now
@@ -512,6 +523,11 @@ class RunEngine:
         assert run is not None
         if run.status != RunStatus.running.value:
             return
+        answered = s.exec(select(Ping.id).where(
+            Ping.run_id == ping.run_id, Ping.contact_point_id == ping.contact_point_id, Ping.step == ping.step,
+            Ping.state == PingState.acked.value)).first()
+        if answered is not None:
+            return  # the contact point answered this step (perhaps late, on another attempt): nothing more
         spec = spec_for_revision(s, run.revision_id)
         step = spec.step(ping.step)
         tried = set(s.exec(select(Ping.endpoint_id).where(

@@ -60,7 +60,7 @@ def _response_ms(ping: Ping) -> int | None:
         return None
     # For calls, the clock starts when the phone rings: Twilio queues calls at 1/s per
     # account, so the API call time says nothing about the centre's response.
-    start = ping.delivered_at if ping.channel == "voice" and ping.delivered_at else ping.sent_at
+    start = ping.delivered_at if ping.channel == "voice" and ping.delivered_at else (ping.sent_at or ping.dispatching_at)
     if start is None:
         return None
     return max(0, int((ping.acked_at - start).total_seconds() * 1000))
@@ -112,8 +112,10 @@ def acknowledge(
     ping.acked_at = at
     ping.ack_method = method
     ping.ack_by = (by or "")[:200] or None
-    start = ping.delivered_at or ping.sent_at
-    suspicious = start is not None and (at - start) < suspicious_within
+    start = ping.delivered_at or ping.sent_at or ping.dispatching_at
+    # Mail security scanners open (and sometimes submit) every link: a link or reply within
+    # seconds of delivery may be a machine. A key pressed on a call or an SMS reply is a person.
+    suspicious = ping.channel == "email" and start is not None and (at - start) < suspicious_within
     ping.ack_suspicious = suspicious
     late = ping.deadline_at is not None and at > ping.deadline_at
     response = _response_ms(ping)

@@ -23,7 +23,8 @@ class LazyContext:
                 level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
             )
             if settings.log_level.upper() != "DEBUG":
-                logging.getLogger("alembic").setLevel(logging.WARNING)
+                for noisy in ("alembic", "weasyprint", "fontTools"):
+                    logging.getLogger(noisy).setLevel(logging.WARNING)
             self._app = AppContext(settings=settings)
         return self._app
 

@@ -476,9 +476,12 @@ def runs_ack(run_id: int, ping_id: int, how: str, by: str, at_text: str | None) 
         ping = s.get(Ping, ping_id)
         if ping is None or ping.run_id != run_id:
             raise NotFoundError(f"run {run_id} has no ping {ping_id}; `commtest runs show {run_id} --pings` lists them")
-        if ping.sent_at is None:
-            raise CommtestError(f"ping {ping_id} was never sent ({ping.state}); nothing to acknowledge")
-        result = acknowledge(s, ping, max(at, ping.sent_at), method=f"manual:{how}"[:32], actor=f"cli:{who}",
+        if ping.state in ("pending", "cancelled"):
+            raise CommtestError(f"ping {ping_id} was not sent ({ping.state}); nothing to acknowledge")
+        # An ``unknown`` ping (crash while sending) may well have arrived: the coordinator
+        # who checked with the centre records the answer here.
+        start = ping.sent_at or ping.dispatching_at or at
+        result = acknowledge(s, ping, max(at, start), method=f"manual:{how}"[:32], actor=f"cli:{who}",
                              by=by or None)
     if result.status == "already":
         click.echo(f"ping {ping_id} was already acknowledged at {result.acked_at.isoformat()}; nothing changed")

@@ -255,3 +255,56 @@ def test_the_state_of_every_ping_is_derivable_from_the_event_log(world: Engine, 
     assert {p.outcome for p in ps if p.channel == "sms"} == {"acked"}  # escalated after the voicemail
     kinds = [e.kind for e in evs]
     assert kinds[0] == "run.planned" and kinds[1] == "run.started" and kinds[-1] == "run.completed"
+
+
+def test_an_acknowledgement_that_arrives_while_the_provider_call_returns_is_kept(world: Engine, clock: FrozenClock) -> None:
+    from scheduler import records
+
+    class QuickOfficer:
+        """The officer clicks the link before the provider has even answered our API call."""
+
+        kind, provider = "email", "quick"
+
+        def send(self, ping: OutgoingPing) -> SendResult:
+            with session_scope(world, durable=True) as s:
+                records.acknowledge(s, s.get(Ping, ping.ping_id), clock.now(), method="link", actor="web")
+            return SendResult(provider_ref=f"quick-{ping.ping_id}")
+
+        def poll_reports(self, now):  # type: ignore[no-untyped-def]
+            return []
+
+        def close(self) -> None:
+            pass
+
+    eng, _ = make_engine(world, clock, overrides={"email": QuickOfficer()})
+    run_id = eng.create_run("test-playbook")
+    eng.start_run(run_id)
+    eng.tick()
+    clock.advance(minutes=30)
+    eng.tick()
+    email = [p for p in pings(world, run_id) if p.channel == "email"]
+    assert [(p.state, p.outcome, p.attempt) for p in email] == [("acked", "acked", 1)] * 2
+    assert all(p.sent_at is not None and p.provider_ref for p in email)
+
+
+def test_a_late_answer_stops_the_remaining_attempts_and_the_escalation(engine: Engine, clock: FrozenClock) -> None:
+    from tests.scheduler.seed import PLAYBOOK
+
+    seed_directory(engine)
+    store_playbook(engine, PLAYBOOK.replace("    ack_deadline: 5m\n    escalate: {step: sms}",
+                                            "    ack_deadline: 5m\n    retries: 1\n    retry_interval: 1m\n    escalate: {step: sms}"))
+    eng, _ = make_engine(engine, clock)  # nobody answers by themselves
+    run_id = eng.create_run("test-playbook")
+    eng.start_run(run_id)
+    for _ in range(int(7 * 60 / 15)):  # attempt 1 expires at 5 min, attempt 2 goes out at 6 min
+        eng.tick()
+        clock.advance(15)
+    voice = [p for p in pings(engine, run_id) if p.channel == "voice" and p.organisation_code == "XA-ONE"]
+    assert [(p.attempt, p.state) for p in voice] == [(1, "expired"), (2, "delivered")]  # ringing
+    from channels.base import ChannelReport
+
+    eng.apply_reports([ChannelReport("acked", clock.now(), ping_id=voice[0].id, method="keypress")])  # late, on attempt 1
+    run_until(eng, clock, run_id, step_s=15)
+    one = [p for p in pings(engine, run_id) if p.organisation_code == "XA-ONE"]
+    assert [(p.attempt, p.outcome) for p in one if p.channel == "voice"] == [(1, "acked_late"), (2, "delivered_no_ack")]
+    assert [p for p in one if p.channel == "sms"] == []  # no escalation: they had answered
