@@ -230,9 +230,23 @@ def _drive(runs: Any, app: AppContext, run_id: int) -> None:
             runs.tick()
             done, total, status = _progress_counts(app, run_id)
             progress.update(task, completed=done, total=total)
-            if status not in (RunStatus.running.value, RunStatus.planned.value):
+            # While this process leads it drives every run, including ones other coordinators
+            # queued meanwhile: it only lets go when none is left open.
+            if status not in (RunStatus.running.value, RunStatus.planned.value) and not _other_open_runs(app):
                 break
             app.clock.sleep(app.settings.tick_seconds)
+
+
+def _other_open_runs(app: AppContext) -> int:
+    from sqlalchemy import func
+
+    now = app.clock.now()
+    with session_scope(app.engine) as s:
+        running = s.exec(select(func.count()).select_from(TestRun).where(
+            TestRun.status == RunStatus.running.value)).one()
+        due = s.exec(select(func.count()).select_from(TestRun).where(
+            TestRun.status == RunStatus.planned.value, col(TestRun.fire_at) <= now)).one()
+    return int(running) + int(due)
 
 
 def _follow(app: AppContext, run_id: int) -> None:
@@ -315,8 +329,13 @@ def schedule_list() -> None:
                                                    TestRun.status == RunStatus.planned.value)).first()
             if planned is not None and sch.announced:
                 nxt = _local(planned.fire_at, tz)
-            elif planned is not None and planned.window_start:
-                nxt = f"window {_local(planned.window_start, tz)} - {_local(planned.window_end, tz)[11:]} (moment drawn, not shown)"
+            elif planned is not None and sspec is not None and sspec.window is not None and planned.fire_at:
+                # Unannounced: say no more than the playbook does (the month and the window),
+                # never the drawn day or moment.
+                month = planned.fire_at.astimezone(ZoneInfo(tz)).strftime("%B %Y")
+                w = sspec.window
+                nxt = (f"{month}, {_days(w.days)} {w.start:%H:%M}-{w.end:%H:%M} (moment drawn, not shown)"
+                       if sspec.months else f"on a {sspec.cron!r} day, {w.start:%H:%M}-{w.end:%H:%M} (moment drawn, not shown)")
             elif sspec is not None:
                 occ = plan_horizon(sspec, spec.timezone, now, now + timedelta(days=800), limit=1)
                 nxt = (_local(occ[0].fire_at, tz) if occ[0].drawn else f"window from {_local(occ[0].fire_at, tz)}") if occ else "never"
@@ -326,6 +345,13 @@ def schedule_list() -> None:
                           "announced" if sch.announced else "unannounced", nxt, _local(sch.last_fire_at, tz),
                           sch.description)
     _console().print(table)
+
+
+def _days(days: list[str]) -> str:
+    week = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    if days == week[: len(days)] and len(days) > 2:
+        return f"{days[0]}-{days[-1]}"
+    return ",".join(days)
 
 
 def _set_paused(ref: str, paused: bool) -> None:

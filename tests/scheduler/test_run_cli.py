@@ -172,7 +172,9 @@ def test_schedule_list_shows_the_window_but_never_the_drawn_moment_of_an_unannou
     assert secret is not None and spring.window_start is not None and secret != spring.window_start
     assert "fast-playbook:spring" in out and "unannounced" in out
     assert "(moment drawn, not shown)" in out
-    assert spring.window_start.astimezone(_tz()).strftime("%Y-%m-%d %H:%M:%S") in out
+    # only what the playbook itself says: the month and the window, never the drawn day
+    assert spring.window_start.astimezone(_tz()).strftime("%B %Y") in out
+    assert spring.window_start.astimezone(_tz()).strftime("%Y-%m-%d") not in out
     for shown in (secret.strftime("%H:%M:%S"), secret.astimezone(_tz()).strftime("%H:%M:%S"), secret.isoformat()):
         assert shown not in out
     # the announced drill shows its moment
@@ -292,3 +294,13 @@ def test_when_a_daemon_leads_run_now_queues_the_test_for_it(cli: Cli) -> None:
     assert re.search(r"run \d+ queued; the daemon \(.+\) starts it within a tick", out), out
     [run] = [r for r in cli.runs() if r.trigger == "manual"]
     assert run.status == "planned" and cli.pings(run.id or 0) == []
+
+
+def test_a_cli_run_that_leads_also_finishes_the_runs_other_coordinators_queued(cli: Cli) -> None:
+    sync_folder(cli.engine, cli.folder, SystemClock())
+    settings = load_settings(database_url=cli.engine.url.render_as_string(hide_password=False))
+    runs = RunEngine(cli.engine, settings, SystemClock(), actor="colleague")
+    other = runs.create_run("fast-playbook", started_by="colleague")  # queued while nobody leads
+    runs.close()
+    ok(cli.run("run", "fast-playbook", "--now"))
+    assert {r.id: r.status for r in cli.runs() if r.trigger == "manual"} == {other: "completed", other + 1: "completed"}
