@@ -166,8 +166,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else ""
-            elif name == "database_url":
-                value = mask_url(value)
+            elif name in ("database_url", "public_base_url", "twilio_base_url"):
+                value = mask_url(value) if isinstance(value, str) else value
             elif isinstance(value, (Path, timedelta)):
                 value = str(value)
             out[name] = value
@@ -183,14 +183,25 @@ def secret_fields() -> list[str]:
 
 
 def mask_url(url: str) -> str:
-    """Hide a password inside a database URL."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    if ":" in creds:
-        creds = creds.split(":", 1)[0] + ":********"
-    return f"{scheme}://{creds}@{host}"
+    """Hide the password of a URL, in its user part or in its query (``?password=``)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "********"
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, host = netloc.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":********"
+        netloc = f"{creds}@{host}"
+    query = parts.query
+    if query:
+        pairs = [(k, "********" if k.lower() in ("password", "pass", "pwd", "passfile", "sslpassword") else v)
+                 for k, v in parse_qsl(query, keep_blank_values=True)]
+        query = urlencode(pairs, safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -249,7 +260,15 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         lines = []
+        toml_keys = set(_TomlSource(Settings)()) if os.environ.get(ENV_PREFIX + "CONFIG") else set()
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            lines.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+            top = str(err["loc"][0]) if err["loc"] else ""
+            if err["type"] == "extra_forbidden" and top in toml_keys:
+                lines.append(f"{os.environ[ENV_PREFIX + 'CONFIG']}: {field}: unknown setting; "
+                             "see docs/configuration.md for the settings that exist")
+            elif err["type"] == "extra_forbidden":
+                lines.append(f"{field}: unknown setting")
+            else:
+                lines.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from exc

@@ -73,11 +73,25 @@ class DevSmtpServer:
         """Every stored message, oldest first."""
         parser = BytesParser(policy=default)
         mailbox.Maildir(self.maildir, create=True)  # creates new/, cur/, tmp/ if nothing arrived yet
-        files = sorted((p for sub in ("new", "cur") for p in (self.maildir / sub).iterdir()),
-                       key=lambda p: (p.stat().st_mtime_ns, p.name))
+        # A mail reader may move a file from new/ to cur/ while we list: read what is still there.
+        found: list[tuple[int, str, bytes]] = []
+        for sub in ("new", "cur"):
+            for path in (self.maildir / sub).iterdir():
+                try:
+                    found.append((path.stat().st_mtime_ns, path.name.split(":")[0], path.read_bytes()))
+                except FileNotFoundError:
+                    try:  # moved to cur/ (with flags appended to its name) meanwhile
+                        moved = next((self.maildir / "cur").glob(path.name.split(":")[0] + "*"))
+                        found.append((moved.stat().st_mtime_ns, path.name.split(":")[0], moved.read_bytes()))
+                    except (StopIteration, FileNotFoundError):
+                        continue
         out = []
-        for path in files:
-            msg = parser.parsebytes(path.read_bytes())
+        seen: set[str] = set()
+        for _, key, raw in sorted(found, key=lambda f: (f[0], f[1])):
+            if key in seen:
+                continue
+            seen.add(key)
+            msg = parser.parsebytes(raw)
             assert isinstance(msg, EmailMessage)
             out.append(msg)
         return out

@@ -65,40 +65,45 @@ class MailOfficers:
         self.log: list[str] = []
 
     def run(self) -> None:
-        import re
-
         import httpx
+
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set():
+                try:
+                    self._read_mail(client)
+                except Exception as exc:  # keep the officers alive, and say what went wrong
+                    self.log.append(f"(officer simulation error, retrying: {type(exc).__name__}: {exc})")
+                self.stop.wait(0.1)
+
+    def _read_mail(self, client: Any) -> None:
+        import re
+        import smtplib
 
         from channels.email.message import build_reply
         from web.officer import acknowledge_by_link
 
-        with httpx.Client(timeout=10) as client:
-            while not self.stop.is_set():
-                for msg in self.server.messages():
-                    key = str(msg.get("Message-ID"))
-                    to = str(msg.get("To", "")).strip().lower()
-                    if key in self.done or "X-Commtest-Ping" not in msg or to not in MAIL_OFFICERS:
-                        continue
-                    how, after, who = MAIL_OFFICERS[to]
-                    sent = _parse_date(msg.get("Date"))
-                    if sent is None or (self.clock.now() - sent).total_seconds() < after:
-                        continue
-                    self.done.add(key)
-                    body = msg.get_body(preferencelist=("plain",))
-                    text = body.get_content() if body is not None else ""
-                    if how == "link":
-                        m = re.search(r"https?://\S+/ack/[A-Za-z0-9_-]+", text)
-                        if m:
-                            r = acknowledge_by_link(client, m.group(0), who)
-                            self.log.append(f"{to}: opened the link and pressed the button (HTTP {r.status_code})")
-                    else:
-                        reply = build_reply(msg, f"{who} <{to}>", "Ontvangen, de verbinding werkt. Groet, de dienstdoende.")
-                        import smtplib
-
-                        with smtplib.SMTP("127.0.0.1", self.smtp_port) as smtp:
-                            smtp.send_message(reply)
-                        self.log.append(f"{to}: replied to the e-mail")
-                self.stop.wait(0.1)
+        for msg in self.server.messages():
+            key = str(msg.get("Message-ID"))
+            to = str(msg.get("To", "")).strip().lower()
+            if key in self.done or "X-Commtest-Ping" not in msg or to not in MAIL_OFFICERS:
+                continue
+            how, after, who = MAIL_OFFICERS[to]
+            sent = _parse_date(msg.get("Date"))
+            if sent is None or (self.clock.now() - sent).total_seconds() < after:
+                continue
+            self.done.add(key)
+            body = msg.get_body(preferencelist=("plain",))
+            text = body.get_content() if body is not None else ""
+            if how == "link":
+                m = re.search(r"https?://\S+/ack/[A-Za-z0-9_-]+", text)
+                if m:
+                    r = acknowledge_by_link(client, m.group(0), who)
+                    self.log.append(f"{to}: opened the link and pressed the button (HTTP {r.status_code})")
+            else:
+                reply = build_reply(msg, f"{who} <{to}>", "Ontvangen, de verbinding werkt. Groet, de dienstdoende.")
+                with smtplib.SMTP("127.0.0.1", self.smtp_port) as smtp:
+                    smtp.send_message(reply)
+                self.log.append(f"{to}: replied to the e-mail")
 
 
 def _parse_date(value: Any) -> Any:

@@ -67,3 +67,20 @@ def test_postgres_urls_get_the_psycopg_driver_and_mask_the_password() -> None:
     s = load_settings(database_url="postgresql://app:pw@db.example:5432/commtest")
     assert s.database_url.startswith("postgresql+psycopg://")
     assert "pw" not in s.masked()["database_url"]
+
+
+def test_check_config_masks_passwords_in_any_part_of_a_url() -> None:
+    s = load_settings(database_url="postgresql://db.example/commtest?user=u&password=qsecret",
+                      public_base_url="https://u:pw@commtest.example/")
+    masked = s.masked()
+    assert "qsecret" not in masked["database_url"] and "password=********" in masked["database_url"]
+    assert "pw@" not in masked["public_base_url"] and "u:********@" in masked["public_base_url"]
+
+
+def test_an_unknown_key_in_the_toml_file_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "commtest.toml"
+    cfg.write_text("bogus = 1\n")
+    monkeypatch.setenv("COMMTEST_CONFIG", str(cfg))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert f"{cfg}: bogus: unknown setting" in str(err.value)
