@@ -100,10 +100,7 @@ def read_yaml(text: str, name: str) -> RawDirectory:
     try:
         doc = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        what = exc.problem or exc.context or "cannot be read"
+        line, col, what = _syntax_error(exc)
         raise ValidationFailed(
             [Problem(name, line, "", f"YAML syntax error: {what}; check indentation and quoting", col)]
         ) from exc
@@ -133,6 +130,30 @@ def read_yaml(text: str, name: str) -> RawDirectory:
             cp.endpoints = [RawRecord(_where(name, e), dict(e)) for e in _mappings(raw, cp_map, "endpoints")]
             raw.contact_points.append(cp)
     return raw
+
+
+# Errors whose ``context_mark`` is the mistake itself (a bracket or quote left open, a key
+# without ':'): the parser only notices at ``problem_mark``, often the next line.
+_OPENED_AT_CONTEXT = {
+    "while parsing a flow sequence": "flow sequence not closed",
+    "while parsing a flow mapping": "flow mapping not closed",
+    "while scanning a quoted scalar": "quoted text not closed",
+    "while scanning a simple key": "key without ':'",
+}
+
+
+def _syntax_error(exc: MarkedYAMLError) -> tuple[int | None, int | None, str]:
+    """(line, column, message) of a YAML syntax error, 1-based, pointing at the mistake."""
+    problem, context = exc.problem_mark, exc.context_mark
+    opened = _OPENED_AT_CONTEXT.get(str(exc.context))
+    if opened and context is not None:
+        where = f" (noticed on line {problem.line + 1}, column {problem.column + 1})" if problem is not None else ""
+        return context.line + 1, context.column + 1, f"{opened}: {exc.problem}{where}"
+    # Otherwise (bad indentation, duplicate key, stray character...) the problem mark is
+    # the spot; the context mark is only where the enclosing block started.
+    mark = problem or context
+    what = exc.problem or exc.context or "cannot be read"
+    return (mark.line + 1, mark.column + 1, str(what)) if mark is not None else (None, None, str(what))
 
 
 def _mappings(raw: RawDirectory, parent: CommentedMap, key: str) -> list[CommentedMap]:

@@ -76,12 +76,40 @@ def test_two_contact_points_with_the_same_default_code_are_refused(engine: Engin
 
 
 def test_a_yaml_syntax_error_names_line_and_column(engine: Engine, tmp_path: Path) -> None:
+    # Line 9 opens a '[' it never closes; the parser only notices on line 10.
     path = write(tmp_path, BASE_YAML.replace("languages: [nl, fr, de]", "languages: [nl, fr, de"))
     with pytest.raises(ValidationFailed) as err:
         import_directory(engine, path)
     problem = err.value.problems[0]
-    assert (problem.line, problem.column) == (10, 13)
-    assert str(problem).startswith(f"{path}:10:13: YAML syntax error:")
+    assert (problem.line, problem.column) == (9, 16)
+    assert str(problem) == (
+        f"{path}:9:16: YAML syntax error: flow sequence not closed: expected ',' or ']', but got ':' "
+        "(noticed on line 10, column 13); check indentation and quoting"
+    )
+
+
+# (what to break in BASE_YAML, into what, the line and column of the mistake)
+BROKEN_YAML = [
+    ("timezone: Europe/Luxembourg", "timezone: [Europe/Luxembourg", 23, 15),  # unclosed '[' on the last line
+    ("timezone: Europe/Luxembourg", "timezone: 'Europe/Luxembourg", 23, 15),  # unclosed quote
+    ("    names: {nl: Permanentie, fr: Permanence}", "    names: {nl: Permanentie, fr: Permanence", 4, 12),
+    ("    country: BE\n", "    country BE\n", 8, 5),  # a key without ':'
+    ("    country: BE\n", "   country: BE\n", 8, 4),  # bad indentation: the parser's own mark is right
+    ("    country: BE\n", "    country: BE\n    country: NL\n", 9, 5),  # duplicate key
+]
+
+
+@pytest.mark.parametrize(("old", "new", "line", "column"), BROKEN_YAML, ids=[r[1].strip()[:30] for r in BROKEN_YAML])
+def test_a_yaml_syntax_error_points_at_the_broken_line(
+    engine: Engine, tmp_path: Path, old: str, new: str, line: int, column: int
+) -> None:
+    assert old in BASE_YAML
+    path = write(tmp_path, BASE_YAML.replace(old, new, 1))
+    with pytest.raises(ValidationFailed) as err:
+        import_directory(engine, path)
+    problem = err.value.problems[0]
+    assert (problem.line, problem.column) == (line, column), str(problem)
+    assert "YAML syntax error" in str(problem)
 
 
 def test_an_unknown_file_extension_is_refused(engine: Engine, tmp_path: Path) -> None:
