@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from playbooks.cron import cron_trigger as _cron_trigger
-
+from playbooks.cron import cron_weekdays, cron_window_days
 from playbooks.schema import WEEKDAYS, Loc, ScheduleSpec
 
 __all__ = ["HORIZON", "REFERENCE_START", "cron_trigger", "schedule_problems"]
@@ -46,9 +46,9 @@ def schedule_problems(schedule: ScheduleSpec, playbook_zone: str) -> list[tuple[
         # end_date stops APScheduler's search early instead of walking to year 9999.
         trigger.end_date = start + HORIZON
         if trigger.get_next_fire_time(None, start) is None:
-            problems.append(
-                (("cron",), f"this schedule never fires: {schedule.cron!r} matches no moment in 10 years")
-            )
+            return [(("cron",), f"this schedule never fires: {schedule.cron!r} matches no moment in 10 years")]
+        if schedule.window:
+            problems.extend(_cron_window_problems(schedule.cron, schedule.window.days, zone, start))
     if schedule.months and schedule.window:
         allowed = {WEEKDAYS.index(d) for d in schedule.window.days}
         for i, month in enumerate(schedule.months):
@@ -59,3 +59,27 @@ def schedule_problems(schedule: ScheduleSpec, playbook_zone: str) -> list[tuple[
                     (("months", i), f"this schedule never fires: no window day in {calendar.month_name[month]}")
                 )
     return problems
+
+
+def _cron_window_problems(cron: str, window_days: list[str], zone: str, start: datetime) -> list[tuple[Loc, str]]:
+    """A cron + window schedule tests on days that are a cron day AND a window day."""
+    days = cron_window_days(cron, window_days)
+    if not days:
+        return [
+            (
+                ("window", "days"),
+                "impossible schedule, it never fires: a test day must be a cron day and a window day, "
+                f"but cron {cron!r} picks only {', '.join(cron_weekdays(cron))} and window.days only "
+                f"{', '.join(window_days)}; change the cron's weekday field or window.days",
+            )
+        ]
+    trigger = _cron_trigger(cron, zone, end=start + HORIZON, weekdays=days)
+    if trigger.get_next_fire_time(None, start) is None:
+        return [
+            (
+                ("cron",),
+                f"this schedule never fires: no day in 10 years is both a day of cron {cron!r} "
+                f"and a window day ({', '.join(window_days)})",
+            )
+        ]
+    return []

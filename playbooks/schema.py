@@ -164,8 +164,8 @@ class ScheduleSpec(_Strict):
     * ``cron`` alone: exact moments (five fields: minute hour day month weekday).
     * ``months`` + ``window``: one test in each named month, at a moment drawn inside the
       window on an eligible day of that month (unannounced tests).
-    * ``cron`` + ``window``: the cron expression picks the days; the moment is drawn inside
-      the window on each of them.
+    * ``cron`` + ``window``: a test day is a cron day AND a window day (``window.days``);
+      the moment is drawn inside the window on each of them.
     The draw is made once, when the run is planned, and stored.
     """
 

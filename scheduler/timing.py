@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from playbooks.cron import cron_trigger
+from playbooks.cron import cron_trigger, cron_window_days
 from playbooks.schema import WEEKDAYS, ScheduleSpec, WindowSpec
 
 __all__ = [
@@ -106,7 +106,8 @@ def plan_horizon(
 
     Unannounced moments are drawn only for the next run, by the engine; here window
     schedules give ``drawn=False`` entries whose window spans the whole month (months +
-    window) or the cron day (cron + window) and whose ``fire_at`` is its earliest moment.
+    window) or the test day (cron + window: a cron day that is also a window day) and
+    whose ``fire_at`` is its earliest moment.
     ``rng`` is not used: listing never draws.
     """
     after, until = _utc(after), _utc(until)
@@ -170,9 +171,14 @@ def _cron_fire_after(trigger: CronTrigger, tz: ZoneInfo, after: datetime) -> dat
 
 
 def _next_cron_day(cron: str, window: WindowSpec, tz: ZoneInfo, after: datetime) -> date | None:
-    """The first local day, from ``after``'s own day on, on which the cron fires and the
-    window still holds a whole second strictly after ``after``."""
-    trigger = cron_trigger(cron, tz, end=after + HORIZON)
+    """The first local day, from ``after``'s own day on, that is a cron day AND a window
+    day (``window.days``) and whose window still holds a whole second strictly after ``after``."""
+    days = cron_window_days(cron, window.days)
+    if not days:
+        return None  # no weekday is both: never (the loader refuses such a schedule)
+    # The trigger fires only on the common weekdays, so weekend days of "0 10 * 4 *" with a
+    # mon-fri window are never even looked at.
+    trigger = cron_trigger(cron, tz, end=after + HORIZON, weekdays=days)
     day = after.astimezone(tz).date()
     while True:
         # The cron only picks days: any fire time inside a day makes it a test day.
@@ -180,7 +186,7 @@ def _next_cron_day(cron: str, window: WindowSpec, tz: ZoneInfo, after: datetime)
         if fire is None:
             return None
         day = fire.astimezone(tz).date()
-        if _window_bounds(window, tz, day, after) is not None:
+        if WEEKDAYS[day.weekday()] in window.days and _window_bounds(window, tz, day, after) is not None:
             return day
         day += timedelta(days=1)
 

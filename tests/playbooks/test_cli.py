@@ -35,6 +35,21 @@ def test_validate_prints_every_problem_and_exits_2(run_cli, pb_dir: Path) -> Non
     assert "invalid playbook(s): fix the problems above; nothing was loaded" in result.stderr
 
 
+def test_validate_refuses_an_impossible_cron_window_schedule_with_its_position(run_cli, pb_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    path = pb_dir / "drill.yaml"
+    path.write_text(
+        VALID.replace("    months: [april]\n", "    cron: \"0 10 * 4 mon-fri\"\n").replace("days: mon-fri", "days: sat-sun"),
+        encoding="utf-8",
+    )
+    result = run_cli("playbook", "validate", str(path))
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        f"{path}:30:20: schedules[0].window.days: impossible schedule, it never fires: "
+        "a test day must be a cron day and a window day, but cron '0 10 * 4 mon-fri' picks only "
+        "mon, tue, wed, thu, fri and window.days only sat, sun; change the cron's weekday field or window.days"
+    ]
+
+
 def test_validate_a_missing_file_exits_2(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = run_cli("playbook", "validate", str(tmp_path / "gone.yaml"))
     assert result.exit_code == 2

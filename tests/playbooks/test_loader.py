@@ -72,6 +72,19 @@ def test_a_cron_for_the_30th_of_february_never_fires(pb_dir: Path) -> None:
     ]
 
 
+def test_a_cron_window_without_a_common_day_is_an_impossible_schedule_at_window_days(pb_dir: Path) -> None:
+    text = VALID.replace(
+        "    months: [april]\n    window: {days: mon-fri, start: \"09:00\", end: \"16:00\"}\n",
+        "    cron: \"0 10 * 4 mon-fri\"\n    window: {days: [sat, sun], start: \"09:00\", end: \"16:00\"}\n",
+    )
+    problems = problems_of(pb_dir, text)
+    assert problems == [
+        f"{_where(pb_dir)}:30:14: schedules[0].window.days: impossible schedule, it never fires: "
+        "a test day must be a cron day and a window day, but cron '0 10 * 4 mon-fri' picks only "
+        "mon, tue, wed, thu, fri and window.days only sat, sun; change the cron's weekday field or window.days"
+    ]
+
+
 def test_a_cron_with_month_13_is_refused_with_apschedulers_reason(pb_dir: Path) -> None:
     text = VALID.replace("    months: [april]\n", "    cron: \"0 10 * 13 *\"\n")
     problems = problems_of(pb_dir, text)

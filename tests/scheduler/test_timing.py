@@ -271,3 +271,30 @@ def test_the_horizon_of_a_cron_window_shows_each_cron_day_undrawn() -> None:
         (at(2026, 4, 20, 7), at(2026, 4, 20, 10), False),
         (at(2026, 4, 27, 7), at(2026, 4, 27, 10), False),
     ]
+
+
+# -- cron + window: a test day is a cron day AND a window day -----------------------------------
+
+
+def test_a_cron_window_plans_only_days_that_are_both_cron_days_and_window_days() -> None:
+    spec = cron("0 10 * 4 *", window={"days": "mon-fri", "start": "09:00", "end": "16:00"})
+    got = plan_horizon(spec, BXL, at(2026, 3, 31, 22), at(2026, 5, 1))
+    days = [local_time(o.fire_at, BXL).date() for o in got]
+    assert all(WEEKDAYS[d.weekday()] in ("mon", "tue", "wed", "thu", "fri") for d in days)
+    assert len(days) == 22  # April 2026 has 22 weekdays; its 8 weekend days are cron days only
+    assert days[0].isoformat() == "2026-04-01" and days[-1].isoformat() == "2026-04-30"
+
+
+def test_a_cron_window_skips_the_weekend_the_cron_alone_would_pick() -> None:
+    spec = cron("0 10 * 4 *", window={"days": "mon-fri", "start": "09:00", "end": "16:00"})
+    # Friday 10 April 2026, 17:00 local: the window is over; Saturday and Sunday are cron days only.
+    for seed in range(50):
+        occ = next_occurrence(spec, BXL, at(2026, 4, 10, 15), random.Random(seed))
+        assert occ is not None
+        assert local_time(occ.fire_at, BXL).date().isoformat() == "2026-04-13"  # Monday
+
+
+def test_a_cron_window_without_a_common_day_never_fires() -> None:
+    spec = cron("0 10 * 4 mon-fri", window={"days": ["sat", "sun"], "start": "09:00", "end": "16:00"})
+    assert next_occurrence(spec, BXL, at(2026, 3, 1), random.Random(0)) is None
+    assert plan_horizon(spec, BXL, at(2026, 3, 1), at(2036, 3, 1)) == []
