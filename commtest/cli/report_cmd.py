@@ -88,11 +88,27 @@ def report_directory(fmt: str, lang: str, output: Path | None) -> None:
 @click.argument("month")
 @click.option("--user", "username", required=True, help="Who signs: a user with role reviewer or admin.")
 @click.option("--comment", required=True, help="The reviewer's comment, stored with the signature.")
-def report_sign(month: str, username: str, comment: str) -> None:
-    """Sign off the monthly report of MONTH; its figures are frozen from then on."""
+@click.option("--password-stdin", is_flag=True, help="Read the signer's password from standard input (one line).")
+def report_sign(month: str, username: str, comment: str, password_stdin: bool) -> None:
+    """Sign off the monthly report of MONTH; its figures are frozen from then on.
+
+    The signer proves who they are with their password (asked for, or from stdin)."""
+    import sys
+
+    from commtest.errors import PermissionDenied
+    from commtest.users import check_password
     from reports.monthly import sign_monthly
 
     app = app_context()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = click.prompt(f"password of {username}", hide_input=True)
+    else:
+        raise click.UsageError("no terminal to ask the password on: pass it with --password-stdin")
+    if not check_password(app.engine, username, password):
+        raise PermissionDenied(f"wrong user name or password for {username!r}; nothing was signed "
+                               "(a user without a password sets one with `commtest user add ... --password-stdin`)")
     row = sign_monthly(app.engine, month, username, comment, app.clock, app.settings.timezone)
     click.echo(f"{month}: signed by {row.signed_by} at {row.signed_at:%Y-%m-%d %H:%M} UTC; sha256 {row.content_hash}")
 
@@ -103,9 +119,17 @@ def report_verify(file: Path) -> None:
     """Recompute every number of FILE (a report written with --format json) from the event log."""
     from reports.verify import verify_report
 
-    differences = verify_report(app_context().engine, file)
+    from reports.verify import signed_drift
+
+    engine = app_context().engine
+    differences = verify_report(engine, file)
     if not differences:
-        click.echo(f"{file}: every number matches the event log")
+        drift = signed_drift(engine, file)
+        if drift:
+            click.echo(f"{file}: signed and unchanged: every number and the signature match the frozen report "
+                       f"({drift} number(s) would differ today: events for the month arrived after the signature)")
+        else:
+            click.echo(f"{file}: every number matches the event log")
         return
     from reports.verify import ReportMismatch
 

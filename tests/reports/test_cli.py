@@ -36,10 +36,14 @@ def month_log(engine):  # type: ignore[no-untyped-def]
 
 def test_a_reviewer_signs_and_the_month_is_frozen_against_later_events(run_cli, month_log) -> None:  # type: ignore[no-untyped-def]
     log, run = month_log
-    assert run_cli("user", "add", "rvw", "--role", "reviewer", "--name", "Ria Reviewer").exit_code == 0
+    assert run_cli("user", "add", "rvw", "--role", "reviewer", "--name", "Ria Reviewer", "--password-stdin",
+                   input="correct horse battery\n").exit_code == 0
     first = run_cli("report", "monthly", "2026-03", "--format", "json")
     assert first.exit_code == 0, first.output
-    result = run_cli("report", "sign", "2026-03", "--user", "rvw", "--comment", "Read; NL phone to be fixed.")
+    wrong = run_cli("report", "sign", "2026-03", "--user", "rvw", "--comment", "x", "--password-stdin", input="guess\n")
+    assert wrong.exit_code == 2 and "wrong user name or password for 'rvw'; nothing was signed" in wrong.stderr
+    result = run_cli("report", "sign", "2026-03", "--user", "rvw", "--comment", "Read; NL phone to be fixed.",
+                     "--password-stdin", input="correct horse battery\n")
     assert result.exit_code == 0, result.output
     assert "signed by rvw" in result.stdout
     # A late event for March arrives after the signature.
@@ -50,13 +54,15 @@ def test_a_reviewer_signs_and_the_month_is_frozen_against_later_events(run_cli, 
     with session_scope(log.engine) as s:
         signed = s.exec(select(Event).where(Event.kind == "report.signed")).one()
     assert signed.data["content_hash"] == row.content_hash and signed.data["by"] == "rvw"
-    again = run_cli("report", "sign", "2026-03", "--user", "rvw", "--comment", "twice")
+    again = run_cli("report", "sign", "2026-03", "--user", "rvw", "--comment", "twice", "--password-stdin",
+                    input="correct horse battery\n")
     assert again.exit_code == 2 and "it is frozen" in again.stderr
 
 
 def test_a_viewer_cannot_sign_and_is_told_who_may(run_cli, month_log) -> None:  # type: ignore[no-untyped-def]
-    run_cli("user", "add", "vera", "--role", "viewer")
-    result = run_cli("report", "sign", "2026-03", "--user", "vera", "--comment", "ok")
+    run_cli("user", "add", "vera", "--role", "viewer", "--password-stdin", input="vera-own-secret-1\n")
+    result = run_cli("report", "sign", "2026-03", "--user", "vera", "--comment", "ok", "--password-stdin",
+                     input="vera-own-secret-1\n")
     assert result.exit_code == 2
     assert "user 'vera' has role viewer; only a reviewer or admin may sign a monthly report" in result.stderr
 
@@ -194,3 +200,44 @@ def test_the_monthly_email_goes_to_the_reviewers_with_the_pdf(month_log, request
     (pdf,) = [p for p in msg.iter_attachments() if p.get_content_type() == "application/pdf"]
     assert pdf.get_content().startswith(b"%PDF")
     assert "Acknowledgement rate: 75.0%" in msg.get_body(("plain",)).get_content()
+
+
+def _signed_month(run_cli, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    run_cli("user", "add", "rvw", "--role", "reviewer", "--password-stdin", input="correct horse battery\n")
+    assert run_cli("report", "sign", "2026-03", "--user", "rvw", "--comment", "Seen.", "--password-stdin",
+                   input="correct horse battery\n").exit_code == 0
+    path = tmp_path / "signed.json"
+    assert run_cli("report", "monthly", "2026-03", "--format", "json", "-o", str(path)).exit_code == 0
+    return path
+
+
+def test_verify_of_a_signed_report_holds_after_late_events_and_says_so(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log, run = month_log
+    path = _signed_month(run_cli, tmp_path)
+    log.ping(run, "LU-CNC", "email", sent_at=T0, response_s=5)  # arrives after the signature
+    result = run_cli("report", "verify", str(path))
+    assert result.exit_code == 0, result.output
+    assert "signed and unchanged" in result.stdout and "arrived after the signature" in result.stdout
+
+
+def test_verify_catches_a_forged_signature_on_a_draft(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "draft.json"
+    assert run_cli("report", "monthly", "2026-03", "--format", "json", "-o", str(path)).exit_code == 0
+    data = json.loads(path.read_text())
+    data.update(status="signed", signed_by="rvw", comment="looks fine", content_hash="0" * 64)
+    path.write_text(json.dumps(data))
+    result = run_cli("report", "verify", str(path))
+    assert result.exit_code == 1
+    assert "status: file says 'signed'" in result.output + result.stderr
+
+
+def test_verify_catches_an_edited_comment_or_number_in_a_signed_report(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = _signed_month(run_cli, tmp_path)
+    data = json.loads(path.read_text())
+    data["comment"] = "All centres passed."
+    data["figures"]["totals"]["pings"] += 1
+    path.write_text(json.dumps(data))
+    result = run_cli("report", "verify", str(path))
+    out = result.output + result.stderr
+    assert result.exit_code == 1
+    assert "comment: file says 'All centres passed.'" in out and "figures.totals.pings" in out
