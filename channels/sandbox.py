@@ -86,7 +86,7 @@ class SandboxScript:
             if behaviour not in BEHAVIOURS:
                 raise ConfigError(f"{source}: {where}.behaviour: unknown {behaviour!r}; expected one of {', '.join(BEHAVIOURS)}")
             try:
-                after = parse_duration(item.get("after", "30s"))
+                after = parse_duration(item.get("after", "30s"), numbers_as_seconds=True)  # a script's bare number is seconds
             except ValueError as exc:
                 raise ConfigError(f"{source}: {where}.after: {exc}") from exc
             return Rule(

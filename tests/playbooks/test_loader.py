@@ -116,6 +116,14 @@ def test_a_deadline_that_is_not_a_duration_is_refused(pb_dir: Path) -> None:
     ]
 
 
+def test_a_deadline_without_a_unit_is_refused_with_its_position(pb_dir: Path) -> None:
+    # 15 would otherwise be 15 seconds: every answer late.
+    problems = problems_of(pb_dir, VALID.replace("ack_deadline: 15m", "ack_deadline: 15"))
+    assert problems == [
+        f"{_where(pb_dir)}:11:19: steps[0].ack_deadline: 15 has no unit: write 15m (minutes), 15s or PT15M"
+    ]
+
+
 def test_a_duplicate_step_id_is_refused_with_its_line(pb_dir: Path) -> None:
     problems = problems_of(pb_dir, VALID.replace("  - id: call\n", "  - id: mail\n").replace("{step: mail}", "{field: cyber}"))
     assert problems == [f"{_where(pb_dir)}:12:9: steps[1].id: duplicate step id 'mail'; steps[0] already uses it"]
