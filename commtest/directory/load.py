@@ -125,6 +125,11 @@ def read_yaml(text: str, name: str) -> RawDirectory:
         for cp_map in cps:
             data = dict(cp_map)
             data.pop("endpoints", None)
+            if "organisation" in cp_map:  # it would be silently overridden by the nesting below
+                raw.problems.append(
+                    Problem(name, cp_map.lc.key("organisation")[0] + 1, "organisation",
+                            "unknown key; a contact point belongs to the organisation it is listed under")
+                )  # fmt: skip
             data["organisation"] = org.get("code")
             cp = RawContactPoint(_where(name, cp_map), data)
             cp.endpoints = [RawRecord(_where(name, e), dict(e)) for e in _mappings(raw, cp_map, "endpoints")]

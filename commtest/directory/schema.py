@@ -111,6 +111,12 @@ def endpoint_address(kind: str, value: str, region: str | None) -> str:
     return text  # manual: free text such as "radio: channel 5"
 
 
+def endpoint_key(kind: str, address: str) -> str:
+    """What makes two addresses of one kind the same endpoint: e-mail ignores case
+    (``Permanence@NCCN.example`` is ``permanence@nccn.example``), other kinds compare as stored."""
+    return address.lower() if kind == "email" else address
+
+
 def _http_url(text: str, schemes: tuple[str, ...], expected: str) -> None:
     try:
         url = _HTTP_URL.validate_python(text)
@@ -292,6 +298,7 @@ __all__ = [
     "country_code",
     "email_address",
     "endpoint_address",
+    "endpoint_key",
     "instant",
     "language_tag",
     "phone_number",

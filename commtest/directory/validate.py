@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from commtest.errors import Problem, ValidationFailed
 
 from .load import RawDirectory, RawRecord
-from .schema import ContactPointIn, EndpointIn, FieldOfWorkIn, OrganisationIn
+from .schema import ContactPointIn, EndpointIn, FieldOfWorkIn, OrganisationIn, country_code, endpoint_key
 
 M = TypeVar("M", bound=BaseModel)
 # Keys the YAML reader takes out before validation (the nesting), still valid in the file.
@@ -44,7 +44,11 @@ def validate(
 
     fields = _unique(problems, [(r, _model(problems, r, FieldOfWorkIn)) for r in raw.fields], "field of work")
     orgs = _unique(problems, [(r, _model(problems, r, OrganisationIn)) for r in raw.organisations], "organisation")
-    region = {**{c: country[:2] for c, country in known_orgs.items()}, **{o.code: o.region for o in orgs}}
+    region = {
+        **{c: country[:2] for c, country in known_orgs.items()},
+        **_raw_regions(raw.organisations),  # an organisation with other errors still says its country
+        **{o.code: o.region for o in orgs},
+    }
     field_codes = known_fields | {f.code for f in fields}
     # An organisation that failed validation is still "defined": do not pile up unknown-organisation errors.
     defined_orgs = set(region) | {str(r.data.get("code")) for r in raw.organisations}
@@ -52,7 +56,7 @@ def validate(
 
     cps: list[tuple[RawRecord, ContactPointIn | None]] = []
     endpoints: list[tuple[str, EndpointIn]] = []
-    seen_endpoints: dict[tuple[str, str, str], int] = {}
+    seen_endpoints: dict[tuple[str, str, str], tuple[int, str]] = {}  # -> (line, address as given)
     for cp_raw in raw.contact_points:
         data = dict(cp_raw.data)
         org, fow = data.get("organisation"), data.get("field")
@@ -74,26 +78,29 @@ def validate(
             problems.append(
                 cp_raw.where.problem("field", f"unknown field of work {fow!r}; expected one of: {known}")
             )
-        cp = _model(problems, RawRecord(cp_raw.where, data), ContactPointIn)
-        cps.append((cp_raw, cp if ok else None))
-        if cp is None:
-            continue
+        record = RawRecord(cp_raw.where, data)
+        cp = _model(problems, record, ContactPointIn)
+        cps.append((record, cp if ok else None))
+        # The endpoints are checked even when their contact point is wrong: every problem at once.
+        cp_code = _code(record)
         for ep_raw in cp_raw.endpoints:
-            ep = _model(problems, ep_raw, EndpointIn, context={"region": region.get(cp.organisation)})
+            ep = _model(problems, ep_raw, EndpointIn, context={"region": region.get(str(org))})
             if ep is None:
                 continue
-            key = (cp.code, ep.kind, ep.address)
-            if key in seen_endpoints:
+            key = (cp_code or "", ep.kind, endpoint_key(ep.kind, ep.address))
+            if cp_code is not None and key in seen_endpoints:
+                first_line, first_address = seen_endpoints[key]
+                case = "; e-mail addresses are compared without regard to case" if first_address != ep.address else ""
                 problems.append(
                     ep_raw.where.problem(
                         "address",
-                        f"duplicate endpoint {ep.kind} {ep.address} for contact point {cp.code} "
-                        f"(first given on line {seen_endpoints[key]}); remove one",
+                        f"duplicate endpoint {ep.kind} {ep.address} for contact point {cp_code} "
+                        f"(first given on line {first_line}{case}); remove one",
                     )
                 )
                 continue
-            seen_endpoints[key] = ep_raw.where.line
-            endpoints.append((cp.code, ep))
+            seen_endpoints[key] = (ep_raw.where.line, ep.address)
+            endpoints.append((cp_code or "", ep))
     contact_points = _unique(problems, cps, "contact point", hint="; give each contact point its own code")
     if problems:
         # In file order, so that the operator fixes them top to bottom.
@@ -125,20 +132,42 @@ def _message(err: Any, model: type[BaseModel]) -> str:
     return f"{msg} (got {err.get('input')!r})"
 
 
+def _code(record: RawRecord) -> str | None:
+    """The code as written (stripped, as the models strip it), or None when there is none."""
+    code = record.data.get("code")
+    text = "" if code is None else str(code).strip()
+    return text or None
+
+
+def _raw_regions(records: list[RawRecord]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for r in records:
+        code = _code(r)
+        try:
+            country = country_code(str(r.data.get("country", "")))
+        except ValueError:
+            continue
+        if code is not None:
+            out.setdefault(code, country[:2])
+    return out
+
+
 def _unique(problems: list[Problem], items: list[tuple[RawRecord, M | None]], what: str, hint: str = "") -> list[M]:
+    """The valid items with a code not seen before; a duplicate is reported by the code as written,
+    whether or not either record has other errors."""
     out: list[M] = []
     first_line: dict[str, int] = {}
     for record, item in items:
-        if item is None:
-            continue
-        code = str(getattr(item, "code"))  # noqa: B009 (M is any input model with a code)
-        if code in first_line:
+        code = _code(record)
+        if code is not None and code in first_line:
             problems.append(
                 record.where.problem(
                     "code", f"duplicate {what} code {code!r} (first defined on line {first_line[code]}){hint}"
                 )
             )
             continue
-        first_line[code] = record.where.line
-        out.append(item)
+        if code is not None:
+            first_line[code] = record.where.line
+        if item is not None:
+            out.append(item)
     return out

@@ -166,3 +166,84 @@ def test_an_unquoted_yaml_timestamp_is_read_as_an_instant(engine: Engine, tmp_pa
     from commtest.directory import export_directory
 
     assert "verified_at: '2026-03-17T09:15:00Z'" in export_directory(engine, "yaml")
+
+
+# Every record of this file has a mistake; lines matter.
+MANY_MISTAKES = """\
+fields_of_work:
+  - code: crisis-desk
+    name: Desk
+organisations:
+  - code: XX-ONE
+    name: One
+    country: BE
+    languages: [nl]
+    timezone: Europe/Brusels
+    contact_points:
+      - code: XX-ONE/desk
+        field: crisis-desk
+        name: Desk
+        languages: [klingon]
+        endpoints:
+          - {kind: voice, address: '02 555'}
+          - {kind: fax, address: '123'}
+          - {kind: email, address: desk@one.example}
+          - {kind: email, address: DESK@one.example}
+      - code: XX-ONE/desk
+        field: no-such-field
+        name: Desk 2
+        endpoints:
+          - {kind: sms, address: 'abc'}
+  - code: XX-ONE
+    name: One again
+    country: BE
+    languages: [nl]
+    timezone: Europe/Brussels
+    contact_points:
+      - field: crisis-desk
+        organisation: XX-NOPE
+        name: Desk 3
+"""
+
+
+def test_every_field_of_every_record_is_checked_even_when_its_parent_has_errors(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write(tmp_path, MANY_MISTAKES)
+    with pytest.raises(ValidationFailed) as err:
+        import_directory(engine, path)
+    assert [str(p).removeprefix(f"{path}:") for p in err.value.problems] == [
+        "9: timezone: unknown time zone 'Europe/Brusels'; expected an IANA name such as Europe/Brussels",
+        "14: languages: unknown language 'klingon'; expected a BCP 47 tag such as nl, fr, de, lb or en-GB",
+        "16: address: '02 555' is not a valid phone number for BE; check the digits and the country prefix "
+        "(e.g. +32 2 555 01 10)",
+        "17: kind: unknown endpoint kind 'fax'; expected one of: email, voice, sms, video, cap, manual",
+        "19: address: duplicate endpoint email DESK@one.example for contact point XX-ONE/desk (first given on line 18; "
+        "e-mail addresses are compared without regard to case); remove one",
+        "20: code: duplicate contact point code 'XX-ONE/desk' (first defined on line 11); give each contact point its "
+        "own code",
+        "21: field: unknown field of work 'no-such-field'; expected one of: crisis-desk",
+        "24: address: cannot read 'abc' as a phone number (The string supplied did not seem to be a phone number.); "
+        "write it as +32 2 555 01 10",
+        "25: code: duplicate organisation code 'XX-ONE' (first defined on line 5)",
+        "32: organisation: unknown key; a contact point belongs to the organisation it is listed under",
+    ]
+    assert counts(engine)["endpoint"] == 0
+
+
+CSV_HEADER = (
+    "organisation_code,organisation_name,country,organisation_languages,organisation_timezone,field,field_name,"
+    "contact_point_code,contact_point_name,contact_point_kind,title,languages,active,endpoint_kind,address,"
+    "priority,label,status,verified_at\n"
+)
+
+
+def test_a_csv_row_whose_contact_point_is_wrong_still_has_its_endpoint_checked(engine: Engine, tmp_path: Path) -> None:
+    import_directory(engine, write(tmp_path, BASE_YAML, "base.yaml"))
+    text = CSV_HEADER + "BE-NCCN,,,,,crisis-desk,,BE-NCCN/y,Y,person,,zz,maybe,email,foo@,1,,weird,2026-13-01\n"
+    path = write(tmp_path, text, "bad.csv")
+    with pytest.raises(ValidationFailed) as err:
+        import_directory(engine, path)
+    assert [(p.line, p.field) for p in err.value.problems] == [
+        (2, "languages"), (2, "active"), (2, "address"), (2, "status"), (2, "verified_at")
+    ]
