@@ -26,6 +26,7 @@ from datetime import time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import langcodes
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from playbooks.durations import Duration
@@ -252,6 +253,22 @@ class PlaybookSpec(_Strict):
     @classmethod
     def _zone(cls, value: str) -> str:
         _check_zone(value)
+        return value
+
+    @field_validator("templates")
+    @classmethod
+    def _languages(cls, value: dict[str, dict[str, MessageTemplate]]) -> dict[str, dict[str, MessageTemplate]]:
+        # The same check as the directory's contact languages, so a template language can
+        # match a contact point's; reported at the language key itself.
+        bad: list[tuple[Loc, str]] = [
+            ((name, language, "[key]"), f"{language!r} is not a language tag; "
+             "write a BCP 47 tag such as en, nl, fr, de, lb or nl-BE")
+            for name, languages in value.items()
+            for language in languages
+            if not langcodes.tag_is_valid(language)
+        ]
+        if bad:
+            raise SpecError(bad)
         return value
 
     @model_validator(mode="after")

@@ -124,6 +124,22 @@ def test_a_deadline_without_a_unit_is_refused_with_its_position(pb_dir: Path) ->
     ]
 
 
+_CALL_EN = '      body: "Press 1 to confirm, {{ organisation.name }}."\n'
+
+
+def test_a_template_language_that_is_not_a_bcp47_tag_points_at_its_key(pb_dir: Path) -> None:
+    problems = problems_of(pb_dir, VALID.replace(_CALL_EN, _CALL_EN + "    klingon:\n      body: \"Qapla'\"\n"))
+    assert problems == [
+        f"{_where(pb_dir)}:27:5: templates.call.klingon: 'klingon' is not a language tag; "
+        "write a BCP 47 tag such as en, nl, fr, de, lb or nl-BE"
+    ]
+
+
+def test_template_languages_that_are_bcp47_tags_validate_luxembourgish_included(pb_dir: Path) -> None:
+    extra = "    lb:\n      body: \"Dréckt 1\"\n    nl-BE:\n      body: \"Druk 1\"\n"
+    assert problems_of(pb_dir, VALID.replace(_CALL_EN, _CALL_EN + extra)) == []
+
+
 def test_a_duplicate_step_id_is_refused_with_its_line(pb_dir: Path) -> None:
     problems = problems_of(pb_dir, VALID.replace("  - id: call\n", "  - id: mail\n").replace("{step: mail}", "{field: cyber}"))
     assert problems == [f"{_where(pb_dir)}:12:9: steps[1].id: duplicate step id 'mail'; steps[0] already uses it"]
