@@ -46,9 +46,16 @@ class TokenInfo:
     deadline_at: datetime | None
     expires_at: datetime | None
     acked_at: datetime | None
+    contact_languages: tuple[str, ...] = ()  # the contact point's, preferred first
+    organisation_languages: tuple[str, ...] = ()
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now > self.expires_at
+
+    def preferred_languages(self) -> tuple[str, ...]:
+        """The ping's language, then the contact point's, then its organisation's: the
+        order in which the ack page looks for a language it has."""
+        return (self.language, *self.contact_languages, *self.organisation_languages)
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ def _info(s: Session, ping: Ping) -> TokenInfo:
         language=ping.language, timezone=cp.timezone or org.timezone, organisation_code=org.code,
         organisation_name=org.name, contact_name=cp.name, sent_at=ping.sent_at, deadline_at=ping.deadline_at,
         expires_at=ping.token_expires_at, acked_at=ping.acked_at,
+        contact_languages=tuple(cp.languages or ()), organisation_languages=tuple(org.languages or ()),
     )
 
 

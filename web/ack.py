@@ -37,7 +37,7 @@ def ack_router(ctx: AckContext) -> APIRouter:
         info = lookup_token(ctx.engine, token)
         if info is None:
             return message(request, pick_language(lang, None, ctx.settings.default_language), "unknown", 404)
-        language = pick_language(lang, info.language, ctx.settings.default_language)
+        language = pick_language(lang, info.preferred_languages(), ctx.settings.default_language)
         if info.acked_at is not None:
             return message(request, language, "already", 409, switch_base=base,
                            when=format_when(info.acked_at, info.timezone, language))
@@ -61,7 +61,7 @@ def ack_router(ctx: AckContext) -> APIRouter:
         info = lookup_token(ctx.engine, token)
         if info is None:
             return message(request, fallback, "unknown", 404)
-        language = pick_language(lang, info.language, ctx.settings.default_language)
+        language = pick_language(lang, info.preferred_languages(), ctx.settings.default_language)
         # Used or expired links get their own page whatever the form holds: nothing would be recorded.
         if info.acked_at is not None:
             return message(request, language, "already", 409,

@@ -5,6 +5,7 @@ place, and a test checks that every language has every key.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -195,9 +196,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
 }
 
 
-def pick_language(requested: str | None, ping_language: str | None, fallback: str = "en") -> str:
-    """``?lang=`` when supported, else the ping's language, else ``fallback``."""
-    for tag in (requested, ping_language, fallback):
+def pick_language(
+    requested: str | None, preferred: str | Sequence[str] | None, fallback: str = "en"
+) -> str:
+    """``?lang=`` when the pages have it, else the first of ``preferred`` they have (the
+    ping's language, then the contact point's other languages, then its organisation's),
+    else ``fallback``, else English."""
+    wanted = [preferred] if isinstance(preferred, str) or preferred is None else list(preferred)
+    for tag in (requested, *wanted, fallback):
         base = (tag or "").split("-")[0].split("_")[0].lower()
         if base in CATALOGUE:
             return base

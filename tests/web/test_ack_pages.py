@@ -8,12 +8,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import func, select
 
 from commtest.db import session_scope
-from commtest.models import Event, Ping
+from commtest.models import ContactPoint, Event, Organisation, Ping
 from scheduler.records import token_hash
 from tests.web.conftest import Web, sent_run, web_settings
 from web.app import create_app
 from web.csrf import CsrfSigner
-from web.i18n import CATALOGUE
+from web.i18n import CATALOGUE, pick_language
 from web.officer import acknowledge_by_link
 
 ADDR = "desk@xa-one.example"
@@ -57,6 +57,52 @@ def test_the_language_can_be_switched(web: Web) -> None:
     r = web.client.get(f"/ack/{web.tokens[ADDR]}?lang=fr")
     assert 'lang="fr"' in r.text and "Confirmer la réception" in r.text
     assert f'action="/ack/{web.tokens[ADDR]}?lang=fr"' in r.text
+
+
+def _languages(engine: Engine, ping: str, contact: list[str], organisation: list[str]) -> None:
+    """The ping in a language the pages do not have; the contact's and organisation's lists."""
+    with session_scope(engine) as s:
+        p = s.exec(select(Ping).where(Ping.address == ADDR, Ping.channel == "email")).one()
+        p.language = ping
+        cp = s.get(ContactPoint, p.contact_point_id)
+        assert cp is not None
+        cp.languages = contact
+        org = s.get(Organisation, cp.organisation_id)
+        assert org is not None
+        org.languages = organisation
+        s.add_all([p, cp, org])
+
+
+def test_a_ping_language_without_pages_falls_back_to_the_contact_points_other_languages(web: Web) -> None:
+    _languages(web.engine, "it", ["it", "fr"], ["de"])
+    r = web.client.get(f"/ack/{web.tokens[ADDR]}")
+    assert '<html lang="fr">' in r.text and "Confirmer la réception" in r.text
+    assert f'action="/ack/{web.tokens[ADDR]}?lang=fr"' in r.text
+
+
+def test_then_to_the_organisations_languages_before_the_default(web: Web) -> None:
+    _languages(web.engine, "it", ["it", "es"], ["pt", "de"])
+    r = web.client.get(f"/ack/{web.tokens[ADDR]}")
+    assert '<html lang="de">' in r.text
+
+
+def test_then_to_the_default_language_when_nobody_speaks_one_the_pages_have(web: Web) -> None:
+    _languages(web.engine, "it", ["it"], ["es"])
+    r = web.client.get(f"/ack/{web.tokens[ADDR]}")
+    assert f'<html lang="{web.settings.default_language}">' in r.text
+
+
+def test_a_requested_language_still_comes_first(web: Web) -> None:
+    _languages(web.engine, "it", ["fr"], ["de"])
+    r = web.client.get(f"/ack/{web.tokens[ADDR]}?lang=lb")
+    assert '<html lang="lb">' in r.text
+
+
+def test_pick_language_takes_the_first_preferred_language_the_pages_have() -> None:
+    assert pick_language(None, ["tlh", "FR-be", "de"], "en") == "fr"
+    assert pick_language(None, "nl_BE", "en") == "nl"
+    assert pick_language("lb", ["fr"], "en") == "lb"
+    assert pick_language(None, ["tlh"], "de") == "de"
 
 
 def test_post_acknowledges_once_with_method_name_and_response_time(web: Web) -> None:
