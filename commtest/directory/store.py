@@ -1,11 +1,12 @@
 """Import a directory file into the database: merge (default) or replace, all or nothing.
 
 Merge upserts by code (organisations, fields, contact points) and by (contact point,
-kind, address) for endpoints, and leaves rows the file does not mention alone.
-Replace makes the database equal to the file, except that a contact point or endpoint
-that pings refer to is deactivated instead of deleted (the test history keeps pointing
-at it). Neither mode erases ``verified_at``/``last_outcome``: those are facts learned by
-tests, and a file that does not state them says nothing about them.
+kind, address) for endpoints (e-mail addresses regardless of case), writes only the keys
+the file states, and leaves rows the file does not mention alone. Replace makes the
+database equal to the file, except that a contact point or endpoint that pings refer to
+is deactivated instead of deleted (the test history keeps pointing at it). Neither mode
+erases ``verified_at``/``last_outcome`` or moves ``verified_at`` back: those are facts
+learned by tests, and a file that does not state them says nothing about them.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from pydantic import BaseModel
 from sqlmodel import Session, SQLModel, select
 
 from commtest.db import session_scope
@@ -29,6 +31,7 @@ from commtest.models import (
 )
 
 from .load import read_directory_file
+from .schema import EndpointIn, endpoint_key
 from .validate import DirectoryData, validate
 
 KINDS = ("fields_of_work", "organisations", "contact_points", "endpoints")
@@ -115,36 +118,75 @@ def apply_directory(session: Session, data: DirectoryData, *, replace: bool, tal
     tally = tally or _Tally()
     fields = {f.code: f for f in session.exec(select(FieldOfWork))}
     for fin in data.fields:
-        fields[fin.code] = _upsert(session, tally, "fields_of_work", fields.get(fin.code), FieldOfWork,
-                                   {"code": fin.code, "name": fin.name, "names": dict(fin.names)})  # fmt: skip
+        known_field = fields.get(fin.code)
+        fields[fin.code] = _upsert(session, tally, "fields_of_work", known_field, FieldOfWork,
+                                   _given(fin, whole=replace or known_field is None))  # fmt: skip
     orgs = {o.code: o for o in session.exec(select(Organisation))}
     for oin in data.organisations:
-        values = oin.model_dump()
-        orgs[oin.code] = _upsert(session, tally, "organisations", orgs.get(oin.code), Organisation, values)
+        known_org = orgs.get(oin.code)
+        values = _given(oin, whole=replace or known_org is None)
+        orgs[oin.code] = _upsert(session, tally, "organisations", known_org, Organisation, values)
     cps = {c.code: c for c in session.exec(select(ContactPoint))}
     for cin in data.contact_points:
-        values = cin.model_dump(exclude={"organisation", "field"})
+        known_cp = cps.get(cin.code)
+        values = _given(cin, whole=replace or known_cp is None, exclude={"organisation", "field"})
         values["organisation_id"] = orgs[cin.organisation].id
         values["field_id"] = fields[cin.field].id
-        cps[cin.code] = _upsert(session, tally, "contact_points", cps.get(cin.code), ContactPoint, values)
-    endpoints: dict[tuple[int | None, str, str], Endpoint] = {
-        (e.contact_point_id, e.kind, e.address): e for e in session.exec(select(Endpoint))
-    }
-    wanted: set[tuple[int | None, str, str]] = set()
+        cps[cin.code] = _upsert(session, tally, "contact_points", known_cp, ContactPoint, values)
+    existing = _EndpointIndex(session.exec(select(Endpoint)).all())
+    wanted: set[int | None] = set()
     for cp_code, ein in data.endpoints:
-        key = (cps[cp_code].id, ein.kind, ein.address)
-        wanted.add(key)
-        values = {"contact_point_id": key[0], "kind": ein.kind, "address": ein.address,
-                  "priority": ein.priority, "label": ein.label}  # fmt: skip
-        current = endpoints.get(key)
-        # Unstated status / verified_at keep what tests learned; a new endpoint starts active.
-        if ein.status is not None or current is None:
+        cp_id = cps[cp_code].id
+        known = existing.find(cp_id, ein.kind, ein.address)
+        values = {"contact_point_id": cp_id, "kind": ein.kind, "address": ein.address}
+        values.update(_given(ein, whole=replace or known is None, exclude={"kind", "address", "status", "verified_at"}))
+        # Unstated status keeps what tests learned; a new endpoint starts active.
+        if ein.status is not None or known is None:
             values["status"] = ein.status or EndpointStatus.active.value
-        if ein.verified_at is not None:
-            values["verified_at"] = ein.verified_at
-        _upsert(session, tally, "endpoints", current, Endpoint, values)
+        values.update(_verification(known, ein))
+        row = _upsert(session, tally, "endpoints", known, Endpoint, values)
+        wanted.add(row.id)
     if replace:
         _remove_unlisted(session, tally, data, wanted)
+
+
+def _given(model: BaseModel, *, whole: bool, exclude: set[str] | None = None) -> dict[str, Any]:
+    """The values to write: all of them (new row, or --replace: the file is the truth), or on a
+    merge only the keys the file states (a key left out, or an empty CSV cell, keeps the database's)."""
+    skip = set(exclude or ())
+    if whole:
+        return model.model_dump(exclude=skip)
+    return model.model_dump(include=set(model.model_fields_set) - skip)
+
+
+def _verification(current: Endpoint | None, ein: EndpointIn) -> dict[str, Any]:
+    """The later of the database's and the file's ``verified_at`` wins; an import never moves it back.
+
+    When the file's date wins, ``verified_run_id`` is cleared (no run proved that date);
+    ``last_outcome``/``last_outcome_at`` stay: they are the last test's outcome, dated."""
+    if ein.verified_at is None:
+        return {}
+    if current is None:
+        return {"verified_at": ein.verified_at}
+    if current.verified_at is not None and current.verified_at >= ein.verified_at:
+        return {}
+    return {"verified_at": ein.verified_at, "verified_run_id": None}
+
+
+class _EndpointIndex:
+    """Existing endpoints by (contact point, kind, address); e-mail addresses match regardless of
+    case (``lower(address)``), an exact spelling first (older imports may have left both)."""
+
+    def __init__(self, rows: Iterable[Endpoint]) -> None:
+        self.exact: dict[tuple[int | None, str, str], Endpoint] = {}
+        self.folded: dict[tuple[int | None, str, str], Endpoint] = {}
+        for e in sorted(rows, key=lambda e: e.id or 0):
+            self.exact[(e.contact_point_id, e.kind, e.address)] = e
+            self.folded.setdefault((e.contact_point_id, e.kind, endpoint_key(e.kind, e.address)), e)
+
+    def find(self, cp_id: int | None, kind: str, address: str) -> Endpoint | None:
+        found = self.exact.get((cp_id, kind, address))
+        return found if found is not None else self.folded.get((cp_id, kind, endpoint_key(kind, address)))
 
 
 def _upsert(session: Session, tally: _Tally, kind: str, row: Any, model: type[SQLModel], values: dict[str, Any]) -> Any:
@@ -165,16 +207,14 @@ def _upsert(session: Session, tally: _Tally, kind: str, row: Any, model: type[SQ
     return row
 
 
-def _remove_unlisted(
-    session: Session, tally: _Tally, data: DirectoryData, wanted_endpoints: set[tuple[int | None, str, str]]
-) -> None:
+def _remove_unlisted(session: Session, tally: _Tally, data: DirectoryData, wanted_endpoints: set[int | None]) -> None:
     pinged_cps = set(session.exec(select(Ping.contact_point_id).distinct()))
     pinged_eps = {e for e in session.exec(select(Ping.endpoint_id).distinct()) if e is not None}
     cp_codes = {c.code for c in data.contact_points}
     cps = {c.id: c for c in session.exec(select(ContactPoint))}
     kept_cps: set[int | None] = set()
     for ep in sorted(session.exec(select(Endpoint)).all(), key=lambda e: e.id or 0):
-        if (ep.contact_point_id, ep.kind, ep.address) in wanted_endpoints:
+        if ep.id in wanted_endpoints:
             continue
         cp = cps[ep.contact_point_id]
         if ep.id in pinged_eps:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -13,6 +15,7 @@ from commtest.directory import import_directory, resolve_contact_points
 from commtest.models import (
     ContactPoint,
     Endpoint,
+    FieldOfWork,
     Organisation,
     Ping,
     Playbook,
@@ -54,11 +57,12 @@ def test_merge_updates_by_code_and_leaves_unmentioned_rows_alone(engine: Engine,
     summary = import_directory(engine, write(tmp_path, ONLY_LU))
     assert summary.count("organisations", "updated") == 1
     assert summary.count("contact_points", "created") == 1
-    assert summary.count("fields_of_work", "updated") == 1  # the names were dropped from the field
+    assert summary.count("fields_of_work", "unchanged") == 1  # names left out of the file: the database's stay
     assert counts(engine) == {"organisation": 2, "field_of_work": 1, "contact_point": 2, "endpoint": 4}
     with session_scope(engine) as s:
         lu = s.exec(select(Organisation).where(Organisation.code == "LU-CNC")).one()
         assert lu.name == "Centre national de crise (renamed)"
+        assert s.exec(select(FieldOfWork.names)).one() == {"nl": "Permanentie", "fr": "Permanence"}
         assert [c.code for c in resolve_contact_points(s, "LU-CNC", "crisis-desk")] == ["LU-CNC/crisis-desk"]
     # the national number was read with LU-CNC's country as the region hint
     assert _addresses(engine, "voice") == {"+3225550110", "+35224785510"}
@@ -143,3 +147,128 @@ def test_replace_deactivates_instead_of_deleting_what_pings_refer_to(engine: Eng
         assert cp.active is False
         assert resolve_contact_points(s, "BE-NCCN", "crisis-desk") == []
     assert _endpoint(engine, "sms").status == "invalid"
+
+
+SMS_IN_FILE = datetime(2026, 3, 17, 9, 15, tzinfo=UTC)  # the sms verified_at BASE_YAML states
+
+
+def _learn(engine: Engine, kind: str, at: datetime, run_id: int, outcome: str = "acked") -> None:
+    """What a test run records when an endpoint answers (scheduler/records.py)."""
+    with session_scope(engine) as s:
+        ep = s.exec(select(Endpoint).where(Endpoint.kind == kind)).one()
+        ep.verified_at, ep.verified_run_id, ep.last_outcome, ep.last_outcome_at = at, run_id, outcome, at
+        s.add(ep)
+
+
+def _facts(engine: Engine, kind: str) -> tuple[object, ...]:
+    ep = _endpoint(engine, kind)
+    return ep.verified_at, ep.verified_run_id, ep.last_outcome, ep.last_outcome_at
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["merge", "replace"])
+def test_an_import_never_moves_verified_at_back_to_the_files_older_date(
+    engine: Engine, tmp_path: Path, replace: bool
+) -> None:
+    path = write(tmp_path, BASE_YAML)
+    import_directory(engine, path)
+    today = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)
+    _learn(engine, "sms", today, run_id=7)
+    summary = import_directory(engine, path, replace=replace)
+    assert _facts(engine, "sms") == (today, 7, "acked", today)
+    assert summary.count("endpoints", "unchanged") == 3
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["merge", "replace"])
+def test_a_later_verified_at_in_the_file_wins_and_no_longer_names_the_run(
+    engine: Engine, tmp_path: Path, replace: bool
+) -> None:
+    path = write(tmp_path, BASE_YAML)
+    import_directory(engine, path)
+    earlier = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    _learn(engine, "sms", earlier, run_id=7, outcome="no_answer")
+    summary = import_directory(engine, path, replace=replace)
+    # Verified by hand after the run: the run did not prove this date. The last outcome stays a fact of the run.
+    assert _facts(engine, "sms") == (SMS_IN_FILE, None, "no_answer", earlier)
+    assert summary.count("endpoints", "updated") == 1
+
+
+def test_an_e_mail_address_differing_only_in_case_is_the_same_endpoint(engine: Engine, tmp_path: Path) -> None:
+    import_directory(engine, write(tmp_path, BASE_YAML, "base.yaml"))
+    today = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)
+    _learn(engine, "email", today, run_id=7)
+    shouting = BASE_YAML.replace("address: permanence@nccn.example", "address: Permanence@NCCN.example")
+    summary = import_directory(engine, write(tmp_path, shouting))
+    assert summary.count("endpoints", "created") == 0
+    assert summary.count("endpoints", "updated") == 1
+    # the domain is lowercased, the local part kept as written; what tests learned stays
+    assert _addresses(engine, "email") == {"Permanence@nccn.example"}
+    assert _facts(engine, "email") == (today, 7, "acked", today)
+    summary = import_directory(engine, write(tmp_path, BASE_YAML, "lower.yaml"), replace=True)
+    assert (summary.count("endpoints", "created"), summary.count("endpoints", "deleted")) == (0, 0)
+    assert _addresses(engine, "email") == {"permanence@nccn.example"}
+
+
+def test_replace_removes_an_old_copy_of_an_e_mail_endpoint_differing_only_in_case(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write(tmp_path, BASE_YAML)
+    import_directory(engine, path)
+    with session_scope(engine) as s:  # what imports before this fix could leave behind
+        ep = s.exec(select(Endpoint).where(Endpoint.kind == "email")).one()
+        s.add(Endpoint(contact_point_id=ep.contact_point_id, kind="email", address="PERMANENCE@nccn.example"))
+    assert import_directory(engine, path).count("endpoints", "unchanged") == 3  # merge leaves the copy alone
+    summary = import_directory(engine, path, replace=True)
+    assert summary.count("endpoints", "deleted") == 1
+    assert _addresses(engine, "email") == {"permanence@nccn.example"}
+
+
+LABELLED = (
+    BASE_YAML.replace("{kind: email, address: permanence@nccn.example}",
+                      "{kind: email, address: permanence@nccn.example, priority: 2, label: functional mailbox}")
+    .replace("        languages: [nl, fr]\n", "        languages: [nl, fr]\n        title: Duty officer\n")
+    .replace("    timezone: Europe/Luxembourg\n", "    timezone: Europe/Luxembourg\n    notes: Under the HCPN.\n"
+             "    role: coordinator\n")
+)  # fmt: skip
+
+
+def test_a_merge_keeps_the_database_value_of_a_key_the_yaml_file_leaves_out(engine: Engine, tmp_path: Path) -> None:
+    import_directory(engine, write(tmp_path, LABELLED, "labelled.yaml"))
+    summary = import_directory(engine, write(tmp_path, BASE_YAML))
+    assert all(c.updated == 0 for c in summary.counts), summary.render()
+    email = _endpoint(engine, "email")
+    assert (email.label, email.priority) == ("functional mailbox", 2)
+    with session_scope(engine) as s:
+        assert s.exec(select(ContactPoint.title)).one() == "Duty officer"
+        lu = s.exec(select(Organisation).where(Organisation.code == "LU-CNC")).one()
+        assert (lu.notes, lu.role) == ("Under the HCPN.", "coordinator")
+    # a key given empty clears it
+    import_directory(engine, write(tmp_path, LABELLED.replace("label: functional mailbox", "label: ''"), "cleared.yaml"))
+    assert _endpoint(engine, "email").label == ""
+
+
+def test_a_merge_keeps_the_database_value_of_an_empty_csv_cell(engine: Engine, tmp_path: Path) -> None:
+    import_directory(engine, write(tmp_path, LABELLED, "labelled.yaml"))
+    csv_text = (
+        "organisation_code,organisation_name,country,organisation_languages,organisation_timezone,field,field_name,"
+        "contact_point_code,contact_point_name,contact_point_kind,title,languages,active,endpoint_kind,address,"
+        "priority,label,status,verified_at\n"
+        "BE-NCCN,,,,,crisis-desk,,,Permanentie,,,,,email,permanence@nccn.example,,,,\n"
+    )
+    summary = import_directory(engine, write(tmp_path, csv_text, "thin.csv"))
+    assert summary.count("endpoints", "unchanged") == 1 and summary.count("contact_points", "unchanged") == 1
+    email = _endpoint(engine, "email")
+    assert (email.label, email.priority) == ("functional mailbox", 2)
+    with session_scope(engine) as s:
+        assert s.exec(select(ContactPoint.title)).one() == "Duty officer"
+
+
+def test_replace_takes_the_file_as_the_truth_but_keeps_what_tests_learned(engine: Engine, tmp_path: Path) -> None:
+    import_directory(engine, write(tmp_path, LABELLED, "labelled.yaml"))
+    today = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)
+    _learn(engine, "email", today, run_id=7)
+    import_directory(engine, write(tmp_path, BASE_YAML), replace=True)
+    email = _endpoint(engine, "email")
+    assert (email.label, email.priority, email.verified_at, email.verified_run_id) == ("", 1, today, 7)
+    with session_scope(engine) as s:
+        assert s.exec(select(ContactPoint.title)).one() == ""
+        assert s.exec(select(Organisation.role).where(Organisation.code == "LU-CNC")).one() == "participant"
