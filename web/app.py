@@ -65,7 +65,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
             response.headers.setdefault(name, value)
         return response
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     def healthz() -> JSONResponse:
         try:
             with engine.connect() as conn:

@@ -200,6 +200,14 @@ def test_healthz_reports_the_database(web: Web) -> None:
     assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok"}
 
 
+def test_head_healthz_answers_like_get_without_a_body(web: Web) -> None:
+    get, head = web.client.get("/healthz"), web.client.head("/healthz")
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"] == "application/json"
+    assert head.headers["cache-control"] == "no-store"
+
+
 def test_the_ack_pages_are_rate_limited_per_source_address(engine: Engine, clock) -> None:  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
