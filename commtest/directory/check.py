@@ -54,10 +54,12 @@ def check_directory(
 def find_gaps(
     snap: dict[str, Any], requirements: Iterable[Requirement], *, now: datetime, max_age_days: int
 ) -> list[Gap]:
-    """Every gap, requirement gaps first, then endpoint gaps in directory order."""
+    """Every gap: requirement gaps first, then participants' uncovered fields, then endpoint
+    gaps, in directory order."""
     gaps: list[Gap] = []
     orgs = {o["code"]: o for o in snap["organisations"]}
-    for req in _merged(requirements):
+    merged = _merged(requirements)
+    for req in merged:
         org = orgs.get(req.organisation_code)
         cps = [c for c in (org or {}).get("contact_points", []) if c["field"] == req.field_code and c["active"]]
         if not cps:
@@ -72,6 +74,7 @@ def find_gaps(
                 gaps.append(Gap("missing-channel", req.organisation_code, req.field_code,
                                 f"no active {channel} endpoint (needed by playbook {req.playbook_id})",
                                 contact_point_code=cp["code"], playbook_id=req.playbook_id))  # fmt: skip
+    gaps.extend(_uncovered_fields(snap, {(r.organisation_code, r.field_code) for r in merged}))
     limit = now - timedelta(days=max_age_days)
     for org in snap["organisations"]:
         for cp in org["contact_points"]:
@@ -83,6 +86,23 @@ def find_gaps(
                     kind, message = gap
                     gaps.append(Gap(kind, org["code"], cp["field"], message, contact_point_code=cp["code"],
                                     endpoint=f"{e['kind']} {e['address']}"))  # fmt: skip
+    return gaps
+
+
+def _uncovered_fields(snap: dict[str, Any], required: set[tuple[str, str]]) -> list[Gap]:
+    """A participant is expected to be reachable in every field of work of the directory:
+    one without an active contact point is a gap even before a playbook needs it (those a
+    playbook needs were said above, with the playbook)."""
+    gaps: list[Gap] = []
+    for org in snap["organisations"]:
+        if org["role"] != "participant":
+            continue
+        covered = {cp["field"] for cp in org["contact_points"] if cp["active"]}
+        for f in snap["fields_of_work"]:
+            if f["code"] in covered or (org["code"], f["code"]) in required:
+                continue
+            gaps.append(Gap("no-contact-point", org["code"], f["code"],
+                            f"{org['code']} has no active contact point for {f['code']} (no playbook requires it yet)"))  # fmt: skip
     return gaps
 
 

@@ -17,6 +17,8 @@ from .test_directory_support import BASE_YAML, SAMPLE, write
 
 NOW = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)
 DESK = Requirement("BE-NCCN", "crisis-desk", frozenset({"email", "voice", "sms"}), "spring-test")
+# LU-CNC has no contact point in BASE_YAML: as a participant, that is a gap of its own.
+LU_COORDINATES = BASE_YAML.replace("    timezone: Europe/Luxembourg\n", "    timezone: Europe/Luxembourg\n    role: coordinator\n")
 
 
 def _gaps(engine: Engine, requirements: list[Requirement], max_age_days: int = 180) -> list[Gap]:
@@ -32,7 +34,7 @@ def _verify_all(engine: Engine, at: datetime) -> None:
 
 
 def test_a_complete_directory_has_no_gaps(engine: Engine, tmp_path: Path) -> None:
-    import_directory(engine, write(tmp_path, BASE_YAML))
+    import_directory(engine, write(tmp_path, LU_COORDINATES))
     _verify_all(engine, datetime(2026, 3, 17, 9, 0, tzinfo=UTC))
     assert _gaps(engine, [DESK]) == []
 
@@ -64,7 +66,7 @@ def test_every_kind_of_gap_is_found_and_said(engine: Engine, tmp_path: Path) -> 
 
 
 def test_the_age_limit_is_a_parameter(engine: Engine, tmp_path: Path) -> None:
-    import_directory(engine, write(tmp_path, BASE_YAML))
+    import_directory(engine, write(tmp_path, LU_COORDINATES))
     _verify_all(engine, datetime(2026, 3, 1, tzinfo=UTC))
     assert _gaps(engine, [], max_age_days=60) == []
     assert {g.kind for g in _gaps(engine, [], max_age_days=30)} == {"not-verified"}
@@ -77,11 +79,18 @@ def test_the_cli_check_exits_1_and_lists_the_gaps(run_cli, engine: Engine, tmp_p
     result = run_cli("directory", "check", "--max-age-days", "36500", "--playbook-dir", str(empty))
     assert result.exit_code == 1
     assert "never-verified: BE-NCCN/cyber: email lotte.claessens@nccn.example was never verified" in result.stdout
-    assert "3 gap(s) found" in result.stderr
+    # the sample's deliberate gaps show without a playbook asking for them
+    assert (
+        "no-contact-point: LU-CNC water-floods: LU-CNC has no active contact point for water-floods "
+        "(no playbook requires it yet)"
+    ) in result.stdout
+    assert "no-contact-point: NL-NCC nuclear: NL-NCC has no active contact point for nuclear" in result.stdout
+    # 19 participant x field gaps, 3 endpoints never verified
+    assert "22 gap(s) found" in result.stderr
 
 
 def test_the_cli_check_exits_0_on_a_complete_directory(run_cli, engine: Engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    import_directory(engine, write(tmp_path, BASE_YAML))
+    import_directory(engine, write(tmp_path, LU_COORDINATES))
     _verify_all(engine, datetime(2026, 3, 17, tzinfo=UTC))
     empty = tmp_path / "playbooks"
     empty.mkdir()
@@ -115,3 +124,29 @@ def test_show_of_an_unknown_organisation_exits_2(run_cli, engine: Engine) -> Non
     result = run_cli("directory", "show", "FR-COGIC")
     assert result.exit_code == 2
     assert "no organisation 'FR-COGIC' in the directory; known: BE-NCCN, BNL-SG, DE-NW-LZ, LU-CNC, NL-NCC" in result.stderr
+
+
+def test_a_participant_without_a_contact_point_for_a_field_is_a_gap_even_if_no_playbook_needs_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    import_directory(engine, write(tmp_path, BASE_YAML))
+    _verify_all(engine, datetime(2026, 3, 17, 9, 0, tzinfo=UTC))
+    assert [(g.kind, str(g), g.playbook_id) for g in _gaps(engine, [DESK])] == [
+        ("no-contact-point",
+         "LU-CNC crisis-desk: LU-CNC has no active contact point for crisis-desk (no playbook requires it yet)", None),
+    ]  # fmt: skip
+    # when a playbook needs it, the gap is said once, naming the playbook
+    lu_desk = Requirement("LU-CNC", "crisis-desk", frozenset({"email"}), "spring-test")
+    assert [str(g) for g in _gaps(engine, [DESK, lu_desk])] == [
+        "LU-CNC crisis-desk: LU-CNC has no active contact point for crisis-desk (needed by playbook spring-test)"
+    ]
+
+
+def test_an_inactive_contact_point_leaves_its_field_uncovered_but_a_coordinator_needs_none(
+    engine: Engine, tmp_path: Path
+) -> None:
+    text = LU_COORDINATES.replace("        languages: [nl, fr]\n", "        languages: [nl, fr]\n        active: false\n")
+    import_directory(engine, write(tmp_path, text))
+    assert [(g.kind, g.organisation_code, g.field_code) for g in _gaps(engine, [])] == [
+        ("no-contact-point", "BE-NCCN", "crisis-desk")
+    ]
