@@ -464,14 +464,19 @@ def _show(app: AppContext, run_id: int, *, pings: bool) -> None:
         for g in gaps:
             console.print(f"[yellow]gap[/yellow]: {g.organisation_code or ''} {g.channel}: {g.data.get('reason', '')}")
         if pings:
+            from commtest.models import ContactPoint
             from scheduler.records import _response_ms
 
+            # Officers know contact points by code (BE-NCCN/crisis-desk), not by row id.
+            cp_ids = {p.contact_point_id for p in all_pings}
+            cp_codes = dict(s.exec(select(ContactPoint.id, ContactPoint.code)
+                                   .where(col(ContactPoint.id).in_(cp_ids))).all()) if cp_ids else {}
             t = Table(title="pings")
             for c in ("ping", "organisation", "contact point", "step", "channel", "attempt", "address", "state",
                       "outcome", "sent", "acknowledged", "response", "method"):
                 t.add_column(c)
             for p in all_pings:
-                t.add_row(str(p.id), p.organisation_code, str(p.contact_point_id), p.step, p.channel, str(p.attempt),
+                t.add_row(str(p.id), p.organisation_code, cp_codes.get(p.contact_point_id, str(p.contact_point_id)), p.step, p.channel, str(p.attempt),
                           p.address, p.state, p.outcome or "-", _local(p.sent_at, tz)[11:19] if p.sent_at else "-",
                           _local(p.acked_at, tz)[11:19] if p.acked_at else "-", _duration(_response_ms(p)),
                           (p.ack_method or "-") + (" (!)" if p.ack_suspicious else ""))

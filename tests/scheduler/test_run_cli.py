@@ -113,6 +113,19 @@ def test_runs_list_and_show_report_a_finished_run(cli: Cli) -> None:
     assert shown.count("acked") >= 8  # the ping list says it again per ping
 
 
+def test_runs_show_pings_names_each_contact_point_by_its_code(cli: Cli) -> None:
+    ok(cli.run("run", "fast-playbook", "--now"))
+    [run] = cli.runs()
+    shown = ok(cli.run("runs", "show", str(run.id), "--pings"))
+    section = shown.split("pings", 2)[-1]
+    rows = [[c.strip() for c in line.strip().strip("│").split("│")] for line in section.splitlines()]
+    rows = [cells for cells in rows if len(cells) == 13 and cells[0].isdigit()]
+    assert {(cells[1], cells[2]) for cells in rows} == {
+        ("XA-ONE", "XA-ONE/crisis-desk"), ("XB-TWO", "XB-TWO/crisis-desk")
+    }
+    assert len(rows) == len(cli.pings(run.id))
+
+
 def test_runs_show_of_an_unknown_run_exits_2_with_a_hint(cli: Cli) -> None:
     result = cli.run("runs", "show", "999")
     assert result.exit_code == 2
