@@ -37,9 +37,3 @@ typecheck: $(STAMP)
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache
 
-# Until the first release nothing is deployed, so the initial migration is regenerated
-# from the models instead of stacking migrations. Remove this target at the first release.
-regen-initial-migration: $(STAMP)
-	rm -f var/regen.db commtest/migrations/versions/0001_initial_schema.py
-	$(PY) -c "from alembic import command; from commtest.db import alembic_config, make_engine; u='sqlite:///var/regen.db'; e=make_engine(u); c=alembic_config(u); conn=e.connect(); c.attributes['connection']=conn; command.revision(c, message='initial schema', autogenerate=True, rev_id='0001'); conn.close()"
-	rm -f var/regen.db

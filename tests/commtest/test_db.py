@@ -80,3 +80,18 @@ def test_times_come_back_as_aware_utc(engine: Engine) -> None:
         ep = s.exec(select(Endpoint)).one()
         assert ep.verified_at == when
         assert ep.verified_at.tzinfo is not None
+
+
+def test_the_database_refuses_to_change_or_delete_an_event(engine: Engine) -> None:
+    import pytest
+
+    from commtest.events import record_event
+
+    with session_scope(engine) as s:
+        record_event(s, at=datetime(2026, 4, 14, 8, 0, tzinfo=UTC), actor="test", kind="run.planned")
+    for statement in ("UPDATE event SET kind = 'forged'", "DELETE FROM event"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT kind FROM event").scalars().all() == ["run.planned"]
