@@ -101,8 +101,8 @@ def _uncovered_fields(snap: dict[str, Any], required: set[tuple[str, str]]) -> l
         for f in snap["fields_of_work"]:
             if f["code"] in covered or (org["code"], f["code"]) in required:
                 continue
-            gaps.append(Gap("no-contact-point", org["code"], f["code"],
-                            f"{org['code']} has no active contact point for {f['code']} (no playbook requires it yet)"))  # fmt: skip
+            message = f"{org['code']} has no active contact point for {f['code']} (no playbook requires it yet)"
+            gaps.append(Gap("no-contact-point", org["code"], f["code"], message))
     return gaps
 
 

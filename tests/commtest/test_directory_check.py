@@ -18,7 +18,9 @@ from .test_directory_support import BASE_YAML, SAMPLE, write
 NOW = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)
 DESK = Requirement("BE-NCCN", "crisis-desk", frozenset({"email", "voice", "sms"}), "spring-test")
 # LU-CNC has no contact point in BASE_YAML: as a participant, that is a gap of its own.
-LU_COORDINATES = BASE_YAML.replace("    timezone: Europe/Luxembourg\n", "    timezone: Europe/Luxembourg\n    role: coordinator\n")
+LU_COORDINATES = BASE_YAML.replace(
+    "    timezone: Europe/Luxembourg\n", "    timezone: Europe/Luxembourg\n    role: coordinator\n"
+)
 
 
 def _gaps(engine: Engine, requirements: list[Requirement], max_age_days: int = 180) -> list[Gap]:
