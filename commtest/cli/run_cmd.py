@@ -476,7 +476,8 @@ def _show(app: AppContext, run_id: int, *, pings: bool) -> None:
                       "outcome", "sent", "acknowledged", "response", "method"):
                 t.add_column(c)
             for p in all_pings:
-                t.add_row(str(p.id), p.organisation_code, cp_codes.get(p.contact_point_id, str(p.contact_point_id)), p.step, p.channel, str(p.attempt),
+                cp_code = cp_codes.get(p.contact_point_id, str(p.contact_point_id))
+                t.add_row(str(p.id), p.organisation_code, cp_code, p.step, p.channel, str(p.attempt),
                           p.address, p.state, p.outcome or "-", _local(p.sent_at, tz)[11:19] if p.sent_at else "-",
                           _local(p.acked_at, tz)[11:19] if p.acked_at else "-", _duration(_response_ms(p)),
                           (p.ack_method or "-") + (" (!)" if p.ack_suspicious else ""))
