@@ -8,6 +8,8 @@ exist (the engine marks the ping ``bounced`` and the endpoint suspect).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +43,7 @@ class SmtpChannel:
         built = build_message(ping, mail_from=self.settings.mail_from, reply_address=self.settings.reply_address,
                               clock=self.clock)
         try:
-            asyncio.run(self._send(built.message, built.envelope_from, ping.address))
+            _run(lambda: self._send(built.message, built.envelope_from, ping.address))
         except smtp_errors.SMTPRecipientRefused as exc:
             raise _refused(exc.code, exc.message, ping.address) from exc
         except smtp_errors.SMTPRecipientsRefused as exc:
@@ -84,6 +86,22 @@ class SmtpChannel:
         pass
 
 
+def _run(make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    """Run an SMTP coroutine to completion from synchronous code.
+
+    The engine calls ``send`` from worker threads (no event loop there: ``asyncio.run``).
+    A caller that already runs an event loop in this thread (a web request, a test
+    client) gets a short-lived thread of its own instead of "asyncio.run() cannot be
+    called from a running event loop"."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(make())
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(make())).result()
+
+
 def _server(settings: Settings) -> dict[str, Any]:
     """How to reach and log in to the configured SMTP server (aiosmtplib keyword arguments)."""
     return {
@@ -100,7 +118,7 @@ def _server(settings: Settings) -> dict[str, Any]:
 def send_message(settings: Settings, message: object, recipients: list[str] | None = None) -> None:
     """Send a ready-made message (e.g. the monthly report) through the configured SMTP server."""
     try:
-        asyncio.run(aiosmtplib.send(message, recipients=recipients, **_server(settings)))  # type: ignore[arg-type]
+        _run(lambda: aiosmtplib.send(message, recipients=recipients, **_server(settings)))  # type: ignore[arg-type]
     except (smtp_errors.SMTPException, OSError, asyncio.TimeoutError) as exc:
         raise ChannelError(f"SMTP server {settings.smtp_host}:{settings.smtp_port}: {type(exc).__name__}: {exc}",
                            permanent=False, code="smtp-error") from exc
