@@ -165,6 +165,12 @@ def verdicts(
         sa.select(settled.c.run_id, settled.c.organisation_code, settled.c.channel, sa.func.count())
         .group_by(settled.c.run_id, settled.c.organisation_code, settled.c.channel)
     )
+    # Pings that failed on our side (provider down, crash while sending) do not test the centre.
+    ours_q = (
+        sa.select(settled.c.run_id, settled.c.organisation_code, settled.c.channel, sa.func.count())
+        .where(settled.c.outcome.in_((Outcome.provider_failure.value, Outcome.unknown.value)))
+        .group_by(settled.c.run_id, settled.c.organisation_code, settled.c.channel)
+    )
     gap_org = sa.func.coalesce(E.c.organisation_code, E.c.data["organisation_code"].as_string())
     gap_channel = sa.func.coalesce(E.c.channel, E.c.data["channel"].as_string())
     gaps_q = (
@@ -176,6 +182,7 @@ def verdicts(
     oks = {(r, o, c): int(n or 0) for r, o, c, n in conn.execute(ok_q)}
     settled_n = {(r, o, c): int(n) for r, o, c, n in conn.execute(settled_q)}
     gaps = {(r, o, c): int(n) for r, o, c, n in conn.execute(gaps_q)}
+    ours = {(r, o, c): int(n) for r, o, c, n in conn.execute(ours_q)}
     running_set = set(running)
 
     keys = set(planned) | set(gaps)
@@ -193,6 +200,8 @@ def verdicts(
             verdict = "pass"
         elif unsettled and run_id in running_set:
             verdict = "pending"
+        elif in_target == 0 and not unsettled and settled_n.get(key, 0) and ours.get(key, 0) == settled_n.get(key, 0):
+            verdict = "not_tested"  # every attempt failed on our side: not the centre's fault
         else:
             verdict = "fail"
         rows.append(

@@ -25,7 +25,7 @@ class SummaryRow:
     acked: int
     response_ms: int | None  # fastest acknowledgement of the first contact point to answer
     outcome: str  # the most telling outcome class among the pings
-    verdict: str  # pass | fail | pending | no endpoint (the test report's rule)
+    verdict: str  # pass | fail | pending | no endpoint | not tested (the test report's rule)
     target_s: int | None
 
 
@@ -90,7 +90,10 @@ def _row(org: str, channel: str, items: list[Ping], target: timedelta | None, ta
             verdicts.append("pending")
         else:
             verdicts.append("fail")
-    if "fail" in verdicts:
+    ours = {Outcome.provider_failure.value, Outcome.unknown.value}
+    if not acked and items and not any(p.state in OPEN_STATES for p in items) and all(p.outcome in ours for p in items):
+        verdict = "not tested"  # every attempt failed on our side: not the centre's fault
+    elif "fail" in verdicts:
         verdict = "fail"
     elif "pending" in verdicts:
         verdict = "pending"

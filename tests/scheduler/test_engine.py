@@ -308,3 +308,20 @@ def test_a_late_answer_stops_the_remaining_attempts_and_the_escalation(engine: E
     one = [p for p in pings(engine, run_id) if p.organisation_code == "XA-ONE"]
     assert [(p.attempt, p.outcome) for p in one if p.channel == "voice"] == [(1, "acked_late"), (2, "delivered_no_ack")]
     assert [p for p in one if p.channel == "sms"] == []  # no escalation: they had answered
+
+
+def test_a_channel_whose_every_attempt_failed_on_our_side_is_not_tested_rather_than_failed(world: Engine, clock: FrozenClock) -> None:
+    from reports.test_report import build_test_report
+
+    eng, _ = make_engine(world, clock, rules=[Rule("fail", match="desk@xa-one.example")],
+                         default=Rule("ack", timedelta(seconds=30)))
+    run_id = eng.create_run("test-playbook")
+    eng.start_run(run_id)
+    run_until(eng, clock, run_id, step_s=15)
+    email = [p for p in pings(world, run_id) if p.channel == "email" and p.organisation_code == "XA-ONE"]
+    assert {p.outcome for p in email} == {"provider_failure"} and len(email) == 2
+    verdicts = {(r.organisation_code, r.channel): r.verdict for r in run_summary_of(world, run_id).rows}
+    assert verdicts[("XA-ONE", "email")] == "not tested"
+    assert verdicts[("XB-TWO", "email")] == "pass"
+    report = {(v.organisation, v.channel): v.verdict for v in build_test_report(world, run_id).verdicts}
+    assert report[("XA-ONE", "email")] == "not_tested" and report[("XB-TWO", "email")] == "pass"
