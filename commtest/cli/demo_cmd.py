@@ -9,6 +9,7 @@ playbook fits in about a minute; every component sees the same simulated clock.
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import socket
 import threading
@@ -153,6 +154,7 @@ def demo_cmd(speed: float, workdir: Path) -> None:
         report_dir=workdir / "reports",
         web_port=port,
         public_base_url=f"http://127.0.0.1:{port}",
+        secret_key=secrets.token_urlsafe(32),  # one process serves every page of the demo
         playbook_dir=REPO / "playbooks" if (REPO / "playbooks").is_dir() else load_settings().playbook_dir,
     )
     clock = ScaledClock(speed)
@@ -161,7 +163,9 @@ def demo_cmd(speed: float, workdir: Path) -> None:
 
     click.echo(f"1. database {workdir / 'commtest.db'} (SQLite, migrated)")
     summary = import_directory(app.engine, REPO / "data" / "sample-directory.yaml")
-    click.echo(f"2. sample directory imported ({summary.describe() if hasattr(summary, 'describe') else 'ok'})")
+    click.echo(f"2. sample directory imported: {summary.count('organisations', 'created')} organisations, "
+               f"{summary.count('contact_points', 'created')} contact points, "
+               f"{summary.count('endpoints', 'created')} endpoints (all fictional)")
     sync_folder(app.engine, settings.playbook_dir, clock)
     click.echo(f"3. playbook {PLAYBOOK} loaded from {settings.playbook_dir}")
 
@@ -195,12 +199,13 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     thread.start()
     if not daemon.is_leader.wait(30):
         raise click.ClickException("the daemon did not become leader")
-    click.echo(f"4. daemon leading; simulated time runs {speed:g}x faster than real time")
+    click.echo(f"4. daemon leading; simulated time runs {speed:g}x faster than real time "
+               "(it also planned the playbook's own unannounced spring and autumn tests: `commtest schedule list`)")
 
     queue = RunEngine(app.engine, settings, clock, actor="demo")
     run_id = queue.create_run(PLAYBOOK, started_by="demo coordinator")
     queue.close()
-    click.echo(f"5. test run {run_id} started now (unannounced); duty officers are answering...")
+    click.echo(f"5. test run {run_id} started now by the demo coordinator; the duty officers are answering...")
     from .run_cmd import _progress_counts
 
     start_sim = clock.now()
