@@ -200,7 +200,7 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     if not daemon.is_leader.wait(30):
         raise click.ClickException("the daemon did not become leader")
     click.echo(f"4. daemon leading; simulated time runs {speed:g}x faster than real time "
-               "(it also planned the playbook's own unannounced spring and autumn tests: `commtest schedule list`)")
+               "(it also planned the playbook's own unannounced spring and autumn tests)")
 
     queue = RunEngine(app.engine, settings, clock, actor="demo")
     run_id = queue.create_run(PLAYBOOK, started_by="demo coordinator")
@@ -233,6 +233,8 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     _show(app, run_id, pings=False)
     _write_reports(app, run_id, workdir)
     click.echo(f"\ndemo finished in {time.monotonic() - t0:.0f} s (real time); sandbox record: {settings.sandbox_log}")
+    click.echo(f"explore it:  export COMMTEST_DATABASE_URL={settings.database_url}\n"
+               f"             commtest runs show {run_id} --pings;  commtest schedule list;  commtest report test {run_id} --lang nl")
     app.close()
 
 
