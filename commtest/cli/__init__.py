@@ -22,7 +22,10 @@ from . import config_cmd as _config_cmd  # noqa: F401,E402
 from . import db_cmd as _db_cmd  # noqa: F401,E402
 from . import directory_cmd as _directory_cmd  # noqa: F401,E402
 from . import playbook_cmd as _playbook_cmd  # noqa: F401,E402
+from . import daemon_cmd as _daemon_cmd  # noqa: F401,E402
 from . import run_cmd as _run_cmd  # noqa: F401,E402
+from . import schedule_cmd as _schedule_cmd  # noqa: F401,E402
+from . import runs_cmd as _runs_cmd  # noqa: F401,E402
 from . import report_cmd as _report_cmd  # noqa: F401,E402
 from . import demo_cmd as _demo_cmd  # noqa: F401,E402
 from . import user_cmd as _user_cmd  # noqa: F401,E402

@@ -135,7 +135,7 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     from scheduler.daemon import Daemon, playbook_syncer
     from scheduler.engine import RunEngine
 
-    from .run_cmd import _show
+    from .runview import show_run
 
     logging.getLogger().setLevel(logging.WARNING)
     if workdir.exists():
@@ -206,12 +206,12 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     run_id = queue.create_run(PLAYBOOK, started_by="demo coordinator")
     queue.close()
     click.echo(f"5. test run {run_id} started now by the demo coordinator; the duty officers are answering...")
-    from .run_cmd import _progress_counts
+    from .runview import progress_counts
 
     start_sim = clock.now()
     last = None
     while True:
-        done, total, status = _progress_counts(app, run_id)
+        done, total, status = progress_counts(app, run_id)
         if (done, total) != last:
             mins = (clock.now() - start_sim).total_seconds() / 60
             click.echo(f"   +{mins:4.1f} min simulated: {done}/{total} pings settled ({status})")
@@ -230,7 +230,7 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     for line in officers.log:
         click.echo(f"   {line}")
     click.echo("   the result:\n")
-    _show(app, run_id, pings=False)
+    show_run(app, run_id, pings=False)
     _write_reports(app, run_id, workdir)
     click.echo(f"\ndemo finished in {time.monotonic() - t0:.0f} s (real time); sandbox record: {settings.sandbox_log}")
     click.echo(f"explore it:  export COMMTEST_DATABASE_URL={settings.database_url}\n"

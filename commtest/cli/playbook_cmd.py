@@ -27,13 +27,16 @@ class PlaybookInvalid(CommtestError):
     exit_code = 2
 
 
-def sync_playbooks(app: AppContext) -> None:
-    """Sync ``settings.playbook_dir`` into the database; warn about invalid files on stderr."""
+def sync_playbooks(app: AppContext, *, quiet: bool = False) -> None:
+    """Sync ``settings.playbook_dir`` into the database (every command that needs playbooks
+    does this first); warn about invalid files on stderr unless ``quiet``."""
     from playbooks.store import sync_folder
 
     report = sync_folder(app.engine, app.settings.playbook_dir, app.clock)
+    if quiet:
+        return
     for path, failure in report.invalid:
-        click.echo(f"warning: {path} is invalid and was not loaded:", err=True)
+        click.echo(f"warning: {path} is invalid and was not loaded (its last good revision stays in use):", err=True)
         for problem in failure.problems:
             click.echo(f"  {problem}", err=True)
 

@@ -76,7 +76,7 @@ def test_list_syncs_the_folder_and_warns_about_invalid_files(run_cli, folder: Pa
     assert "steps[0].ack_deadline: expected a duration" in broken
     drill = next(line for line in lines if line.startswith("drill"))
     assert drill.split()[:3] == ["drill", "Drill", "BNL-SG"] and drill.split()[4:6] == ["1", "spring"]
-    assert f"warning: {folder / 'broken.yaml'} is invalid and was not loaded:" in result.stderr
+    assert f"warning: {folder / 'broken.yaml'} is invalid and was not loaded (its last good revision stays in use):" in result.stderr
 
 
 def test_show_describes_steps_targets_schedules_and_languages(run_cli, folder: Path) -> None:  # type: ignore[no-untyped-def]

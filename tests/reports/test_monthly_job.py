@@ -5,7 +5,7 @@ import socket
 from datetime import datetime
 from pathlib import Path
 
-from commtest.cli.run_cmd import _monthly_job
+from commtest.cli.daemon_cmd import _monthly_job
 from commtest.clock import UTC, FrozenClock
 from commtest.context import AppContext
 from commtest.db import make_engine, session_scope

@@ -1,0 +1,118 @@
+"""``commtest daemon``: the scheduler (leader or standby), the web app and the mail reader in one process.
+
+The kernel does not depend on the scheduler, channels, web or reports packages: they are
+imported inside the command, which is where they are composed.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from commtest.context import AppContext
+
+from .base import app_context, cli
+from .playbook_cmd import sync_playbooks
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------- daemon
+@cli.command("daemon")
+@click.option("--no-web", is_flag=True, help="Do not serve the web app (acknowledgement pages, webhooks).")
+def daemon_cmd(no_web: bool) -> None:
+    """Run the scheduler (as leader or standby) and the web app until SIGTERM/SIGINT."""
+    from scheduler.daemon import Daemon, ExtraJob, playbook_syncer
+
+    app = app_context()
+    settings = app.settings
+    sync_playbooks(app)
+    extra: list[ExtraJob] = []
+    try:
+        from reports.monthly import generate_monthly  # noqa: F401
+
+        extra.append(ExtraJob("monthly-report", lambda: _monthly_job(app), "cron",
+                              {"day": 1, "hour": 6, "minute": 0, "timezone": ZoneInfo(settings.timezone)}))
+    except ImportError:
+        log.info("reports package not available: no monthly report job")
+    daemon = Daemon(settings, app.engine, app.clock, extra_jobs=extra,
+                    sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, app.clock))
+    server = None if no_web else _start_web(app)
+    reader_stop = _start_mail_reader(app)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("received %s: finishing in-flight provider calls, then stopping", signal.Signals(signum).name)
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        code = daemon.run()
+    finally:
+        if server is not None:
+            server.should_exit = True
+        if reader_stop is not None:
+            reader_stop.set()
+    if code:
+        sys.exit(code)
+
+
+def _start_web(app: AppContext) -> Any:
+    try:
+        import uvicorn
+
+        from web.app import create_app
+    except ImportError:
+        log.warning("web app not available; serving no acknowledgement pages")
+        return None
+    config = uvicorn.Config(create_app(app.settings, app.engine, app.clock), host=app.settings.web_host,
+                            port=app.settings.web_port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="web", daemon=True)
+    thread.start()
+    log.info("web app on http://%s:%s", app.settings.web_host, app.settings.web_port)
+    return server
+
+
+def _start_mail_reader(app: AppContext) -> threading.Event | None:
+    """The IMAP reader (replies, out-of-office, bounces) when a mailbox is configured.
+
+    Safe on every replica: each message is recorded once (``InboundMessage``)."""
+    if not app.settings.imap_host:
+        log.info("no IMAP mailbox configured (COMMTEST_IMAP_HOST): e-mail replies are not read")
+        return None
+    from channels.email.imap import ImapSource
+    from scheduler.inbound import serve_inbound
+
+    stop = threading.Event()
+    source = ImapSource(app.settings)
+    thread = threading.Thread(target=serve_inbound, args=(app.engine, app.clock, app.settings, source, stop),
+                              name="mail-reader", daemon=True)
+    thread.start()
+    log.info("reading replies from %s:%s/%s", app.settings.imap_host, app.settings.imap_port, app.settings.imap_mailbox)
+    return stop
+
+
+def _monthly_job(app: AppContext) -> None:
+    """On the 1st: the previous month's report, e-mailed to the reviewers."""
+    from reports.monthly import generate_monthly
+
+    now = app.clock.now().astimezone(ZoneInfo(app.settings.timezone))
+    prev = (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    report = generate_monthly(app.engine, prev, app.clock)
+    log.info("monthly report %s generated", prev)
+    if app.settings.reviewers:
+        try:
+            from reports.mailing import build_monthly_email
+            from channels.email.smtp import send_message
+
+            send_message(app.settings, build_monthly_email(report, app.settings))
+            log.info("monthly report %s sent to %d reviewer(s)", prev, len(app.settings.reviewers))
+        except ImportError:
+            log.warning("e-mail channel not available: monthly report not sent")
