@@ -25,7 +25,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from channels.base import ChannelReport, OutgoingPing, SendResult
+from channels.base import ChannelReport, SendResult
 from channels.registry import ChannelSet
 from commtest import events as ev
 from commtest.clock import Clock
@@ -33,10 +33,7 @@ from commtest.db import session_scope
 from commtest.errors import ChannelError, CommtestError, LeadershipLost, NotFoundError
 from commtest.masking import mask_address
 from commtest.models import (
-    ContactPoint,
     EndpointStatus,
-    FieldOfWork,
-    Organisation,
     Outcome,
     Ping,
     PingState,
@@ -45,11 +42,10 @@ from commtest.models import (
     TestRun,
 )
 from commtest.settings import Settings
-from playbooks.schema import PlaybookSpec
 from scheduler import records
-from scheduler.escalation import Silence, next_moves
-from scheduler.messages import render_ping
-from scheduler.planner import initial_plan, usable_endpoints, contact_points
+from scheduler.dispatch import Claimed, claim_due
+from scheduler.followup import follow_up
+from scheduler.planner import initial_plan
 from scheduler.specs import spec_for_revision
 
 log = logging.getLogger(__name__)
@@ -72,13 +68,6 @@ class TickStats:
 
     def busy(self) -> bool:
         return any((self.started, self.dispatched, self.reports, self.expired, self.completed))
-
-
-@dataclass
-class _Claimed:
-    ping_id: int
-    outgoing: OutgoingPing
-    ack_deadline_s: float
 
 
 def default_actor() -> str:
@@ -219,32 +208,6 @@ class RunEngine:
             ev.record_event(s, at=now, actor=f"cli:{by}", kind=ev.RUN_ABORTED, run_id=run_id, by=by, reason=reason)
             return cancelled
 
-    def _new_ping(self, s: Session, run: TestRun, spec: PlaybookSpec, contact_point_id: int, organisation_code: str,
-                  language: str, step_id: str, endpoint_id: int | None, address: str, *, due_at: datetime,
-                  now: datetime, contact_point_code: str, field_code: str, step_attempt: int = 1,
-                  escalated_from: int | None = None) -> Ping:
-        step = spec.step(step_id)
-        last = s.exec(
-            select(func.max(Ping.attempt)).where(
-                Ping.run_id == run.id, Ping.contact_point_id == contact_point_id, Ping.channel == step.channel
-            )
-        ).one()
-        ping = Ping(
-            run_id=run.id or 0, contact_point_id=contact_point_id, endpoint_id=endpoint_id,
-            organisation_code=organisation_code, channel=step.channel,
-            provider=self.settings.channels.get(step.channel, ""), address=address, language=language,
-            step=step.id, attempt=(last or 0) + 1, step_attempt=step_attempt, state=PingState.pending.value,
-            due_at=due_at, escalated_from_id=escalated_from,
-        )
-        s.add(ping)
-        s.flush()
-        ev.record_event(s, at=now, actor=self.actor, kind=ev.PING_PLANNED, run_id=run.id, ping_id=ping.id,
-                        organisation_code=organisation_code, channel=step.channel,
-                        contact_point_id=contact_point_id, contact_point=contact_point_code, field=field_code,
-                        step=step.id, attempt=ping.attempt, step_attempt=step_attempt, endpoint_id=endpoint_id,
-                        address=mask_address(address), due_at=due_at)
-        return ping
-
     # ------------------------------------------------------------------ recovery
     def recover(self) -> int:
         """Mark pings left ``dispatching`` by a crash as ``unknown``: never resend them."""
@@ -252,7 +215,7 @@ class RunEngine:
         with session_scope(self.engine, durable=True) as s:
             stuck = s.exec(select(Ping).where(Ping.state == PingState.dispatching.value)).all()
             for ping in stuck:
-                records._event(s, ping, ev.PING_UNKNOWN, now, self.actor,
+                records.ping_event(s, ping, ev.PING_UNKNOWN, now, self.actor,
                                reason="found dispatching at start-up: the provider may or may not have sent it")
                 records.settle(s, ping, Outcome.unknown, now, self.actor, state=PingState.unknown,
                                reason="crash while dispatching; not resent — check with the centre")
@@ -340,66 +303,12 @@ class RunEngine:
             total += len(claimed)
         return total
 
-    def _claim(self, batch: int) -> list[_Claimed]:
-        now = self.clock.now()
-        out: list[_Claimed] = []
+    def _claim(self, batch: int) -> list[Claimed]:
         # durable: the ``dispatching`` mark must survive a power cut, or a ping could go twice.
         with session_scope(self.engine, durable=True) as s:
-            pings = s.exec(
-                select(Ping)
-                .join(TestRun, col(TestRun.id) == col(Ping.run_id))
-                .where(Ping.state == PingState.pending.value, col(Ping.due_at) <= now,
-                       TestRun.status == RunStatus.running.value)
-                .order_by(col(Ping.due_at), col(Ping.id))
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            ).all()
-            # One query for the contact points, organisations and fields of the whole batch.
-            who = {
-                cp.id: (cp, org, fld)
-                for cp, org, fld in s.exec(
-                    select(ContactPoint, Organisation, FieldOfWork)
-                    .join(Organisation, col(Organisation.id) == col(ContactPoint.organisation_id))
-                    .join(FieldOfWork, col(FieldOfWork.id) == col(ContactPoint.field_id))
-                    .where(col(ContactPoint.id).in_({p.contact_point_id for p in pings}))
-                ).all()
-            }
-            senders: dict[str, str] = {}
-            for ping in pings:
-                run = s.get(TestRun, ping.run_id)
-                assert run is not None
-                spec = spec_for_revision(s, run.revision_id)
-                step = spec.step(ping.step)
-                cp, org, fld = who[ping.contact_point_id]
-                token = secrets.token_urlsafe(32)
-                code = f"{secrets.randbelow(10**6):06d}"
-                deadline = now + step.ack_deadline
-                ack_url = f"{self.settings.public_base_url.rstrip('/')}/ack/{token}"
-                if spec.owner not in senders:
-                    senders[spec.owner] = s.exec(select(Organisation.name).where(
-                        Organisation.code == spec.owner)).first() or spec.owner
-                sender = senders[spec.owner]
-                msg = render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
-                                  organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
-                                  field_code=fld.code, language=ping.language, timezone=cp.timezone or org.timezone,
-                                  ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=sender,
-                                  test_at=run.fire_at)
-                ping.state = PingState.dispatching.value
-                ping.dispatching_at = now
-                ping.token_hash = records.token_hash(token)
-                ping.token_expires_at = now + max(self.settings.ack_token_ttl, step.ack_deadline)
-                ping.ack_code = code
-                s.add(ping)
-                records._event(s, ping, ev.PING_DISPATCHING, now, self.actor, provider=ping.provider)
-                out.append(_Claimed(ping.id or 0, OutgoingPing(
-                    ping_id=ping.id or 0, run_id=ping.run_id, channel=ping.channel, address=ping.address,
-                    language=msg.language, subject=msg.subject, body=msg.body, html=msg.html, ack_url=ack_url,
-                    ack_code=code, token=token, deadline_at=deadline, organisation_code=ping.organisation_code,
-                    contact_name=cp.name, attempt=ping.attempt,
-                ), step.ack_deadline.total_seconds()))
-        return out
+            return claim_due(s, self.clock.now(), batch, self.settings, self.actor)
 
-    def _send_one(self, claimed: _Claimed) -> SendResult | ChannelError:
+    def _send_one(self, claimed: Claimed) -> SendResult | ChannelError:
         try:
             return self.channels.get(claimed.outgoing.channel).send(claimed.outgoing)
         except ChannelError as exc:
@@ -408,7 +317,7 @@ class RunEngine:
             log.exception("provider raised for ping %s", claimed.ping_id)
             return ChannelError(f"{type(exc).__name__}: {exc}", permanent=False)
 
-    def _record_sends(self, claimed: list[_Claimed], results: list[SendResult | ChannelError]) -> None:
+    def _record_sends(self, claimed: list[Claimed], results: list[SendResult | ChannelError]) -> None:
         now = self.clock.now()
         with session_scope(self.engine) as s:
             loaded = {p.id: p for p in s.exec(select(Ping).where(col(Ping.id).in_([c.ping_id for c in claimed]))).all()}
@@ -422,7 +331,7 @@ class RunEngine:
                         ping.provider_ref = ping.provider_ref or result.provider_ref
                         ping.deadline_at = ping.deadline_at or now + timedelta(seconds=c.ack_deadline_s)
                         s.add(ping)
-                        records._event(s, ping, ev.PING_SENT, now, self.actor, provider=ping.provider,
+                        records.ping_event(s, ping, ev.PING_SENT, now, self.actor, provider=ping.provider,
                                        provider_ref=result.provider_ref, deadline_at=ping.deadline_at)
                     continue
                 if isinstance(result, SendResult):
@@ -431,7 +340,7 @@ class RunEngine:
                     ping.provider_ref = result.provider_ref
                     ping.deadline_at = now + timedelta(seconds=c.ack_deadline_s)
                     s.add(ping)
-                    records._event(s, ping, ev.PING_SENT, now, self.actor, provider=ping.provider,
+                    records.ping_event(s, ping, ev.PING_SENT, now, self.actor, provider=ping.provider,
                                    provider_ref=result.provider_ref, deadline_at=ping.deadline_at)
                     records.log_change(ping, "sent", now)
                     if result.delivered:
@@ -518,66 +427,7 @@ class RunEngine:
             return len(due)
 
     def _follow_up(self, s: Session, ping: Ping, now: datetime) -> None:
-        """Retry, next endpoint or escalation after a ping ended unacknowledged."""
-        run = s.get(TestRun, ping.run_id)
-        assert run is not None
-        if run.status != RunStatus.running.value:
-            return
-        answered = s.exec(select(Ping.id).where(
-            Ping.run_id == ping.run_id, Ping.contact_point_id == ping.contact_point_id, Ping.step == ping.step,
-            Ping.state == PingState.acked.value)).first()
-        if answered is not None:
-            return  # the contact point answered this step (perhaps late, on another attempt): nothing more
-        spec = spec_for_revision(s, run.revision_id)
-        step = spec.step(ping.step)
-        tried = set(s.exec(select(Ping.endpoint_id).where(
-            Ping.run_id == ping.run_id, Ping.contact_point_id == ping.contact_point_id, Ping.step == ping.step)).all())
-        endpoints = usable_endpoints(s, ping.contact_point_id, step.channel)
-        fresh = [e for e in endpoints if e.id not in tried]
-        moves = next_moves(spec, Silence(step.id, ping.step_attempt, Outcome(ping.outcome or "unknown"), bool(fresh)), now)
-        cp = s.get(ContactPoint, ping.contact_point_id)
-        assert cp is not None
-        fld = s.get(FieldOfWork, cp.field_id)
-        if moves.retry_at is not None:
-            if moves.next_endpoint:
-                ep_id, address, step_attempt = fresh[0].id, fresh[0].address, ping.step_attempt
-            else:
-                same = next((e for e in endpoints if e.id == ping.endpoint_id), endpoints[0] if endpoints else None)
-                if same is None:
-                    return
-                ep_id, address, step_attempt = same.id, same.address, ping.step_attempt + 1
-            new = self._new_ping(s, run, spec, ping.contact_point_id, ping.organisation_code, ping.language, step.id,
-                                 ep_id, address, due_at=moves.retry_at, now=now, contact_point_code=cp.code,
-                                 field_code=fld.code if fld else "", step_attempt=step_attempt, escalated_from=ping.id)
-            records._event(s, ping, ev.PING_RETRY, now, self.actor, next_ping=new.id, next_attempt=new.attempt,
-                           due_at=moves.retry_at, reason=ping.outcome)
-        if moves.escalate is not None:
-            esc = moves.escalate
-            to_step = spec.step(esc.step) if esc.step else step
-            if esc.field:
-                org = s.get(Organisation, cp.organisation_id)
-                targets = contact_points(s, org.code if org else "", esc.field, spec.default_language)
-            else:
-                targets = contact_points(s, ping.organisation_code, fld.code if fld else "", spec.default_language)
-                targets = [t for t in targets if t.contact_point_id == ping.contact_point_id]
-            for t in targets:
-                already = s.exec(select(Ping.id).where(Ping.run_id == run.id, Ping.contact_point_id == t.contact_point_id,
-                                                       Ping.step == to_step.id)).first()
-                if already is not None:
-                    continue  # never escalate into a loop
-                eps = usable_endpoints(s, t.contact_point_id, to_step.channel)
-                if not eps:
-                    ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_GAP, run_id=run.id,
-                                    organisation_code=t.organisation_code, channel=to_step.channel,
-                                    contact_point=t.contact_point_code, field=t.field_code, step=to_step.id,
-                                    reason=f"escalation found no usable {to_step.channel} endpoint")
-                    continue
-                new = self._new_ping(s, run, spec, t.contact_point_id, t.organisation_code, t.language, to_step.id,
-                                     eps[0].id, eps[0].address, due_at=now, now=now,
-                                     contact_point_code=t.contact_point_code, field_code=t.field_code,
-                                     escalated_from=ping.id)
-                records._event(s, ping, ev.PING_ESCALATED, now, self.actor, to_step=to_step.id,
-                               to_contact_point=t.contact_point_code, next_ping=new.id)
+        follow_up(s, ping, now, self.settings, self.actor)
 
     # ------------------------------------------------------------------ completion
     def complete_finished(self, now: datetime) -> int:

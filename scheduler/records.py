@@ -36,7 +36,7 @@ def log_change(ping: Ping, outcome: str, at: datetime) -> None:
     )
 
 
-def _event(session: Session, ping: Ping, kind: str, at: datetime, actor: str, **kw: object) -> None:
+def ping_event(session: Session, ping: Ping, kind: str, at: datetime, actor: str, **kw: object) -> None:
     ev.record_event(
         session, at=at, actor=actor, kind=kind, run_id=ping.run_id, ping_id=ping.id,
         organisation_code=ping.organisation_code, channel=ping.channel, **kw,  # type: ignore[arg-type]
@@ -51,7 +51,7 @@ def settle(session: Session, ping: Ping, outcome: Outcome, at: datetime, actor: 
     if reason:
         ping.error = reason[:1000]
     session.add(ping)
-    _event(session, ping, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=_response_ms(ping), reason=reason, method=ping.ack_method)
+    ping_event(session, ping, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=_response_ms(ping), reason=reason, method=ping.ack_method)
     log_change(ping, outcome.value, at)
 
 
@@ -73,7 +73,7 @@ def mark_delivered(session: Session, ping: Ping, at: datetime, actor: str, statu
     if ping.state == PingState.sent.value:
         ping.state = PingState.delivered.value
     session.add(ping)
-    _event(session, ping, ev.PING_DELIVERED, at, actor, status=status)
+    ping_event(session, ping, ev.PING_DELIVERED, at, actor, status=status)
     return True
 
 
@@ -119,7 +119,7 @@ def acknowledge(
     ping.ack_suspicious = suspicious
     late = ping.deadline_at is not None and at > ping.deadline_at
     response = _response_ms(ping)
-    _event(
+    ping_event(
         session, ping, ev.PING_ACKED, at, actor, response_ms=response, method=method, by=by, late=late,
         suspicious=suspicious, user_agent=(user_agent or "")[:300], source=source,
     )

@@ -177,8 +177,8 @@ def console_router(settings: Settings, engine: Engine, clock: Clock, signer: Csr
         generate_monthly(engine, month, clock, settings.timezone)
         return RedirectResponse(f"{LIST}/{month}?lang={lang}", status_code=303)
 
-    @router.get(LIST + "/{month}.html", response_class=HTMLResponse)
-    def printable(request: Request, month: str) -> Response:
+    def open_report(request: Request, month: str) -> Response | tuple[str, Session, MonthlyReport]:
+        """The logged-in reader and the month's report, or the page to answer instead."""
         lang = lang_of(request)
         session = sessions.read(request.cookies.get(COOKIE_NAME))
         if session is None:
@@ -186,6 +186,14 @@ def console_router(settings: Settings, engine: Engine, clock: Clock, signer: Csr
         row = load_row(month) if _MONTH.match(month) else None
         if row is None:
             return notice(request, lang, "noreport", 404, session, month=month[:20])
+        return lang, session, row
+
+    @router.get(LIST + "/{month}.html", response_class=HTMLResponse)
+    def printable(request: Request, month: str) -> Response:
+        found = open_report(request, month)
+        if isinstance(found, Response):
+            return found
+        lang, session, row = found
         embedded = embed_monthly(monthly_view(row), lang, settings.timezone)
         return HTMLResponse(embedded.document, headers={"Content-Security-Policy": embedded.csp,
                                                         "Cache-Control": "no-store"})
@@ -204,13 +212,10 @@ def console_router(settings: Settings, engine: Engine, clock: Clock, signer: Csr
 
     @router.get(LIST + "/{month}", response_class=HTMLResponse)
     def monthly_page(request: Request, month: str) -> Response:
-        lang = lang_of(request)
-        session = sessions.read(request.cookies.get(COOKIE_NAME))
-        if session is None:
-            return login_redirect(request, lang)
-        row = load_row(month) if _MONTH.match(month) else None
-        if row is None:
-            return notice(request, lang, "noreport", 404, session, month=month[:20])
+        found = open_report(request, month)
+        if isinstance(found, Response):
+            return found
+        lang, session, row = found
         return report_page(request, lang, session, row)
 
     @router.post(LIST + "/{month}/sign", response_class=HTMLResponse)
