@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test test-fast demo bench lint typecheck clean
+.PHONY: help venv test test-fast demo bench lint typecheck clean catalogues
 
 help:
 	@echo "make demo   - set up and run a whole communication test on SQLite with sandbox providers"
@@ -33,6 +33,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
+
+# Extract every text for people from the code and templates and merge it into the .po files
+# (commtest/locale/<lang>/LC_MESSAGES/<domain>.po); then translate the new empty entries.
+catalogues: $(STAMP)
+	$(PY) scripts/catalogues.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache

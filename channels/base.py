@@ -8,7 +8,19 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 from commtest.clock import Clock
 from commtest.settings import Settings
 
-ReportKind = Literal["delivered", "ringing", "acked", "voicemail", "away", "bounced", "failed"]
+ReportKind = Literal[
+    "delivered",  # the provider handed it over (mail accepted, SMS delivered)
+    "ringing",  # the phone rings: a call's response time runs from here
+    "answered",  # someone or something picked up (informational; a key press is the acknowledgement)
+    "acked",
+    "voicemail",  # an answering machine: never an acknowledgement
+    "away",  # an out-of-office reply
+    "busy",
+    "no_answer",
+    "blocked",  # the number refuses our messages (SMS STOP)
+    "bounced",
+    "failed",
+]
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ class ChannelReport:
     ping_id: int | None = None
     provider_ref: str | None = None
     token: str | None = None
-    method: str | None = None  # for acked: link, email-reply, keypress, sms-reply, video-join
+    method: str | None = None  # for acked: link, email-reply, keypress, sms-reply, video-join, cap-ack, self-reported
     by: str | None = None  # who acknowledged, when known
     detail: str = ""
     permanent: bool = False  # for failed: whether a retry on the same endpoint may help
@@ -85,6 +97,9 @@ class Channel(Protocol):
 
     kind: str
     provider: str
+    # True for a provider that plays the far side (the sandbox, a local fake): what it carries
+    # is marked simulated everywhere and never proves an endpoint. Optional; False when absent.
+    # simulated: bool
 
     def send(self, ping: OutgoingPing) -> SendResult: ...
 

@@ -37,7 +37,8 @@ from commtest.settings import Settings
 from playbooks.durations import parse_duration
 
 Behaviour = Literal["ack", "never", "bounce", "voicemail", "away", "fail", "fail_permanent", "invalid"]
-KINDS_SANDBOX = ("email", "voice", "sms", "video", "cap", "manual")
+# Not ``manual``: a radio check waits for a coordinator's record, in a rehearsal too.
+KINDS_SANDBOX = ("email", "voice", "sms", "video", "cap")
 BEHAVIOURS = ("ack", "never", "bounce", "voicemail", "away", "fail", "fail_permanent", "invalid")
 
 ACK_METHOD = {
@@ -46,7 +47,6 @@ ACK_METHOD = {
     "sms": "sms-reply",
     "video": "video-join",
     "cap": "cap-ack",
-    "manual": "manual",
 }
 
 
@@ -141,11 +141,15 @@ class SandboxRecord:
 
 
 class SandboxChannel:
-    """A fake provider for one channel kind."""
+    """A fake provider for one channel kind. Everything it carries is simulated."""
 
     provider = "sandbox"
 
-    def __init__(self, kind: str, clock: Clock, script: SandboxScript | None = None, record: SandboxRecord | None = None) -> None:
+    def __init__(self, kind: str, clock: Clock, script: SandboxScript | None = None, record: SandboxRecord | None = None,
+                 *, simulated: bool = True) -> None:
+        # simulated=False is for tests only: the script then stands in for a real provider
+        # with real people behind it (what such a provider reports is evidence).
+        self.simulated = simulated
         self.kind = kind
         self.clock = clock
         self.script = script or SandboxScript()
@@ -155,6 +159,8 @@ class SandboxChannel:
 
     @classmethod
     def create(cls, kind: str, settings: Settings, clock: Clock) -> SandboxChannel:
+        if kind not in KINDS_SANDBOX:
+            raise ChannelError(f"there is no sandbox for {kind!r}: a coordinator records those answers", permanent=True)
         script = SandboxScript.from_file(settings.sandbox_script) if settings.sandbox_script else None
         return cls(kind, clock, script, _shared_record(settings.sandbox_log))
 

@@ -1,19 +1,24 @@
 """Database layer: engine, sessions, migrations.
 
-SQLite (the embedded default) gets WAL, ``busy_timeout``, ``synchronous=NORMAL``,
-``foreign_keys=ON`` and ``BEGIN IMMEDIATE`` for every transaction: pysqlite's default
-deferred transactions silently lose read-modify-write updates across processes
-(ARCHITECTURE.md, "Pitfalls"). Transactions that mark a ping ``dispatching`` or record
-an acknowledgement are opened with ``durable=True``, which runs them with
-``synchronous=FULL`` so they survive a power cut, not only a crashed process.
+SQLite (the embedded default) gets WAL, ``busy_timeout``, ``synchronous=NORMAL`` and
+``foreign_keys=ON``. Write transactions (``session_scope``) start with ``BEGIN IMMEDIATE``:
+pysqlite's default deferred transactions silently lose read-modify-write updates across
+processes (ARCHITECTURE.md, "Pitfalls"). Reads (``read_session``, and every plain
+``engine.connect()``: pages, reports, the deadline scan) start a deferred ``BEGIN``: in WAL
+mode they read a snapshot and never take the write lock, so a report that computes for a
+minute never makes an acknowledgement wait. Transactions that mark a ping
+``dispatching`` or record an acknowledgement are opened with ``durable=True``, which runs
+them with ``synchronous=FULL`` so they survive a power cut, not only a crashed process.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -74,17 +79,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
+
+
+# Execution option that marks a connection as a writer (BEGIN IMMEDIATE on SQLite).
+WRITE_OPTION = "commtest_write"
 
 
 @contextmanager
 def session_scope(engine: Engine, *, durable: bool = False) -> Iterator[Session]:
-    """A session whose transaction commits on success and rolls back on error.
+    """A write session whose transaction commits on success and rolls back on error.
 
+    On SQLite it takes the write lock at BEGIN (IMMEDIATE): keep it short.
     ``durable=True`` makes the commit survive a power cut on SQLite (synchronous=FULL);
     PostgreSQL commits are durable already with its default ``synchronous_commit=on``.
     """
-    with engine.connect() as conn:
+    with engine.connect() as plain:
+        conn = plain.execution_options(**{WRITE_OPTION: True})
         sqlite = conn.dialect.name == "sqlite"
         if durable and sqlite:
             # Must be set outside a transaction, so on the raw connection (which is in
@@ -100,6 +111,56 @@ def session_scope(engine: Engine, *, durable: bool = False) -> Iterator[Session]
                 conn.rollback()
             if durable and sqlite:
                 _raw_pragma(conn, "synchronous=NORMAL")
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A read-only session: a deferred snapshot on SQLite (never the write lock), a
+    ``READ ONLY`` transaction on PostgreSQL. Nothing it does is committed."""
+    with engine.connect() as conn:
+        with Session(bind=conn, expire_on_commit=False, autoflush=False) as session:
+            with conn.begin() as txn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                try:
+                    yield session
+                finally:
+                    txn.rollback()
+
+
+T = TypeVar("T")
+# SQLSTATEs of a transaction that lost a race and may simply be run again.
+_RETRYABLE_PG = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+WRITE_ATTEMPTS = 6
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A lost race (PostgreSQL serialization failure or deadlock, SQLite busy) rather than a bug."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code in _RETRYABLE_PG:
+        return True
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc)
+
+
+def run_write(engine: Engine, work: Callable[[Session], T], *, durable: bool = False,
+              attempts: int = WRITE_ATTEMPTS, on_retry: Callable[[BaseException], None] | None = None) -> T:
+    """Run ``work`` in a write transaction; run it again from the start when the
+    transaction lost a race (deadlock, serialization failure, busy), so a caller never
+    sees one. ``work`` must only touch the database (it may run more than once)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope(engine, durable=durable) as s:
+                return work(s)
+        except sa.exc.DBAPIError as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            if on_retry is not None:
+                on_retry(exc)
+            log.info("write transaction lost a race (%s); running it again (%d/%d)",
+                     type(getattr(exc, "orig", exc)).__name__, attempt, attempts)
+            time.sleep(min(0.2, 0.005 * 2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def _raw_pragma(conn: sa.Connection, pragma: str) -> None:
@@ -122,7 +183,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     cfg = alembic_config(str(engine.url.render_as_string(hide_password=False)))
-    with engine.connect() as conn:
+    with engine.connect() as plain:
+        conn = plain.execution_options(**{WRITE_OPTION: True})
         cfg.attributes["connection"] = conn
         try:
             command.upgrade(cfg, revision)

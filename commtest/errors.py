@@ -72,11 +72,15 @@ class LeadershipLost(CommtestError):
 class ChannelError(CommtestError):
     """A channel could not send or parse. ``permanent`` tells whether a retry may help."""
 
-    def __init__(self, message: str, *, permanent: bool = False, code: str | None = None) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, code: str | None = None,
+                 ambiguous: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.code = code
+        # The provider may have accepted it anyway (a timeout after the request went out):
+        # never resent automatically, and no failover to another provider.
+        self.ambiguous = ambiguous
 
 
 class UnknownChannelKind(ConfigError):

@@ -12,6 +12,7 @@ Runs (``run_id`` set, ``ping_id`` empty)
     run.started     started_by
     run.completed   summary: {org: {channel: verdict}}
     run.aborted     by, reason
+    run.refused     kinds, reason (a due run needs a channel kind with no provider: not started)
     run.missed      fire_at, reason
     run.gap         organisation_code, contact_point, field, channel, reason (nothing to ping on a
                     channel a step needs, e.g. no active endpoint: reports show "no endpoint")
@@ -20,13 +21,17 @@ Pings (``run_id`` and ``ping_id`` set; ``organisation_code`` and ``channel`` alw
     ping.planned     contact_point_id, contact_point, field, step, attempt, endpoint_id,
                      address (masked), due_at
     ping.dispatching provider                      (committed before the provider is called)
-    ping.sent        provider, provider_ref, deadline_at
+    ping.sent        provider, provider_ref, deadline_at, simulated (true when a sandbox or a local
+                     fake carried it: never evidence)
     ping.delivered   status ("delivered" or "ringing"), provider_at
-    ping.acked       method, by, late, suspicious, user_agent, source;  response_ms set
+    ping.acked       method, by, late, suspicious, user_agent, source, simulated;  response_ms set
     ping.retry       next_attempt, reason
     ping.escalated   to_step, to_contact_point
+    ping.answered    by           (someone or something picked up a call; the key press acknowledges)
     ping.unknown     reason        (found in ``dispatching`` at start-up; never resent)
     ping.cancelled   reason
+    ping.answer_after_close  method, by, source, run_status: an answer that arrived after the run
+                     completed or was aborted; kept, but it changes no verdict and no figure
     ping.settled     the outcome is decided (or changed, e.g. a late acknowledgement after
                      expiry): ``outcome`` (an ``Outcome``), ``response_ms`` when acknowledged,
                      data: method, reason. The last ``ping.settled`` of a ping is its outcome.
@@ -54,6 +59,7 @@ RUN_COMPLETED = "run.completed"
 RUN_ABORTED = "run.aborted"
 RUN_MISSED = "run.missed"
 RUN_GAP = "run.gap"
+RUN_REFUSED = "run.refused"
 
 PING_PLANNED = "ping.planned"
 PING_DISPATCHING = "ping.dispatching"
@@ -65,6 +71,8 @@ PING_ESCALATED = "ping.escalated"
 PING_UNKNOWN = "ping.unknown"
 PING_CANCELLED = "ping.cancelled"
 PING_SETTLED = "ping.settled"
+PING_ANSWERED = "ping.answered"
+PING_ANSWER_AFTER_CLOSE = "ping.answer_after_close"
 
 ENDPOINT_STATUS = "endpoint.status"
 ENDPOINT_VERIFIED = "endpoint.verified"

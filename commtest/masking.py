@@ -1,6 +1,8 @@
 """Masking for logs and events: phone numbers, addresses and tokens never appear whole."""
 from __future__ import annotations
 
+import re
+
 
 def mask_address(address: str) -> str:
     """``+3225550142`` -> ``+32*****142``; ``duty@nccn.example`` -> ``d***@nccn.example``."""
@@ -18,3 +20,13 @@ def mask_address(address: str) -> str:
 
 def mask_token(token: str) -> str:
     return token[:4] + "…" if token else ""
+
+
+_EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_PHONE_IN_TEXT = re.compile(r"\+\d{7,15}")
+
+
+def mask_in_text(text: str) -> str:
+    """Every e-mail address and E.164 number inside free text (a bounce, a provider error), masked."""
+    text = _EMAIL_IN_TEXT.sub(lambda m: mask_address(m.group(0)), text)
+    return _PHONE_IN_TEXT.sub(lambda m: mask_address(m.group(0)), text)

@@ -97,6 +97,16 @@ class Outcome(StrEnum):
     manual = "manual"
     self_reported = "self_reported"
     cancelled = "cancelled"
+    # The phone: a busy line, a call nobody picked up, a number that sent STOP.
+    busy = "busy"
+    no_answer = "no_answer"
+    blocked = "blocked"
+    # A manual check (radio, satellite, call back) that no coordinator recorded by its deadline.
+    no_record = "no_record"
+    # Our side: the playbook's template failed for this contact point at send time.
+    template_error = "template_error"
+    # The run was aborted while this attempt waited for its answer.
+    aborted = "aborted"
 
 
 class Role(StrEnum):
@@ -282,6 +292,8 @@ class Ping(SQLModel, table=True):
     token_expires_at: datetime | None = _ts()
     ack_code: str | None = Field(default=None, max_length=12)  # short code for SMS/voice replies
     error: str | None = Field(default=None, max_length=1000)
+    # Carried by a provider that plays the far side (sandbox, a local fake): never evidence.
+    simulated: bool = Field(default=False)
 
 
 class Event(SQLModel, table=True):
@@ -306,6 +318,75 @@ class Event(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=32)
     response_ms: int | None = Field(default=None)
     data: dict[str, Any] = _json({})
+
+
+# ---------------------------------------------------------------------------
+# facts derived from the event log (rebuildable from it: `commtest db rebuild-facts`)
+
+
+class CheckFact(SQLModel, table=True):
+    """One check of a closed run: did (contact point, channel) answer, and how fast.
+
+    Written once when the run closes, from the run's events (commtest.facts); reports
+    aggregate this table. Rates, medians and percentiles are over checks, not attempts.
+    """
+
+    __tablename__ = "check_fact"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "contact_point_id", "channel", name="uq_check_fact"),
+        sa.Index("ix_check_fact_fire", "fire_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="test_run.id", index=True)
+    fire_at: datetime | None = _ts(nullable=False)  # the run's moment: a check belongs to its run's month
+    organisation_code: str = Field(max_length=32)
+    contact_point_id: int
+    contact_point_code: str = Field(default="", max_length=100)
+    field_code: str = Field(default="", max_length=64)
+    channel: str = Field(max_length=16)
+    attempts_planned: int = Field(default=0)
+    attempts_sent: int = Field(default=0)
+    first_contact_at: datetime | None = _ts()
+    answered_at: datetime | None = _ts()
+    response_ms: int | None = Field(default=None)
+    outcome: str = Field(max_length=32)
+    status: str = Field(max_length=16)  # pass | fail | not_tested | cancelled | aborted
+    method: str | None = Field(default=None, max_length=32)
+    answered_by: str | None = Field(default=None, max_length=200)
+    late: bool = Field(default=False)
+    suspicious: bool = Field(default=False)
+    simulated: bool = Field(default=False)
+    target_ms: int | None = Field(default=None)
+    endpoint_id: int | None = Field(default=None)  # the endpoint of the answering (else the last sent) attempt
+    address: str = Field(default="", max_length=320)
+    provider: str = Field(default="", max_length=32)
+    detail: str = Field(default="", max_length=1000)
+
+
+class VerdictFact(SQLModel, table=True):
+    """The verdict of one organisation on one channel in a closed run (answer: any|all)."""
+
+    __tablename__ = "verdict_fact"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "organisation_code", "channel", name="uq_verdict_fact"),
+        sa.Index("ix_verdict_fact_fire", "fire_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="test_run.id", index=True)
+    fire_at: datetime | None = _ts(nullable=False)
+    organisation_code: str = Field(max_length=32)
+    channel: str = Field(max_length=16)
+    verdict: str = Field(max_length=16)  # pass | fail | not_tested | no_endpoint | aborted | cancelled
+    answer: str = Field(default="any", max_length=8)
+    checks: int = Field(default=0)
+    answered: int = Field(default=0)
+    in_target: int = Field(default=0)
+    gaps: int = Field(default=0)
+    best_response_ms: int | None = Field(default=None)
+    target_ms: int | None = Field(default=None)
+    simulated: bool = Field(default=False)
 
 
 # ---------------------------------------------------------------------------
@@ -371,6 +452,8 @@ class DirectoryEdition(SQLModel, table=True):
 
 __all__ = [
     "ChannelKind",
+    "CheckFact",
+    "VerdictFact",
     "ContactPoint",
     "DirectoryEdition",
     "Endpoint",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -22,6 +22,9 @@ from commtest.errors import ConfigError
 
 ENV_PREFIX = "COMMTEST_"
 CHANNEL_KINDS = ("email", "voice", "sms", "video", "cap", "manual")
+SANDBOX_PROVIDER = "sandbox"
+MANUAL_KIND = "manual"
+MANUAL_PROVIDER = "coordinator"
 
 
 def shipped_playbook_dir() -> Path:
@@ -58,9 +61,22 @@ class Settings(BaseSettings):
     default_language: str = Field("en", description="Language used when a contact point has none we support.")
 
     # --- channels ----------------------------------------------------------
-    channels: dict[str, str] = Field(
-        default_factory=lambda: {kind: "sandbox" for kind in CHANNEL_KINDS},
-        description="Provider per channel kind, e.g. {email = 'smtp', voice = 'twilio'}.",
+    sandbox: bool = Field(
+        False,
+        description="true lets the sandbox providers answer for the duty officers (demo, tests, rehearsals): every "
+        "kind without a provider then uses the sandbox, and everything it carries is marked simulated. Never in production.",
+    )
+    channels: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Providers per channel kind, in failover order, e.g. {email = 'smtp', voice = ['twilio', "
+        "'twilio-backup']}. A kind without a provider is not configured: a playbook that needs it is refused. "
+        "'manual' always has the built-in 'coordinator' provider (a coordinator records the answer).",
+    )
+    provider_configs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Named provider configurations, so one kind can fail over between accounts: "
+        "{twilio-backup = {type = 'twilio', ...}} makes 'twilio-backup' usable in channels. Secrets of a named "
+        "configuration come from the environment only (see docs/configuration.md).",
     )
 
     sandbox_script: Path | None = Field(
@@ -122,15 +138,45 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Brussels)") from exc
         return value
 
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _provider_lists(cls, value: Any) -> Any:
+        # One provider may be written as a string; several as a list, in failover order.
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
     @field_validator("channels")
     @classmethod
-    def _known_kinds(cls, value: dict[str, str]) -> dict[str, str]:
-        merged = {kind: "sandbox" for kind in CHANNEL_KINDS}
-        for kind, provider in value.items():
+    def _known_kinds(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for kind, providers in value.items():
             if kind not in CHANNEL_KINDS:
                 raise ValueError(f"unknown channel kind {kind!r}; expected one of {', '.join(CHANNEL_KINDS)}")
-            merged[kind] = provider
-        return merged
+            if not providers:
+                raise ValueError(f"{kind}: an empty provider list; name a provider or leave the kind out")
+            if len(set(providers)) != len(providers):
+                raise ValueError(f"{kind}: a provider is listed twice: {', '.join(providers)}")
+            if kind == MANUAL_KIND and providers != [MANUAL_PROVIDER]:
+                raise ValueError(f"manual: a coordinator records these answers; its only provider is {MANUAL_PROVIDER!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _sandbox_only_when_asked(self) -> Settings:
+        """No kind falls back to the sandbox (ARCHITECTURE.md, "Real or simulated")."""
+        for kind, providers in self.channels.items():
+            if SANDBOX_PROVIDER in providers and not self.sandbox:
+                raise ValueError(
+                    f"channels.{kind} = sandbox: the sandbox answers for the duty officers; set COMMTEST_SANDBOX=true "
+                    "to use it (demo, tests, rehearsals) or configure a real provider"
+                )
+        filled = dict(self.channels)
+        filled[MANUAL_KIND] = [MANUAL_PROVIDER]
+        if self.sandbox:
+            for kind in CHANNEL_KINDS:
+                filled.setdefault(kind, [SANDBOX_PROVIDER])
+        # object.__setattr__: the model is being validated; assignment would validate again.
+        object.__setattr__(self, "channels", {k: filled[k] for k in CHANNEL_KINDS if k in filled})
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -158,6 +204,21 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def providers(self, kind: str) -> list[str]:
+        """The providers of ``kind`` in failover order; empty when the kind is not configured."""
+        return list(self.channels.get(kind, ()))
+
+    def primary_provider(self, kind: str) -> str:
+        providers = self.providers(kind)
+        return providers[0] if providers else ""
+
+    def channel_status(self, kind: str) -> str:
+        """``real``, ``sandbox`` or ``not configured``: what `check-config` says of each kind."""
+        providers = self.providers(kind)
+        if not providers:
+            return "not configured"
+        return "sandbox" if providers == [SANDBOX_PROVIDER] else "real"
 
     def masked(self) -> dict[str, Any]:
         """Every setting, secrets masked: what `commtest check-config` prints."""

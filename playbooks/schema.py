@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import langcodes
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from commtest.facts import FactRules
 from playbooks.durations import Duration
 
 CHANNEL_KINDS = ("email", "voice", "sms", "video", "cap", "manual")
@@ -69,9 +70,14 @@ class MessageTemplate(_Strict):
     html: str | None = None
 
 
+AnswerRule = Literal["any", "all"]
+
+
 class ParticipantSpec(_Strict):
     organisation: str  # organisation code in the directory, e.g. BE-NCCN
     fields: list[str] = Field(min_length=1)  # field-of-work codes, e.g. [crisis-desk]
+    # Overrides the playbook's ``answer`` for this organisation.
+    answer: AnswerRule | None = None
 
 
 class EscalationSpec(_Strict):
@@ -231,8 +237,13 @@ class ScheduleSpec(_Strict):
 class PlaybookSpec(_Strict):
     id: str
     title: str
+    # The title in other languages, for reports read in them: {nl: ..., fr: ...}.
+    titles: dict[str, str] = Field(default_factory=dict)
     owner: str  # organisation code
     description: str = ""
+    # An organisation passes a channel when ``any`` of its contact points answered in target
+    # (a centre's 24/7 desk: the default), or only when ``all`` of them did.
+    answer: AnswerRule = "any"
     timezone: str = "Europe/Brussels"
     default_language: str = "en"
     mode: Literal["parallel", "sequence"] = "parallel"
@@ -324,6 +335,20 @@ class PlaybookSpec(_Strict):
             if s.channel not in seen:
                 seen.append(s.channel)
         return seen
+
+    def title_in(self, language: str) -> str:
+        base = language.split("-")[0]
+        return self.titles.get(language) or self.titles.get(base) or self.title
+
+    def fact_rules(self) -> FactRules:
+        """What the figures of a run of this playbook depend on (commtest.facts)."""
+        return FactRules(
+            targets_ms={ch: int(d.total_seconds() * 1000) for ch, d in self.targets.items()},
+            answer={p.organisation: p.answer for p in self.participants if p.answer},
+            default_answer=self.answer,
+            participants=tuple(p.organisation for p in self.participants),
+            needed_channels=tuple(dict.fromkeys(s.channel for s in self.initial_steps())),
+        )
 
 
 def reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:

@@ -15,12 +15,14 @@ from sqlmodel import Session, col, select
 
 from channels.email.message import TOKEN_RE
 from commtest.clock import Clock
-from commtest.db import session_scope
-from commtest.models import ContactPoint, Organisation, Ping
+from commtest.db import read_session, run_write
+from commtest.models import ContactPoint, Organisation, Ping, TestRun
 from commtest.settings import Settings
 from scheduler import records
 
-AckStatus = Literal["acked", "already", "expired", "unknown", "malformed"]
+# after_close: the run had completed (or was aborted: ``run_status`` says which); the
+# answer is kept as an event and changes nothing.
+AckStatus = Literal["acked", "already", "expired", "unknown", "malformed", "after_close"]
 ACTOR = "web"
 
 
@@ -48,6 +50,12 @@ class TokenInfo:
     acked_at: datetime | None
     contact_languages: tuple[str, ...] = ()  # the contact point's, preferred first
     organisation_languages: tuple[str, ...] = ()
+    run_status: str = "running"
+    run_finished_at: datetime | None = None
+
+    @property
+    def run_closed(self) -> bool:
+        return self.run_status in records.CLOSED_RUN
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now > self.expires_at
@@ -71,12 +79,15 @@ class AckOutcome:
     contact_name: str | None = None
     acked_at: datetime | None = None
     timezone: str | None = None
+    run_status: str = "running"
+    run_finished_at: datetime | None = None
 
 
 def _info(s: Session, ping: Ping) -> TokenInfo:
-    cp, org = s.exec(
-        select(ContactPoint, Organisation)
+    cp, org, run = s.exec(
+        select(ContactPoint, Organisation, TestRun)
         .join(Organisation, col(Organisation.id) == col(ContactPoint.organisation_id))
+        .join(TestRun, col(TestRun.id) == ping.run_id)
         .where(ContactPoint.id == ping.contact_point_id)
     ).one()
     return TokenInfo(
@@ -85,6 +96,7 @@ def _info(s: Session, ping: Ping) -> TokenInfo:
         organisation_name=org.name, contact_name=cp.name, sent_at=ping.sent_at, deadline_at=ping.deadline_at,
         expires_at=ping.token_expires_at, acked_at=ping.acked_at,
         contact_languages=tuple(cp.languages or ()), organisation_languages=tuple(org.languages or ()),
+        run_status=run.status, run_finished_at=run.finished_at,
     )
 
 
@@ -92,7 +104,7 @@ def lookup_token(engine: Engine, token: str) -> TokenInfo | None:
     """The ping behind ``token``, or None when the token is malformed or unknown. Changes nothing."""
     if not is_well_formed(token):
         return None
-    with session_scope(engine) as s:
+    with read_session(engine) as s:
         ping = records.find_ping(s, token=token)
         return _info(s, ping) if ping is not None else None
 
@@ -110,20 +122,23 @@ def acknowledge_token(
 ) -> AckOutcome:
     if not is_well_formed(token):
         return AckOutcome("malformed")
-    now = clock.now()
-    with session_scope(engine, durable=True) as s:
+    def work(s: Session) -> AckOutcome:
+        now = clock.now()  # read inside the transaction: a retried one judges its own moment
         ping = records.find_ping(s, token=token)
         if ping is None:
             return AckOutcome("unknown")
         info = _info(s, ping)
         names = dict(language=info.language, organisation_name=info.organisation_name,
                      contact_name=info.contact_name, timezone=info.timezone)
-        if ping.acked_at is None and info.expired(now):
+        if ping.acked_at is None and info.expired(now) and not info.run_closed:
             return AckOutcome("expired", ping.id, ping.run_id, **names)  # type: ignore[arg-type]
         result = records.acknowledge(
             s, ping, now, method=method, actor=ACTOR, by=(by or "").strip() or None, user_agent=user_agent,
             source=source, suspicious_within=timedelta(seconds=settings.ack_suspicious_seconds),
         )
-        status: AckStatus = "acked" if result.status == "acked" else "already"
+        status: AckStatus = {"acked": "acked", "after_close": "after_close"}.get(result.status, "already")  # type: ignore[assignment]
         return AckOutcome(status, result.ping_id, result.run_id, result.response_ms, result.late, result.suspicious,
-                          acked_at=result.acked_at, **names)
+                          acked_at=result.acked_at, run_status=result.run_status,
+                          run_finished_at=info.run_finished_at, **names)  # type: ignore[arg-type]
+
+    return run_write(engine, work, durable=True)

@@ -1,20 +1,29 @@
 """Claiming pings for dispatch: ``pending`` → ``dispatching``, with a fresh token and the
-rendered message, in the caller's transaction."""
+rendered message, in the caller's transaction.
+
+One attempt that cannot be prepared (its template fails for this contact point, its
+playbook revision no longer reads) fails alone, as ``template_error`` with the message:
+it never blocks the other attempts of the batch, nor the next tick.
+"""
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
 from channels.base import OutgoingPing
 from commtest import events as ev
-from commtest.models import ContactPoint, FieldOfWork, Organisation, Ping, PingState, RunStatus, TestRun
+from commtest.models import ContactPoint, FieldOfWork, Organisation, Outcome, Ping, PingState, RunStatus, TestRun
 from commtest.settings import Settings
+from playbooks.schema import PlaybookSpec
 from scheduler import records
 from scheduler.messages import render_ping
 from scheduler.specs import spec_for_revision
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,8 +44,10 @@ def claim_due(s: Session, now: datetime, batch: int, settings: Settings, actor: 
                TestRun.status == RunStatus.running.value)
         .order_by(col(Ping.due_at), col(Ping.id))
         .limit(batch)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Ping)  # type: ignore[arg-type]
     ).all()
+    if not pings:
+        return out
     # One query for the contact points, organisations and fields of the whole batch.
     who = {
         cp.id: (cp, org, fld)
@@ -47,37 +58,55 @@ def claim_due(s: Session, now: datetime, batch: int, settings: Settings, actor: 
             .where(col(ContactPoint.id).in_({p.contact_point_id for p in pings}))
         ).all()
     }
+    runs = {r.id: r for r in s.exec(select(TestRun).where(col(TestRun.id).in_({p.run_id for p in pings}))).all()}
     senders: dict[str, str] = {}
     for ping in pings:
-        run = s.get(TestRun, ping.run_id)
-        assert run is not None
-        spec = spec_for_revision(s, run.revision_id)
-        step = spec.step(ping.step)
-        cp, org, fld = who[ping.contact_point_id]
-        token = secrets.token_urlsafe(32)
-        code = f"{secrets.randbelow(10**6):06d}"
-        deadline = now + step.ack_deadline
-        ack_url = f"{settings.public_base_url.rstrip('/')}/ack/{token}"
-        if spec.owner not in senders:
-            senders[spec.owner] = s.exec(select(Organisation.name).where(
-                Organisation.code == spec.owner)).first() or spec.owner
-        sender = senders[spec.owner]
-        msg = render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
-                          organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
-                          field_code=fld.code, language=ping.language, timezone=cp.timezone or org.timezone,
-                          ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=sender,
-                          test_at=run.fire_at)
-        ping.state = PingState.dispatching.value
-        ping.dispatching_at = now
-        ping.token_hash = records.token_hash(token)
-        ping.token_expires_at = now + max(settings.ack_token_ttl, step.ack_deadline)
-        ping.ack_code = code
-        s.add(ping)
+        try:
+            claimed = _prepare(s, ping, runs[ping.run_id], who[ping.contact_point_id], now, settings, senders)
+        except Exception as exc:  # noqa: BLE001 - a poison pill fails its own attempt only
+            _template_failed(s, ping, now, actor, exc)
+            continue
+        values = {"state": PingState.dispatching.value, "dispatching_at": now,
+                  "token_hash": records.token_hash(claimed.outgoing.token),
+                  "token_expires_at": now + max(settings.ack_token_ttl, _deadline(claimed)),
+                  "ack_code": claimed.outgoing.ack_code}
+        if not records.update_ping(s, ping, (PingState.pending.value,), **values):
+            continue  # taken by another writer (cancelled by an answer meanwhile)
         records.ping_event(s, ping, ev.PING_DISPATCHING, now, actor, provider=ping.provider)
-        out.append(Claimed(ping.id or 0, OutgoingPing(
-            ping_id=ping.id or 0, run_id=ping.run_id, channel=ping.channel, address=ping.address,
-            language=msg.language, subject=msg.subject, body=msg.body, html=msg.html, ack_url=ack_url,
-            ack_code=code, token=token, deadline_at=deadline, organisation_code=ping.organisation_code,
-            contact_name=cp.name, attempt=ping.attempt,
-        ), step.ack_deadline.total_seconds()))
+        out.append(claimed)
     return out
+
+
+def _deadline(claimed: Claimed) -> timedelta:
+    return timedelta(seconds=claimed.ack_deadline_s)
+
+
+def _prepare(s: Session, ping: Ping, run: TestRun, who: tuple[ContactPoint, Organisation, FieldOfWork],
+             now: datetime, settings: Settings, senders: dict[str, str]) -> Claimed:
+    spec: PlaybookSpec = spec_for_revision(s, run.revision_id)
+    step = spec.step(ping.step)
+    cp, org, fld = who
+    token = secrets.token_urlsafe(32)
+    code = f"{secrets.randbelow(10**6):06d}"
+    deadline = now + step.ack_deadline
+    ack_url = f"{settings.public_base_url.rstrip('/')}/ack/{token}"
+    if spec.owner not in senders:
+        senders[spec.owner] = s.exec(select(Organisation.name).where(Organisation.code == spec.owner)).first() or spec.owner
+    msg = render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
+                      organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
+                      field_code=fld.code, language=ping.language, timezone=cp.timezone or org.timezone,
+                      ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=senders[spec.owner],
+                      test_at=run.fire_at)
+    return Claimed(ping.id or 0, OutgoingPing(
+        ping_id=ping.id or 0, run_id=ping.run_id, channel=ping.channel, address=ping.address,
+        language=msg.language, subject=msg.subject, body=msg.body, html=msg.html, ack_url=ack_url,
+        ack_code=code, token=token, deadline_at=deadline, organisation_code=ping.organisation_code,
+        contact_name=cp.name, attempt=ping.attempt,
+    ), step.ack_deadline.total_seconds())
+
+
+def _template_failed(s: Session, ping: Ping, now: datetime, actor: str, exc: Exception) -> None:
+    message = f"the message could not be prepared for this contact point: {type(exc).__name__}: {exc}"
+    log.error("run=%s ping=%s step=%s: %s", ping.run_id, ping.id, ping.step, message)
+    records.settle(s, ping, Outcome.template_error, now, actor, state=PingState.failed,
+                   from_states=(PingState.pending.value,), reason=message)

@@ -26,11 +26,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from channels.base import ChannelReport, SendResult
-from channels.registry import ChannelSet
+from channels.registry import ChannelSet, is_simulated
 from commtest import events as ev
 from commtest.clock import Clock
-from commtest.db import session_scope
-from commtest.errors import ChannelError, CommtestError, LeadershipLost, NotFoundError
+from commtest.db import read_session, run_write, session_scope
+from commtest.errors import ChannelError, CommtestError, ConfigError, LeadershipLost, NotFoundError
+from commtest.facts import RunFacts, facts_of_run, write_run_facts
 from commtest.masking import mask_address
 from commtest.models import (
     EndpointStatus,
@@ -42,17 +43,16 @@ from commtest.models import (
     TestRun,
 )
 from commtest.settings import Settings
+from playbooks.schema import PlaybookSpec
 from scheduler import records
 from scheduler.dispatch import Claimed, claim_due
 from scheduler.followup import follow_up
 from scheduler.planner import initial_plan
+from scheduler.reports_in import apply_report, apply_reports
 from scheduler.specs import spec_for_revision
 
 log = logging.getLogger(__name__)
 
-# Pings claimed (marked dispatching) per durable transaction. Small on purpose: a crash
-# leaves at most one batch ``unknown``; each batch is sent by the worker pool in parallel.
-DISPATCH_BATCH_PER_WORKER = 2
 # Time one tick may spend starting dispatch batches before it judges deadlines.
 DISPATCH_BUDGET = timedelta(seconds=1)
 
@@ -145,15 +145,28 @@ class RunEngine:
             return run.id or 0
 
     def start_run(self, run_id: int) -> int:
-        """Start a planned run now: plan the first attempt of every initial step."""
+        """Start a planned run now: plan the first attempt of every initial step.
+
+        A run whose playbook needs a channel kind with no provider configured is not
+        started (``run.refused``, status aborted): nothing is silently simulated."""
         now = self.clock.now()
         with session_scope(self.engine) as s:
-            run = s.get(TestRun, run_id)
+            run = s.exec(select(TestRun).where(TestRun.id == run_id).with_for_update()).first()
             if run is None:
                 raise NotFoundError(f"run {run_id} not found")
             if run.status != RunStatus.planned.value:
                 return 0
             spec = spec_for_revision(s, run.revision_id)
+            missing = self.missing_kinds(spec)
+            if missing:
+                reason = refusal(spec, missing)
+                run.status = RunStatus.aborted.value
+                run.finished_at = now
+                s.add(run)
+                ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_REFUSED, run_id=run.id, kinds=missing,
+                                reason=reason)
+                log.error("run=%s not started: %s", run.id, reason)
+                return 0
             run.status = RunStatus.running.value
             run.started_at = now
             s.add(run)
@@ -168,7 +181,7 @@ class RunEngine:
                 ping = Ping(
                     run_id=run.id or 0, contact_point_id=p.target.contact_point_id, endpoint_id=p.endpoint_id,
                     organisation_code=p.target.organisation_code, channel=p.step.channel,
-                    provider=self.settings.channels.get(p.step.channel, ""), address=p.address,
+                    provider=self.channels.providers(p.step.channel)[0], address=p.address,
                     language=p.target.language, step=p.step.id, attempt=attempts[key], step_attempt=1,
                     state=PingState.pending.value, due_at=now + p.step.start_after,
                 )
@@ -190,38 +203,72 @@ class RunEngine:
             log.info("run=%s started: %d pings planned, %d gaps", run.id, len(planned), len(gaps))
             return len(planned)
 
+    def missing_kinds(self, spec: PlaybookSpec) -> list[str]:
+        """The channel kinds ``spec`` uses (escalation steps included) that have no provider."""
+        return [kind for kind in spec.channels() if not self.channels.providers(kind)]
+
+    def refuse_unconfigured(self, playbook_id: str) -> None:
+        """Raise ``ConfigError`` (exit 2) when the playbook needs a kind with no provider."""
+        with read_session(self.engine) as s:
+            pb = s.get(Playbook, playbook_id)
+            if pb is None or pb.current_revision_id is None:
+                raise NotFoundError(f"playbook {playbook_id!r} not found; `commtest playbook list` shows the known ones")
+            spec = spec_for_revision(s, pb.current_revision_id)
+        missing = self.missing_kinds(spec)
+        if missing:
+            raise ConfigError(refusal(spec, missing) + "; nothing was started")
+
     def abort_run(self, run_id: int, *, by: str, reason: str = "") -> int:
+        """Abort a run: attempts not sent yet are cancelled, attempts waiting for their answer
+        end ``aborted``; answers recorded before the abort still count."""
         now = self.clock.now()
-        with session_scope(self.engine) as s:
-            run = s.get(TestRun, run_id)
+
+        def work(s: Session) -> int:
+            run = s.exec(select(TestRun).where(TestRun.id == run_id).with_for_update()).first()
             if run is None:
                 raise NotFoundError(f"run {run_id} not found")
-            if run.status in (RunStatus.completed.value, RunStatus.aborted.value, RunStatus.missed.value):
+            if run.status in records.CLOSED_RUN:
                 raise CommtestError(f"run {run_id} is already {run.status}; there is nothing to abort")
             cancelled = 0
-            for ping in s.exec(select(Ping).where(Ping.run_id == run_id, Ping.state == PingState.pending.value)).all():
-                records.settle(s, ping, Outcome.cancelled, now, f"cli:{by}", state=PingState.cancelled, reason="run aborted")
-                cancelled += 1
+            actor = f"cli:{by}"
+            for ping in s.exec(select(Ping).where(Ping.run_id == run_id, col(Ping.state).in_(records.OPEN_STATES))
+                               .order_by(col(Ping.id))).all():
+                if ping.state == PingState.pending.value:
+                    cancelled += records.settle(s, ping, Outcome.cancelled, now, actor, state=PingState.cancelled,
+                                                from_states=(PingState.pending.value,), reason="run aborted")
+                elif ping.state in records.AWAITING_ACK:
+                    records.settle(s, ping, Outcome.aborted, now, actor, state=PingState.expired,
+                                   from_states=records.AWAITING_ACK, reason="run aborted before an answer came")
             run.status = RunStatus.aborted.value
             run.finished_at = now
             s.add(run)
-            ev.record_event(s, at=now, actor=f"cli:{by}", kind=ev.RUN_ABORTED, run_id=run_id, by=by, reason=reason)
+            ev.record_event(s, at=now, actor=actor, kind=ev.RUN_ABORTED, run_id=run_id, by=by, reason=reason)
+            self._close_facts(s, run)
             return cancelled
+
+        return run_write(self.engine, work)
 
     # ------------------------------------------------------------------ recovery
     def recover(self) -> int:
         """Mark pings left ``dispatching`` by a crash as ``unknown``: never resend them."""
         now = self.clock.now()
-        with session_scope(self.engine, durable=True) as s:
-            stuck = s.exec(select(Ping).where(Ping.state == PingState.dispatching.value)).all()
+
+        def work(s: Session) -> int:
+            stuck = s.exec(select(Ping).where(Ping.state == PingState.dispatching.value).order_by(col(Ping.id))).all()
+            n = 0
             for ping in stuck:
-                records.ping_event(s, ping, ev.PING_UNKNOWN, now, self.actor,
-                               reason="found dispatching at start-up: the provider may or may not have sent it")
-                records.settle(s, ping, Outcome.unknown, now, self.actor, state=PingState.unknown,
-                               reason="crash while dispatching; not resent — check with the centre")
-            if stuck:
-                log.warning("%d ping(s) were dispatching during a crash; marked unknown, not resent", len(stuck))
-            return len(stuck)
+                if records.settle(s, ping, Outcome.unknown, now, self.actor, state=PingState.unknown,
+                                  from_states=(PingState.dispatching.value,),
+                                  reason="crash while dispatching; not resent — check with the centre"):
+                    records.ping_event(s, ping, ev.PING_UNKNOWN, now, self.actor,
+                                       reason="found dispatching at start-up: the provider may or may not have sent it")
+                    n += 1
+            return n
+
+        n = run_write(self.engine, work, durable=True)
+        if n:
+            log.warning("%d ping(s) were dispatching during a crash; marked unknown, not resent", n)
+        return n
 
     # ------------------------------------------------------------------ the loop
     def tick(self) -> TickStats:
@@ -242,7 +289,7 @@ class RunEngine:
             raise LeadershipLost("leadership lost: dispatching stopped")
 
     def start_due_runs(self, now: datetime) -> tuple[int, int]:
-        with session_scope(self.engine) as s:
+        with read_session(self.engine) as s:
             due = s.exec(select(TestRun.id, TestRun.fire_at).where(
                 TestRun.status == RunStatus.planned.value, col(TestRun.fire_at) <= now)).all()
         started = missed = 0
@@ -286,16 +333,19 @@ class RunEngine:
             return True
 
     def dispatch_due(self, limit: int = 10_000, budget: timedelta | None = None) -> int:
-        """Send due pings in small batches. With ``budget``, stop starting new batches
-        once it is spent, so that a big wave of pings does not hold back the deadline
-        and escalation decisions of the same tick (the rest goes in the next tick)."""
+        """Send due pings. Each batch claims no more attempts than there are workers to send
+        them, and every claimed attempt's provider call starts right after the durable
+        ``dispatching`` commit: after a crash only attempts whose call may have started are
+        ``unknown`` (ARCHITECTURE.md invariant 1; issue: a crash made whole batches unknown).
+        With ``budget``, stop starting new batches once it is spent, so that a big wave of
+        pings does not hold back the deadline decisions of the same tick."""
         total = 0
         started = self.clock.now()
         while total < limit and not self.stopping.is_set():
             if budget is not None and total and self.clock.now() - started >= budget:
                 break
             self._ensure_leader()
-            claimed = self._claim(min(DISPATCH_BATCH_PER_WORKER * self.settings.dispatch_workers, limit - total))
+            claimed = self._claim(min(self.settings.dispatch_workers, limit - total))
             if not claimed:
                 break
             results = list(self._pool.map(self._send_one, claimed))
@@ -305,58 +355,81 @@ class RunEngine:
 
     def _claim(self, batch: int) -> list[Claimed]:
         # durable: the ``dispatching`` mark must survive a power cut, or a ping could go twice.
-        with session_scope(self.engine, durable=True) as s:
-            return claim_due(s, self.clock.now(), batch, self.settings, self.actor)
+        return run_write(self.engine, lambda s: claim_due(s, self.clock.now(), batch, self.settings, self.actor),
+                         durable=True)
 
-    def _send_one(self, claimed: Claimed) -> SendResult | ChannelError:
-        try:
-            return self.channels.get(claimed.outgoing.channel).send(claimed.outgoing)
-        except ChannelError as exc:
-            return exc
-        except Exception as exc:  # a provider bug must not stop the other pings
-            log.exception("provider raised for ping %s", claimed.ping_id)
-            return ChannelError(f"{type(exc).__name__}: {exc}", permanent=False)
+    def _send_one(self, claimed: Claimed) -> Sent | ChannelError:
+        """Hand the attempt to its kind's providers in failover order: a provider that failed
+        on its side (not the endpoint, not ambiguously) passes the attempt to the next."""
+        kind = claimed.outgoing.channel
+        last: ChannelError | None = None
+        for name in self.channels.providers(kind):
+            try:
+                channel = self.channels.get(kind, name)
+                return Sent(channel.send(claimed.outgoing), name, is_simulated(channel))
+            except ChannelError as exc:
+                last = exc
+            except Exception as exc:  # a provider bug must not stop the other pings
+                log.exception("provider %s raised for ping %s", name, claimed.ping_id)
+                last = ChannelError(f"{type(exc).__name__}: {exc}", permanent=False)
+            if last.permanent or last.ambiguous:
+                break
+            log.warning("ping %s: provider %s failed (%s); trying the next one", claimed.ping_id, name, last.message)
+        return last or ChannelError(f"no {kind} provider", permanent=False)
 
-    def _record_sends(self, claimed: list[Claimed], results: list[SendResult | ChannelError]) -> None:
-        now = self.clock.now()
-        with session_scope(self.engine) as s:
+    def _record_sends(self, claimed: list[Claimed], results: list[Sent | ChannelError]) -> None:
+        def work(s: Session) -> None:
+            now = self.clock.now()
             loaded = {p.id: p for p in s.exec(select(Ping).where(col(Ping.id).in_([c.ping_id for c in claimed]))).all()}
+            run_status = dict(s.exec(select(TestRun.id, TestRun.status).where(
+                col(TestRun.id).in_({p.run_id for p in loaded.values()}))).all())
             for c, result in zip(claimed, results, strict=True):
                 ping = loaded[c.ping_id]
-                if ping.state != PingState.dispatching.value:
-                    # Answered (link, reply) while the provider call was still returning: the
-                    # acknowledgement stands; only the send facts are added.
-                    if isinstance(result, SendResult):
-                        ping.sent_at = ping.sent_at or now
-                        ping.provider_ref = ping.provider_ref or result.provider_ref
-                        ping.deadline_at = ping.deadline_at or now + timedelta(seconds=c.ack_deadline_s)
-                        s.add(ping)
-                        records.ping_event(s, ping, ev.PING_SENT, now, self.actor, provider=ping.provider,
-                                       provider_ref=result.provider_ref, deadline_at=ping.deadline_at)
-                    continue
-                if isinstance(result, SendResult):
-                    ping.state = PingState.sent.value
-                    ping.sent_at = now
-                    ping.provider_ref = result.provider_ref
-                    ping.deadline_at = now + timedelta(seconds=c.ack_deadline_s)
-                    s.add(ping)
-                    records.ping_event(s, ping, ev.PING_SENT, now, self.actor, provider=ping.provider,
-                                   provider_ref=result.provider_ref, deadline_at=ping.deadline_at)
-                    records.log_change(ping, "sent", now)
-                    if result.delivered:
-                        records.mark_delivered(s, ping, now, self.actor)
+                if isinstance(result, Sent):
+                    self._sent(s, ping, c, result, now, run_status.get(ping.run_id, ""))
                 else:
                     self._fail(s, ping, result, now)
 
+        run_write(self.engine, work)
+
+    def _sent(self, s: Session, ping: Ping, c: Claimed, sent: Sent, now: datetime, run_status: str) -> None:
+        facts = {"sent_at": ping.sent_at or now, "provider_ref": ping.provider_ref or sent.result.provider_ref,
+                 "deadline_at": ping.deadline_at or now + timedelta(seconds=c.ack_deadline_s),
+                 "provider": sent.provider[:32], "simulated": ping.simulated or sent.simulated}
+        event = dict(provider=sent.provider, provider_ref=sent.result.provider_ref, deadline_at=facts["deadline_at"],
+                     simulated=facts["simulated"])
+        if records.update_ping(s, ping, (PingState.dispatching.value,), state=PingState.sent.value, **facts):
+            records.ping_event(s, ping, ev.PING_SENT, now, self.actor, **event)
+            records.log_change(ping, "sent", now)
+            if sent.result.delivered:
+                records.mark_delivered(s, ping, now, self.actor)
+            if run_status == RunStatus.aborted.value:  # aborted while the provider call ran
+                records.settle(s, ping, Outcome.aborted, now, self.actor, state=PingState.expired,
+                               from_states=records.AWAITING_ACK, reason="run aborted before an answer came")
+        elif ping.sent_at is None:
+            # Answered (link, reply) while the provider call was still returning: the
+            # acknowledgement stands; only the send facts are added.
+            records.update_ping(s, ping, (ping.state,), **facts)
+            records.ping_event(s, ping, ev.PING_SENT, now, self.actor, **event)
+
     def _fail(self, s: Session, ping: Ping, error: ChannelError, now: datetime) -> None:
+        reason = records.mask_reason(error.message)
         if error.permanent:
-            outcome = Outcome.bounced if error.code == "bounced" else Outcome.invalid_endpoint
-            records.settle(s, ping, outcome, now, self.actor, state=PingState.failed, reason=error.message)
-            records.flag_endpoint(s, ping, EndpointStatus.suspect, now, self.actor, error.message)
-        else:
-            records.settle(s, ping, Outcome.provider_failure, now, self.actor, state=PingState.failed, reason=error.message)
-            records.record_endpoint_outcome(s, ping, now)
-        self._follow_up(s, ping, now)
+            outcome = Outcome.bounced if error.code == "bounced" else (
+                Outcome.blocked if error.code == "blocked" else Outcome.invalid_endpoint)
+            if records.settle(s, ping, outcome, now, self.actor, state=PingState.failed,
+                              from_states=(PingState.dispatching.value,), reason=reason):
+                status = EndpointStatus.invalid if error.code == "invalid-number" else EndpointStatus.suspect
+                records.flag_endpoint(s, ping, status, now, self.actor, reason)
+                follow_up(s, ping, now, self.settings, self.actor)
+        elif error.ambiguous:
+            # The provider may have taken it: like a crash mid-call, never resent automatically.
+            if records.settle(s, ping, Outcome.unknown, now, self.actor, state=PingState.unknown,
+                              from_states=(PingState.dispatching.value,), reason=reason):
+                records.ping_event(s, ping, ev.PING_UNKNOWN, now, self.actor, reason=reason)
+        elif records.settle(s, ping, Outcome.provider_failure, now, self.actor, state=PingState.failed,
+                            from_states=(PingState.dispatching.value,), reason=reason):
+            follow_up(s, ping, now, self.settings, self.actor)
 
     # ------------------------------------------------------------------ reports
     def poll_channels(self, now: datetime | None = None) -> int:
@@ -369,92 +442,119 @@ class RunEngine:
         return len(reports)
 
     def apply_reports(self, reports: list[ChannelReport], actor: str | None = None) -> list[records.AckResult | None]:
-        out: list[records.AckResult | None] = []
-        actor = actor or self.actor
-        # durable: acknowledgements are among these and must survive a power cut.
-        with session_scope(self.engine, durable=True) as s:
-            for report in sorted(reports, key=lambda r: r.at):
-                out.append(self._apply(s, report, actor))
-        return out
+        return apply_reports(self.engine, self.settings, self.clock, reports, actor or self.actor)
 
     def apply_report_in(self, s: Session, report: ChannelReport, actor: str) -> records.AckResult | None:
-        """Apply one report inside the caller's (durable) transaction, with the same
-        follow-up (retry, escalation) as ``apply_reports``: for the mail reader, which
-        records the inbound message and its effect atomically."""
-        return self._apply(s, report, actor)
-
-    def _apply(self, s: Session, report: ChannelReport, actor: str) -> records.AckResult | None:
-        ping = records.find_ping(s, ping_id=report.ping_id, provider_ref=report.provider_ref, token=report.token)
-        if ping is None:
-            log.warning("report %s for an unknown ping (ref %s) ignored", report.kind, report.provider_ref)
-            return None
-        at = report.at
-        if report.kind in ("delivered", "ringing"):
-            records.mark_delivered(s, ping, at, actor, status=report.kind)
-            return None
-        if report.kind == "acked":
-            return records.acknowledge(s, ping, at, method=report.method or "unknown", actor=actor, by=report.by,
-                                       suspicious_within=_secs(self.settings.ack_suspicious_seconds))
-        if ping.state not in records.AWAITING_ACK:
-            return None  # already settled (e.g. expired): a late voicemail/bounce changes nothing
-        if report.kind == "voicemail":
-            records.settle(s, ping, Outcome.voicemail, at, actor, state=PingState.expired, reason=report.detail)
-            records.record_endpoint_outcome(s, ping, at)
-        elif report.kind == "away":
-            records.settle(s, ping, Outcome.away, at, actor, state=PingState.expired, reason=report.detail)
-            records.record_endpoint_outcome(s, ping, at)
-        elif report.kind == "bounced":
-            records.settle(s, ping, Outcome.bounced, at, actor, state=PingState.failed, reason=report.detail)
-            records.flag_endpoint(s, ping, EndpointStatus.suspect, at, actor, report.detail or "bounced")
-        elif report.kind == "failed":
-            outcome = Outcome.invalid_endpoint if report.permanent else Outcome.provider_failure
-            records.settle(s, ping, outcome, at, actor, state=PingState.failed, reason=report.detail)
-            if report.permanent:
-                records.flag_endpoint(s, ping, EndpointStatus.suspect, at, actor, report.detail)
-        self._follow_up(s, ping, max(at, self.clock.now()))
-        return None
+        """Apply one report inside the caller's (durable) transaction: for the mail reader,
+        which records the inbound message and its effect atomically."""
+        return apply_report(s, report, self.settings, actor, self.clock.now())
 
     # ------------------------------------------------------------------ deadlines
     def expire_due(self, now: datetime) -> int:
-        with session_scope(self.engine) as s:
-            due = s.exec(select(Ping).where(col(Ping.state).in_(records.AWAITING_ACK), col(Ping.deadline_at) <= now)
-                         .order_by(col(Ping.deadline_at))).all()
-            for ping in due:
-                records.settle(s, ping, Outcome.delivered_no_ack, now, self.actor, state=PingState.expired,
-                               reason="no acknowledgement before the deadline")
-                records.record_endpoint_outcome(s, ping, now)
-                self._follow_up(s, ping, now)
-            return len(due)
+        """Settle every attempt whose deadline passed unanswered, each in its own short
+        transaction, from the state it was read in: an answer committed meanwhile wins."""
+        with read_session(self.engine) as s:
+            due = s.exec(select(Ping.id).where(col(Ping.state).in_(records.AWAITING_ACK), col(Ping.deadline_at) <= now)
+                         .order_by(col(Ping.deadline_at), col(Ping.id))).all()
+        n = 0
+        for ping_id in due:
+            n += run_write(self.engine, lambda s, pid=ping_id: self._expire_one(s, pid, now))
+        return n
 
-    def _follow_up(self, s: Session, ping: Ping, now: datetime) -> None:
+    def _expire_one(self, s: Session, ping_id: int | None, now: datetime) -> int:
+        ping = s.get(Ping, ping_id)
+        if ping is None or ping.state not in records.AWAITING_ACK:
+            return 0
+        if ping.channel == "manual":
+            outcome, reason = Outcome.no_record, "no coordinator recorded an answer before the deadline"
+        else:
+            outcome, reason = Outcome.delivered_no_ack, "no acknowledgement before the deadline"
+        if not records.settle(s, ping, outcome, now, self.actor, state=PingState.expired,
+                              from_states=records.AWAITING_ACK, reason=reason):
+            return 0
         follow_up(s, ping, now, self.settings, self.actor)
+        return 1
 
     # ------------------------------------------------------------------ completion
     def complete_finished(self, now: datetime) -> int:
-        from scheduler.summary import run_summary
+        with read_session(self.engine) as s:
+            running = s.exec(select(TestRun.id).where(TestRun.status == RunStatus.running.value)).all()
+            candidates = [rid for rid in running if not s.exec(select(func.count()).select_from(Ping).where(
+                Ping.run_id == rid, col(Ping.state).in_(records.OPEN_STATES))).one()]
+        return sum(run_write(self.engine, lambda s, rid=rid: self._complete_one(s, rid, now)) for rid in candidates)
 
-        done = 0
-        with session_scope(self.engine) as s:
-            running = s.exec(select(TestRun).where(TestRun.status == RunStatus.running.value)).all()
-            for run in running:
-                open_count = s.exec(select(func.count()).select_from(Ping).where(
-                    Ping.run_id == run.id, col(Ping.state).in_(records.OPEN_STATES))).one()
-                if open_count:
-                    continue
-                run.status = RunStatus.completed.value
-                run.finished_at = now
-                s.add(run)
-                summary = run_summary(s, run.id or 0)
-                ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_COMPLETED, run_id=run.id,
-                                summary={f"{r.organisation_code}/{r.channel}": r.verdict for r in summary.rows})
-                log.info("run=%s completed", run.id)
-                done += 1
-        return done
+    def _complete_one(self, s: Session, run_id: int | None, now: datetime) -> int:
+        # The run row first, FOR UPDATE: an answer being recorded holds it FOR SHARE, so it
+        # lands before the close (and counts) or finds the run closed (and changes nothing).
+        run = s.exec(select(TestRun).where(TestRun.id == run_id).with_for_update()).first()
+        if run is None or run.status != RunStatus.running.value:
+            return 0
+        open_count = s.exec(select(func.count()).select_from(Ping).where(
+            Ping.run_id == run.id, col(Ping.state).in_(records.OPEN_STATES))).one()
+        if open_count:
+            return 0
+        run.status = RunStatus.completed.value
+        run.finished_at = now
+        s.add(run)
+        s.flush()
+        facts = self._close_facts(s, run)
+        ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_COMPLETED, run_id=run.id,
+                        summary={f"{v.organisation_code}/{v.channel}": v.verdict for v in facts.verdicts})
+        log.info("run=%s completed", run.id)
+        return 1
+
+    def _close_facts(self, s: Session, run: TestRun) -> RunFacts:
+        """Write the closed run's checks and verdicts once (commtest.facts), and each
+        endpoint's last outcome."""
+        spec = spec_for_revision(s, run.revision_id)
+        facts = facts_of_run(s.connection(), run.id or 0, spec.fact_rules())
+        write_run_facts(s, facts, run.fire_at or self.clock.now())
+        records.record_endpoint_outcomes(s, run.id or 0)
+        return facts
 
     def is_settled(self, run_id: int) -> bool:
-        with session_scope(self.engine) as s:
+        with read_session(self.engine) as s:
             run = s.get(TestRun, run_id)
-            return run is not None and run.status in (RunStatus.completed.value, RunStatus.aborted.value, RunStatus.missed.value)
+            return run is not None and run.status in records.CLOSED_RUN
+
+
+def unready_playbooks(engine: Engine, channels: ChannelSet) -> list[str]:
+    """Why the daemon must not start: each playbook with an active schedule whose steps need
+    a channel kind that has no provider (empty when every scheduled playbook can run)."""
+    from commtest.models import Schedule
+
+    with read_session(engine) as s:
+        rows = s.exec(select(Playbook).where(col(Playbook.id).in_(
+            select(Schedule.playbook_id).where(Schedule.paused == False)))).all()  # noqa: E712
+        problems = []
+        for pb in rows:
+            if pb.current_revision_id is None:
+                continue
+            spec = spec_for_revision(s, pb.current_revision_id)
+            missing = [k for k in spec.channels() if not channels.providers(k)]
+            if missing:
+                problems.append(refusal(spec, missing))
+    return problems
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A provider accepted the attempt: which one, and whether it plays the far side."""
+
+    result: SendResult
+    provider: str
+    simulated: bool
+
+
+def refusal(spec: PlaybookSpec, kinds: list[str]) -> str:
+    """Which kinds a playbook needs that have no provider, the steps that use them, what to set."""
+    needs = "; ".join(
+        f"{kind!r} (step {', '.join(repr(s.id) for s in spec.steps if s.channel == kind)})" for kind in kinds
+    )
+    return (f"playbook {spec.id!r} needs {needs}, but no provider is configured for "
+            f"{'it' if len(kinds) == 1 else 'them'}: set COMMTEST_CHANNELS (e.g. "
+            f"'{{\"{kinds[0]}\": \"...\"}}', see docs/channels/README.md), or COMMTEST_SANDBOX=true "
+            "for a rehearsal whose answers are simulated")
 
 
 def _secs(value: float) -> timedelta:

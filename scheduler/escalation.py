@@ -13,9 +13,11 @@ from playbooks.schema import EscalationSpec, PlaybookSpec
 # A provider that failed is not hammered: at least this long before the next attempt.
 MIN_RETRY_AFTER_FAILURE = timedelta(seconds=10)
 
-PERMANENT = {Outcome.bounced, Outcome.invalid_endpoint}
+PERMANENT = {Outcome.bounced, Outcome.invalid_endpoint, Outcome.blocked}
 TEMPORARY = {Outcome.provider_failure}
-UNANSWERED = {Outcome.delivered_no_ack, Outcome.voicemail, Outcome.away}
+# A template that failed for this contact point fails again: nothing automatic (it is an action point).
+UNANSWERED = {Outcome.delivered_no_ack, Outcome.voicemail, Outcome.away, Outcome.busy, Outcome.no_answer,
+              Outcome.no_record}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def new_ping(s: Session, run: TestRun, spec: PlaybookSpec, contact_point_id: int
     ping = Ping(
         run_id=run.id or 0, contact_point_id=contact_point_id, endpoint_id=endpoint_id,
         organisation_code=organisation_code, channel=step.channel,
-        provider=settings.channels.get(step.channel, ""), address=address, language=language,
+        provider=settings.primary_provider(step.channel), address=address, language=language,
         step=step.id, attempt=(last or 0) + 1, step_attempt=step_attempt, state=PingState.pending.value,
         due_at=due_at, escalated_from_id=escalated_from,
     )

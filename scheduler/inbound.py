@@ -18,15 +18,14 @@ from sqlmodel import Session, select
 
 from channels.base import ChannelReport, ReportKind
 from channels.email.inbound import InboundMail, InboundSource, RawMail, classify
-from channels.registry import ChannelSet
 from commtest.clock import Clock
-from commtest.db import session_scope
+from commtest.db import run_write
 from commtest.errors import ChannelError
-from commtest.masking import mask_address
+from commtest.masking import mask_address, mask_in_text
 from commtest.models import InboundMessage, Ping
 from commtest.settings import Settings
 from scheduler import records
-from scheduler.engine import RunEngine
+from scheduler.reports_in import apply_report
 
 log = logging.getLogger(__name__)
 
@@ -46,43 +45,40 @@ class InboundResult:
 
 def record_inbound(engine: Engine, clock: Clock, settings: Settings, mails: list[InboundMail]) -> list[InboundResult]:
     """Record and apply each message once; one durable transaction per message."""
-    run_engine = RunEngine(engine, settings, clock, ChannelSet(settings, clock, {}), actor=ACTOR)
-    try:
-        out = []
-        for mail in mails:
-            try:
-                out.append(_record_one(engine, clock, run_engine, mail))
-            except IntegrityError:
-                # Another reader recorded the same message between our check and our commit.
-                out.append(InboundResult(mail.message_key, mail.classification, "duplicate"))
-        return out
-    finally:
-        run_engine.close()
+    out = []
+    for mail in mails:
+        try:
+            out.append(run_write(engine, lambda s, m=mail: _record_one(s, clock, settings, m), durable=True))
+        except IntegrityError:
+            # Another reader recorded the same message between our check and our commit.
+            out.append(InboundResult(mail.message_key, mail.classification, "duplicate"))
+    return out
 
 
-def _record_one(engine: Engine, clock: Clock, run_engine: RunEngine, mail: InboundMail) -> InboundResult:
+def _record_one(s: Session, clock: Clock, settings: Settings, mail: InboundMail) -> InboundResult:
     now = clock.now()
-    with session_scope(engine, durable=True) as s:
-        seen = s.exec(select(InboundMessage).where(InboundMessage.message_key == mail.message_key)).first()
-        if seen is not None:
-            return InboundResult(mail.message_key, seen.classification, "duplicate", seen.ping_id)
-        ping = _find(s, mail)
-        classification = mail.classification if ping is not None else "unmatched"
-        detail = mail.detail
-        if ping is None and mail.classification != "unmatched":
-            detail = f"{mail.classification} matching no ping"
-            if mail.folded_tokens:
-                detail += " (the plus-address came back in lower case: a server folded it)"
-        s.add(InboundMessage(
-            message_key=mail.message_key, mailbox=mail.mailbox[:200], uid=mail.uid[:64] or None,
-            received_at=mail.received_at or now, ping_id=ping.id if ping else None, classification=classification,
-            summary=f"from {mask_address(mail.sender_address)}: {mail.subject} — {detail}"[:500],
-        ))
-        outcome = None
-        if ping is not None:
-            outcome = _apply(s, run_engine, ping, mail, now)
-        log.info("inbound %s ping=%s outcome=%s %s", classification, ping.id if ping else "-", outcome or "-", detail)
-        return InboundResult(mail.message_key, classification, "recorded", ping.id if ping else None, outcome, detail)
+    # One transaction: the message and its effect are recorded together.
+    seen = s.exec(select(InboundMessage).where(InboundMessage.message_key == mail.message_key)).first()
+    if seen is not None:
+        return InboundResult(mail.message_key, seen.classification, "duplicate", seen.ping_id)
+    ping = _find(s, mail)
+    classification = mail.classification if ping is not None else "unmatched"
+    # A bounce quotes the address it could not reach: masked like every other log line.
+    detail = mask_in_text(mail.detail)
+    if ping is None and mail.classification != "unmatched":
+        detail = f"{mail.classification} matching no ping"
+        if mail.folded_tokens:
+            detail += " (the plus-address came back in lower case: a server folded it)"
+    s.add(InboundMessage(
+        message_key=mail.message_key, mailbox=mail.mailbox[:200], uid=mail.uid[:64] or None,
+        received_at=mail.received_at or now, ping_id=ping.id if ping else None, classification=classification,
+        summary=f"from {mask_address(mail.sender_address)}: {mail.subject} — {detail}"[:500],
+    ))
+    outcome = None
+    if ping is not None:
+        outcome = _apply(s, settings, ping, mail, now)
+    log.info("inbound %s ping=%s outcome=%s %s", classification, ping.id if ping else "-", outcome or "-", detail)
+    return InboundResult(mail.message_key, classification, "recorded", ping.id if ping else None, outcome, detail)
 
 
 def _find(s: Session, mail: InboundMail) -> Ping | None:
@@ -97,7 +93,7 @@ def _find(s: Session, mail: InboundMail) -> Ping | None:
     return None
 
 
-def _apply(s: Session, run_engine: RunEngine, ping: Ping, mail: InboundMail, now: datetime) -> str:
+def _apply(s: Session, settings: Settings, ping: Ping, mail: InboundMail, now: datetime) -> str:
     # The server's receipt time, when the source knows it, measures the response best;
     # never before the ping left nor after now.
     at = min(mail.received_at or now, now)
@@ -108,7 +104,7 @@ def _apply(s: Session, run_engine: RunEngine, ping: Ping, mail: InboundMail, now
     report = ChannelReport(kind=kind, at=at, ping_id=ping.id, method="email-reply" if kind == "acked" else None,
                            by=mail.sender or mail.sender_address or None, detail=mail.detail or kind)
     # The engine's own report logic (acknowledge, or settle and escalate), in our transaction.
-    result = run_engine.apply_report_in(s, report, ACTOR)
+    result = apply_report(s, report, settings, ACTOR, now)
     if kind == "acked":
         return str(result.status) if result is not None else "ignored"
     return kind if before in records.AWAITING_ACK else "ignored"

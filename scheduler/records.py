@@ -1,25 +1,41 @@
 """State changes of pings, each with its event, inside the caller's transaction.
 
-This is the one place that moves a ping from state to state; the engine, the web app
-and the mail reader all come through here, so every change lands in the event log.
+This is the one place that moves a ping from state to state; the engine, the web app,
+the webhooks and the mail reader all come through here, so every change lands in the
+event log. Every change is a **conditional write** from the state it read
+(``UPDATE ping ... WHERE id = ? AND state IN (...)``; an acknowledgement locks its ping
+``FOR UPDATE`` first), so an acknowledgement racing a deadline on any number of replicas
+ends in one outcome and one event, and an acknowledgement that was answered 2xx is never
+overwritten. Lock order, everywhere: the ping, then its run (shared), then its endpoint.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, select
 
 from commtest import events as ev
 from commtest.masking import mask_address
-from commtest.models import Endpoint, EndpointStatus, Outcome, Ping, PingState, TestRun
+from commtest.models import Endpoint, EndpointStatus, Event, Outcome, Ping, PingState, RunStatus, TestRun
 
 log = logging.getLogger("commtest.ping")
 
 OPEN_STATES = (PingState.pending.value, PingState.dispatching.value, PingState.sent.value, PingState.delivered.value)
 AWAITING_ACK = (PingState.sent.value, PingState.delivered.value)
+# States from which an answer is still an answer (late ones included) while the run is open.
+ANSWERABLE = (*AWAITING_ACK, PingState.dispatching.value, PingState.expired.value, PingState.failed.value,
+              PingState.unknown.value)
+CLOSED_RUN = (RunStatus.completed.value, RunStatus.aborted.value, RunStatus.missed.value)
+
+PT = Ping.__table__  # type: ignore[attr-defined]
+EPT = Endpoint.__table__  # type: ignore[attr-defined]
 
 
 def token_hash(token: str) -> str:
@@ -43,24 +59,46 @@ def ping_event(session: Session, ping: Ping, kind: str, at: datetime, actor: str
     )
 
 
-def settle(session: Session, ping: Ping, outcome: Outcome, at: datetime, actor: str, *, state: PingState, reason: str = "") -> None:
-    """Give a ping its (new) outcome and state; appends ``ping.settled``."""
-    ping.state = state.value
-    ping.outcome = outcome.value
-    ping.settled_at = at
+def _sync(ping: Ping, values: dict[str, Any]) -> None:
+    """Bring the loaded object in line with what an UPDATE wrote, without a second write."""
+    for key, value in values.items():
+        set_committed_value(ping, key, value)
+
+
+def update_ping(session: Session, ping: Ping, from_states: Iterable[str], **values: Any) -> bool:
+    """``UPDATE ping SET ... WHERE id = ? AND state IN from_states``; True when it applied."""
+    states = tuple(from_states)
+    result = session.connection().execute(
+        PT.update().where(PT.c.id == ping.id, PT.c.state.in_(states)).values(**values)
+    )
+    if result.rowcount != 1:
+        return False
+    _sync(ping, values)
+    return True
+
+
+def settle(session: Session, ping: Ping, outcome: Outcome, at: datetime, actor: str, *, state: PingState,
+           from_states: Iterable[str] = OPEN_STATES, reason: str = "") -> bool:
+    """Give a ping its outcome and state if it is still in one of ``from_states``; appends
+    ``ping.settled``. False (and nothing written) when another writer settled it first."""
+    values: dict[str, Any] = {"state": state.value, "outcome": outcome.value, "settled_at": at}
     if reason:
-        ping.error = reason[:1000]
-    session.add(ping)
-    ping_event(session, ping, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=_response_ms(ping), reason=reason, method=ping.ack_method)
+        values["error"] = reason[:1000]
+    if not update_ping(session, ping, from_states, **values):
+        return False
+    ping_event(session, ping, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=_response_ms(ping),
+               reason=reason, method=ping.ack_method)
     log_change(ping, outcome.value, at)
+    return True
 
 
 def _response_ms(ping: Ping) -> int | None:
+    """The response time of this attempt alone (a check's runs from its first attempt: commtest.facts)."""
     if ping.acked_at is None:
         return None
     # For calls, the clock starts when the phone rings: Twilio queues calls at 1/s per
     # account, so the API call time says nothing about the centre's response.
-    start = ping.delivered_at if ping.channel == "voice" and ping.delivered_at else (ping.sent_at or ping.dispatching_at)
+    start = ping.delivered_at or ping.sent_at or ping.dispatching_at
     if start is None:
         return None
     return max(0, int((ping.acked_at - start).total_seconds() * 1000))
@@ -69,10 +107,17 @@ def _response_ms(ping: Ping) -> int | None:
 def mark_delivered(session: Session, ping: Ping, at: datetime, actor: str, status: str = "delivered") -> bool:
     if ping.delivered_at is not None:
         return False
-    ping.delivered_at = at
+    result = session.connection().execute(
+        PT.update().where(PT.c.id == ping.id, PT.c.delivered_at.is_(None)).values(
+            delivered_at=at,
+            state=sa.case((PT.c.state == PingState.sent.value, PingState.delivered.value), else_=PT.c.state),
+        )
+    )
+    if result.rowcount != 1:
+        return False
+    set_committed_value(ping, "delivered_at", at)
     if ping.state == PingState.sent.value:
-        ping.state = PingState.delivered.value
-    session.add(ping)
+        set_committed_value(ping, "state", PingState.delivered.value)
     ping_event(session, ping, ev.PING_DELIVERED, at, actor, status=status)
     return True
 
@@ -81,11 +126,31 @@ def mark_delivered(session: Session, ping: Ping, at: datetime, actor: str, statu
 class AckResult:
     ping_id: int
     run_id: int
-    status: str  # "acked" | "already" | "too-late-to-count"? (we always record late ones)
+    # acked: recorded now; already: an earlier answer stands; after_close: the run had
+    # closed, kept as an event only; not_sent: nothing was sent on this ping to answer.
+    status: str
     late: bool
     suspicious: bool
     response_ms: int | None
-    acked_at: datetime
+    acked_at: datetime | None
+    run_status: str = RunStatus.running.value
+
+
+def lock_ping(session: Session, ping_id: int) -> Ping | None:
+    """The ping, locked against concurrent writers until the transaction ends (PostgreSQL
+    ``FOR UPDATE``; SQLite's write transaction holds the database lock already)."""
+    session.expire_all()  # never decide on a copy read before the lock
+    return session.exec(select(Ping).where(Ping.id == ping_id).with_for_update()).first()
+
+
+def _run_status(session: Session, run_id: int) -> str:
+    # FOR SHARE: a run cannot close while an answer for it is being recorded (its close
+    # takes the row FOR UPDATE), so an answer lands before the close or is after it.
+    row = session.connection().execute(
+        sa.select(TestRun.__table__.c.status).where(TestRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
+        .with_for_update(read=True)
+    ).first()
+    return str(row[0]) if row else RunStatus.completed.value
 
 
 def acknowledge(
@@ -99,89 +164,144 @@ def acknowledge(
     user_agent: str | None = None,
     source: str | None = None,
     suspicious_within: timedelta = timedelta(seconds=10),
+    simulated: bool | None = None,
 ) -> AckResult:
     """Record an acknowledgement once. A second one for the same ping changes nothing.
 
-    A late acknowledgement (after the deadline, even after the ping expired and the
-    engine moved on) is still recorded, as ``acked_late``; pending retries of the same
-    step for the same contact point are cancelled, since the person has answered.
+    A late acknowledgement (after the deadline, even after the ping expired and the engine
+    moved on) is still recorded while the run is open, as ``acked_late``; attempts of the
+    same step not sent yet are cancelled, since the person has answered. After the run
+    closed it is kept as ``ping.answer_after_close`` and changes nothing else.
     """
-    if ping.state == PingState.acked.value and ping.acked_at is not None:
+    locked = lock_ping(session, ping.id or 0)
+    if locked is None:
+        raise LookupError(f"ping {ping.id} vanished")
+    ping = locked
+    if ping.acked_at is not None:
         return AckResult(ping.id or 0, ping.run_id, "already", ping.outcome == Outcome.acked_late.value,
                          ping.ack_suspicious, _response_ms(ping), ping.acked_at)
-    ping.acked_at = at
-    ping.ack_method = method
-    ping.ack_by = (by or "")[:200] or None
+    run_status = _run_status(session, ping.run_id)
+    if run_status in CLOSED_RUN:
+        return _after_close(session, ping, at, run_status, method=method, actor=actor, by=by, source=source)
+    if ping.state not in ANSWERABLE:
+        return AckResult(ping.id or 0, ping.run_id, "not_sent", False, False, None, None, run_status)
     start = ping.delivered_at or ping.sent_at or ping.dispatching_at
     # Mail security scanners open (and sometimes submit) every link: a link or reply within
     # seconds of delivery may be a machine. A key pressed on a call or an SMS reply is a person.
     suspicious = ping.channel == "email" and start is not None and (at - start) < suspicious_within
-    ping.ack_suspicious = suspicious
     late = ping.deadline_at is not None and at > ping.deadline_at
+    simulated = ping.simulated if simulated is None else (simulated or ping.simulated)
+    # Recorded by a coordinator (radio, satellite, a call back): its own outcome class.
+    if method.startswith("manual"):
+        outcome = Outcome.manual
+    elif method == "self-reported":
+        outcome = Outcome.self_reported
+    else:
+        outcome = Outcome.acked_late if late else Outcome.acked
+    values = {
+        "acked_at": at, "ack_method": method[:32], "ack_by": (by or "")[:200] or None, "ack_suspicious": suspicious,
+        "state": PingState.acked.value, "outcome": outcome.value, "settled_at": at, "simulated": simulated,
+    }
+    if not update_ping(session, ping, ANSWERABLE, **values):
+        return AckResult(ping.id or 0, ping.run_id, "already", False, False, None, None, run_status)
     response = _response_ms(ping)
     ping_event(
         session, ping, ev.PING_ACKED, at, actor, response_ms=response, method=method, by=by, late=late,
-        suspicious=suspicious, user_agent=(user_agent or "")[:300], source=source,
+        suspicious=suspicious, user_agent=(user_agent or "")[:300], source=source, simulated=simulated,
     )
-    # Recorded by a coordinator (radio, satellite, a call back): its own outcome class.
-    outcome = Outcome.manual if method.startswith("manual") else Outcome.acked_late if late else Outcome.acked
-    settle(session, ping, outcome, at, actor, state=PingState.acked)
-    _verify_endpoint(session, ping, at, actor)
-    # The person answered: later attempts of this step that are not sent yet are moot.
-    for other in session.exec(
-        select(Ping).where(
-            Ping.run_id == ping.run_id,
-            Ping.contact_point_id == ping.contact_point_id,
-            Ping.step == ping.step,
-            Ping.state == PingState.pending.value,
-            col(Ping.id) != ping.id,
-        )
-    ).all():
-        settle(session, other, Outcome.cancelled, at, actor, state=PingState.cancelled, reason=f"acknowledged on ping {ping.id}")
-    return AckResult(ping.id or 0, ping.run_id, "acked", late, suspicious, response, at)
+    ping_event(session, ping, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=response,
+               reason="", method=method)
+    log_change(ping, outcome.value, at)
+    _cancel_pending_of_step(session, ping, at, actor)
+    if not simulated:
+        _verify_endpoint(session, ping, at, actor)
+    return AckResult(ping.id or 0, ping.run_id, "acked", late, suspicious, response, at, run_status)
+
+
+def _after_close(session: Session, ping: Ping, at: datetime, run_status: str, *, method: str, actor: str,
+                 by: str | None, source: str | None) -> AckResult:
+    """A closed run stays closed: the answer is kept (once per ping) and changes nothing."""
+    earlier = session.exec(select(Event).where(Event.ping_id == ping.id, Event.kind == ev.PING_ANSWER_AFTER_CLOSE)
+                           .order_by(Event.id)).first()  # type: ignore[arg-type]
+    if earlier is not None:
+        return AckResult(ping.id or 0, ping.run_id, "after_close", False, False, None, earlier.at, run_status)
+    ping_event(session, ping, ev.PING_ANSWER_AFTER_CLOSE, at, actor, method=method, by=by, source=source,
+               run_status=run_status)
+    log.info("run=%s ping=%s answered after the test closed (%s): recorded, nothing changed", ping.run_id, ping.id,
+             run_status)
+    return AckResult(ping.id or 0, ping.run_id, "after_close", False, False, None, at, run_status)
+
+
+def _cancel_pending_of_step(session: Session, ping: Ping, at: datetime, actor: str) -> None:
+    """The person answered: later attempts of this step that are not sent yet are moot."""
+    others = session.exec(select(Ping).where(
+        Ping.run_id == ping.run_id, Ping.contact_point_id == ping.contact_point_id, Ping.step == ping.step,
+        Ping.state == PingState.pending.value, Ping.id != ping.id,  # type: ignore[arg-type]
+    ).order_by(Ping.id)).all()  # type: ignore[arg-type]
+    for other in others:
+        settle(session, other, Outcome.cancelled, at, actor, state=PingState.cancelled,
+               from_states=(PingState.pending.value,), reason=f"acknowledged on ping {ping.id}")
 
 
 def _verify_endpoint(session: Session, ping: Ping, at: datetime, actor: str) -> None:
     if ping.endpoint_id is None:
         return
-    ep = session.get(Endpoint, ping.endpoint_id)
-    if ep is None:
-        return
-    ep.verified_at = at
-    ep.verified_run_id = ping.run_id
-    ep.last_outcome = ping.outcome
-    ep.last_outcome_at = at
-    if ep.status == EndpointStatus.suspect.value:
-        ep.status = EndpointStatus.active.value
-    session.add(ep)
-    ev.record_event(session, at=at, actor=actor, kind=ev.ENDPOINT_VERIFIED, run_id=ping.run_id, ping_id=ping.id,
-                    organisation_code=ping.organisation_code, channel=ping.channel, endpoint_id=ep.id)
+    result = session.connection().execute(
+        EPT.update().where(EPT.c.id == ping.endpoint_id).values(
+            verified_at=sa.case((sa.or_(EPT.c.verified_at.is_(None), EPT.c.verified_at < at), at),
+                                else_=EPT.c.verified_at),
+            verified_run_id=ping.run_id,
+            last_outcome=ping.outcome,
+            last_outcome_at=at,
+            status=sa.case((EPT.c.status == EndpointStatus.suspect.value, EndpointStatus.active.value),
+                           else_=EPT.c.status),
+        )
+    )
+    if result.rowcount:
+        ev.record_event(session, at=at, actor=actor, kind=ev.ENDPOINT_VERIFIED, run_id=ping.run_id, ping_id=ping.id,
+                        organisation_code=ping.organisation_code, channel=ping.channel, endpoint_id=ping.endpoint_id)
 
 
 def flag_endpoint(session: Session, ping: Ping, status: EndpointStatus, at: datetime, actor: str, reason: str) -> None:
-    if ping.endpoint_id is None:
+    """Mark the ping's endpoint suspect or invalid (never back from invalid). A simulated
+    ping never changes the directory."""
+    if ping.endpoint_id is None or ping.simulated:
         return
-    ep = session.get(Endpoint, ping.endpoint_id)
-    if ep is None:
-        return
-    ep.last_outcome = ping.outcome
-    ep.last_outcome_at = at
-    if ep.status != status.value and not (ep.status == EndpointStatus.invalid.value):
-        ep.status = status.value
+    result = session.connection().execute(
+        EPT.update().where(EPT.c.id == ping.endpoint_id, EPT.c.status != EndpointStatus.invalid.value,
+                           EPT.c.status != status.value)
+        .values(status=status.value, last_outcome=ping.outcome, last_outcome_at=at)
+    )
+    if result.rowcount:
         ev.record_event(session, at=at, actor=actor, kind=ev.ENDPOINT_STATUS, run_id=ping.run_id, ping_id=ping.id,
                         organisation_code=ping.organisation_code, channel=ping.channel,
-                        endpoint_id=ep.id, status=status.value, reason=reason)
-    session.add(ep)
+                        endpoint_id=ping.endpoint_id, status=status.value, reason=mask_reason(reason))
 
 
-def record_endpoint_outcome(session: Session, ping: Ping, at: datetime) -> None:
-    if ping.endpoint_id is None:
-        return
-    ep = session.get(Endpoint, ping.endpoint_id)
-    if ep is not None:
-        ep.last_outcome = ping.outcome
-        ep.last_outcome_at = at
-        session.add(ep)
+def mask_reason(reason: str) -> str:
+    """Provider texts may quote the address (``550 <x@y> unknown``): never log it unmasked."""
+    from commtest.masking import mask_in_text
+
+    return mask_in_text(reason)[:500]
+
+
+def record_endpoint_outcomes(session: Session, run_id: int) -> None:
+    """At run close: each endpoint the run used remembers its last outcome (one write per endpoint)."""
+    rows = session.connection().execute(
+        sa.select(PT.c.endpoint_id, PT.c.outcome, PT.c.settled_at, PT.c.simulated)
+        .where(PT.c.run_id == run_id, PT.c.endpoint_id.is_not(None), PT.c.outcome.is_not(None))
+        .order_by(PT.c.settled_at, PT.c.id)
+    ).all()
+    last: dict[int, tuple[str, datetime]] = {}
+    for endpoint_id, outcome, settled_at, simulated in rows:
+        if not simulated and outcome != Outcome.cancelled.value and settled_at is not None:
+            last[int(endpoint_id)] = (str(outcome), settled_at)
+    for endpoint_id, (outcome, at) in sorted(last.items()):
+        session.connection().execute(
+            EPT.update().where(EPT.c.id == endpoint_id, sa.or_(EPT.c.last_outcome_at.is_(None),
+                                                               EPT.c.last_outcome_at <= at))
+            .values(last_outcome=outcome, last_outcome_at=at)
+        )
 
 
 def find_ping(session: Session, *, ping_id: int | None = None, provider_ref: str | None = None,

@@ -36,6 +36,13 @@ def _pg_base_url() -> str | None:
     return url
 
 
+@pytest.fixture(autouse=True)
+def _sandbox_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests let the sandbox answer for the officers, as the demo does (COMMTEST_SANDBOX);
+    a test about the real-or-simulated rules unsets it."""
+    monkeypatch.setenv("COMMTEST_SANDBOX", "true")
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
@@ -135,7 +142,7 @@ def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dic
     for key in list(os.environ):
         if key.startswith("COMMTEST_") and key != PG_ENV:
             monkeypatch.delenv(key, raising=False)
-    env = {"COMMTEST_DATABASE_URL": db_url, "COMMTEST_REPORT_DIR": str(tmp_path / "reports")}
+    env = {"COMMTEST_DATABASE_URL": db_url, "COMMTEST_REPORT_DIR": str(tmp_path / "reports"), "COMMTEST_SANDBOX": "true"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env

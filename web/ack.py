@@ -1,21 +1,36 @@
 """``/ack/{token}``: GET and HEAD show what is being confirmed and change nothing; POST
-confirms (CSRF-checked) and shows the measured response time."""
+confirms (CSRF-checked) and shows the measured response time.
+
+The POST checks the cheap things first: the token's shape, then that the token exists,
+then the body's size (``Content-Length`` and the bytes actually read, before any parsing),
+and only then parses the small form. Database work runs in the thread pool, never on the
+event loop. A run that has closed stays closed: its links thank the officer and say the
+test had closed (or was called off), and the answer changes nothing.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 
 from commtest.clock import Clock
+from commtest.i18n import format_duration, format_moment
+from commtest.models import RunStatus
 from commtest.settings import Settings
-from scheduler.acks import acknowledge_token, is_well_formed, lookup_token
+from commtest.vocabulary import name_of
+from scheduler.acks import AckOutcome, TokenInfo, acknowledge_token, is_well_formed, lookup_token
 from web.csrf import CSRF_FIELD, CsrfSigner
-from web.i18n import format_duration, format_when, pick_language, texts
-from web.pages import message, page
+from web.i18n import pick_language
+from web.pages import message, page, texts
 
 METHOD = "link"
+# The confirmation form is a CSRF token and an optional name: a few hundred bytes.
+MAX_FORM_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -26,8 +41,36 @@ class AckContext:
     signer: CsrfSigner
 
 
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_small_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body of at most ``limit`` bytes, refused
+    before parsing (by its ``Content-Length``, and by the bytes read when it lies or streams)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise BodyTooLarge
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=16)
+    return {k: v[0] for k, v in parsed.items() if v}
+
+
 def ack_router(ctx: AckContext) -> APIRouter:
     router = APIRouter()
+
+    def closed_page(request: Request, info: TokenInfo, language: str, answered_at: datetime | None,
+                    base: str | None = None) -> HTMLResponse:
+        when = format_moment(answered_at or ctx.clock.now(), info.timezone, language)
+        closed = format_moment(info.run_finished_at, info.timezone, language)
+        key = "called_off" if info.run_status == RunStatus.aborted.value else "closed"
+        return message(request, language, key, 200, switch_base=base, when=when, closed=closed)
 
     @router.api_route("/ack/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def show(request: Request, token: str, lang: str | None = None) -> HTMLResponse:
@@ -40,16 +83,23 @@ def ack_router(ctx: AckContext) -> APIRouter:
         language = pick_language(lang, info.preferred_languages(), ctx.settings.default_language)
         if info.acked_at is not None:
             return message(request, language, "already", 409, switch_base=base,
-                           when=format_when(info.acked_at, info.timezone, language))
+                           when=format_moment(info.acked_at, info.timezone, language))
+        if info.run_closed:
+            # Still a form: an officer who answers now is thanked and the answer is kept.
+            return _form(request, info, language, base, closed=True)
         if info.expired(ctx.clock.now()):
             return message(request, language, "expired", 410, switch_base=base)
+        return _form(request, info, language, base)
+
+    def _form(request: Request, info: TokenInfo, language: str, base: str, closed: bool = False) -> HTMLResponse:
         t = texts(language)
         return page(
             request, "ack.html", language, switch_base=base, info=info,
-            channel_name=t.get(f"ch_{info.channel}", info.channel),
-            sent=format_when(info.sent_at, info.timezone, language),
-            deadline=format_when(info.deadline_at, info.timezone, language),
+            channel_name=name_of("channel", info.channel, t),
+            sent=format_moment(info.sent_at, info.timezone, language),
+            deadline=format_moment(info.deadline_at, info.timezone, language),
             csrf=ctx.signer.issue(info.token_hash), action=f"{base}?lang={language}",
+            closed=closed, called_off=info.run_status == RunStatus.aborted.value,
         )
 
     @router.post("/ack/{token}", response_class=HTMLResponse)
@@ -57,34 +107,43 @@ def ack_router(ctx: AckContext) -> APIRouter:
         fallback = pick_language(lang, None, ctx.settings.default_language)
         if not is_well_formed(token):
             return message(request, fallback, "malformed", 400)
-        form = await request.form()
-        info = lookup_token(ctx.engine, token)
+        info = await run_in_threadpool(lookup_token, ctx.engine, token)
         if info is None:
             return message(request, fallback, "unknown", 404)
         language = pick_language(lang, info.preferred_languages(), ctx.settings.default_language)
+        try:
+            form = await read_small_form(request)
+        except BodyTooLarge:
+            return message(request, language, "toolarge", 413)
         # Used or expired links get their own page whatever the form holds: nothing would be recorded.
         if info.acked_at is not None:
             return message(request, language, "already", 409,
-                           when=format_when(info.acked_at, info.timezone, language))
-        if info.expired(ctx.clock.now()):
+                           when=format_moment(info.acked_at, info.timezone, language))
+        if info.expired(ctx.clock.now()) and not info.run_closed:
             return message(request, language, "expired", 410)
-        csrf = form.get(CSRF_FIELD)
-        if not isinstance(csrf, str) or not ctx.signer.check(info.token_hash, csrf):
+        if not ctx.signer.check(info.token_hash, form.get(CSRF_FIELD, "")):
             return message(request, language, "csrf", 403, again=f"/ack/{token}?lang={language}")
         name = form.get("name")
-        outcome = acknowledge_token(
-            ctx.engine, ctx.clock, ctx.settings, token, method=METHOD,
-            by=name[:200] if isinstance(name, str) else None,
-            user_agent=request.headers.get("user-agent"),
-            source=request.client.host if request.client else None,
+        outcome: AckOutcome = await run_in_threadpool(
+            lambda: acknowledge_token(
+                ctx.engine, ctx.clock, ctx.settings, token, method=METHOD,
+                by=name[:200] if name else None,
+                user_agent=request.headers.get("user-agent"),
+                source=request.client.host if request.client else None,
+            )
         )
         zone = outcome.timezone or info.timezone
         if outcome.status == "acked":
-            return page(request, "done.html", language, title=texts(language)["done_title"],
-                        when=format_when(outcome.acked_at, zone, language),
+            t = texts(language)
+            return page(request, "done.html", language, title=t("Thank you: receipt confirmed"),
+                        when=format_moment(outcome.acked_at, zone, language),
                         duration=format_duration(outcome.response_ms, language), late=outcome.late)
+        if outcome.status == "after_close":
+            closed_info = TokenInfo(**{**info.__dict__, "run_status": outcome.run_status,
+                                       "run_finished_at": outcome.run_finished_at or info.run_finished_at})
+            return closed_page(request, closed_info, language, outcome.acked_at)
         if outcome.status == "already":
-            return message(request, language, "already", 409, when=format_when(outcome.acked_at, zone, language))
+            return message(request, language, "already", 409, when=format_moment(outcome.acked_at, zone, language))
         if outcome.status == "expired":
             return message(request, language, "expired", 410)
         return message(request, language, "unknown", 404)

@@ -17,25 +17,14 @@ from email.utils import format_datetime, getaddresses, make_msgid
 
 from channels.base import OutgoingPing
 from commtest.clock import Clock
+from commtest.i18n import N_, Texts
 
 # Exactly what ``secrets.token_urlsafe(32)`` produces: 43 URL-safe base64 characters.
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 MESSAGE_ID_PREFIX = "ping-"
 
-BUTTON = {
-    "nl": "Bevestigen",
-    "fr": "Confirmer",
-    "de": "Bestätigen",
-    "lb": "Bestätegen",
-    "en": "Confirm",
-}
-EXPLAIN = {
-    "nl": "Druk op de knop of beantwoord deze e-mail om de ontvangst te bevestigen.",
-    "fr": "Appuyez sur le bouton ou répondez à cet e-mail pour confirmer la réception.",
-    "de": "Drücken Sie die Schaltfläche oder antworten Sie auf diese E-Mail, um den Empfang zu bestätigen.",
-    "lb": "Dréckt op de Knäppchen oder äntwert op dës E-Mail fir den Empfang ze bestätegen.",
-    "en": "Press the button or reply to this e-mail to confirm you received it.",
-}
+BUTTON = N_("Confirm")
+EXPLAIN = N_("Press the button or reply to this e-mail to confirm you received it.")
 
 
 def base_language(tag: str) -> str:
@@ -72,8 +61,8 @@ def _domain(address: str) -> str:
 def default_html(ping: OutgoingPing) -> str:
     """A simple, accessible rendering of the body with one big link button (inline styles:
     mail clients drop style sheets)."""
-    lang = base_language(ping.language)
-    label = BUTTON.get(lang, BUTTON["en"])
+    t = Texts("officer", ping.language)
+    label = t(BUTTON)
     paragraphs = "".join(
         f'<p style="margin:0 0 1em 0">{html.escape(p).replace(chr(10), "<br>")}</p>'
         for p in ping.body.split("\n\n") if p.strip()
@@ -89,7 +78,7 @@ def default_html(ping: OutgoingPing) -> str:
         'style="display:inline-block;background:#0b5394;color:#ffffff;font-size:20px;font-weight:bold;'
         'padding:14px 28px;border-radius:6px;text-decoration:none">'
         f"{html.escape(label)}</a></p>"
-        f'<p style="margin:0;color:#444444;font-size:14px">{html.escape(EXPLAIN.get(lang, EXPLAIN["en"]))}</p>'
+        f'<p style="margin:0;color:#444444;font-size:14px">{html.escape(t(EXPLAIN))}</p>'
         "</div></body></html>"
     )
 

@@ -28,9 +28,11 @@ class SmtpChannel:
     kind = "email"
     provider = "smtp"
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: Settings, clock: Clock, *, simulated: bool = False) -> None:
         self.settings = settings
         self.clock = clock
+        # True when the mailboxes behind the server are played by simulated officers (the demo).
+        self.simulated = simulated
 
     @classmethod
     def create(cls, kind: str, settings: Settings, clock: Clock) -> SmtpChannel:

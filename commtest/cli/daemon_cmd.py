@@ -30,9 +30,18 @@ def daemon_cmd(no_web: bool) -> None:
     """Run the scheduler (as leader or standby) and the web app until SIGTERM/SIGINT."""
     from scheduler.daemon import Daemon, ExtraJob, playbook_syncer
 
+    from channels.registry import ChannelSet
+    from commtest.errors import ConfigError
+    from scheduler.engine import unready_playbooks
+
     app = app_context()
     settings = app.settings
     sync_playbooks(app)
+    problems = unready_playbooks(app.engine, ChannelSet(settings, app.clock))
+    if problems:
+        raise ConfigError("the daemon does not start, so that no test runs half simulated or half sent:\n  "
+                          + "\n  ".join(problems)
+                          + "\n(or pause the schedule: `commtest schedule pause PLAYBOOK:KEY`)")
     extra: list[ExtraJob] = []
     try:
         from reports.monthly import generate_monthly  # noqa: F401

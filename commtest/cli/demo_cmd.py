@@ -144,6 +144,7 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     port = _free_port()
     smtp_port = _free_port()
     settings = load_settings(
+        sandbox=True,  # the officers are simulated: every figure of this run is marked SIMULATED
         channels={"email": "smtp"},
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,
@@ -191,8 +192,12 @@ def demo_cmd(speed: float, workdir: Path) -> None:
 
     script = SandboxScript.from_data(OFFICERS, "demo officers")
     record = SandboxRecord(settings.sandbox_log)
-    channels = ChannelSet(settings, clock, {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX
-                                            if k != "email"})
+    from channels.email.smtp import SmtpChannel
+
+    # The e-mail really goes through SMTP, but simulated officers read and answer it: simulated too.
+    overrides: dict[str, Any] = {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX if k != "email"}
+    overrides["email"] = SmtpChannel(settings, clock, simulated=True)
+    channels = ChannelSet(settings, clock, overrides)
     daemon = Daemon(settings, app.engine, clock, channels=channels,
                     sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, clock))
     thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)

@@ -40,6 +40,11 @@ def run_cmd(playbook_id: str, now_: bool, dry_run: bool, wait: bool, started_by:
         _dry_run(app, playbook_id)
         return
     who = started_by or whoami()
+    probe = RunEngine(app.engine, app.settings, app.clock, actor=f"cli:{who}")
+    try:
+        probe.refuse_unconfigured(playbook_id)  # exit 2 before anything is created
+    finally:
+        probe.close()
     lock = leader_lock_for(app.settings.database_url)
     if lock.acquire(wait=False):
         # No daemon leads: this process is the leader for the duration of the run.
@@ -134,6 +139,12 @@ def _dry_run(app: AppContext, playbook_id: str) -> None:
     later = [st for st in spec.steps if st not in spec.initial_steps()]
     if later:
         screen.print("only on escalation: " + ", ".join(f"{st.id} ({st.channel})" for st in later))
+    for kind in spec.channels():
+        status = app.settings.channel_status(kind)
+        if status != "real":
+            screen.print(f"[yellow]{kind}[/yellow]: {status}" + (
+                " — a real run would be refused: set COMMTEST_CHANNELS for it" if status == "not configured"
+                else " — answers would be SIMULATED, not evidence"))
     for target, step, reason in gaps:
         who = target.contact_point_code if target else ""
         screen.print(f"[yellow]gap[/yellow]: {step.channel} {who} {reason}")

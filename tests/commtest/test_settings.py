@@ -22,7 +22,34 @@ def test_defaults_use_the_embedded_sqlite_database() -> None:
     s = load_settings()
     assert s.database_url == "sqlite:///var/commtest.db"
     assert s.misfire_grace == timedelta(minutes=15)
-    assert s.channels["voice"] == "sandbox"
+
+
+def test_no_kind_defaults_to_the_sandbox_only_manual_has_its_coordinator() -> None:
+    s = load_settings()
+    assert s.sandbox is False
+    assert s.channels == {"manual": ["coordinator"]}
+    assert [s.channel_status(k) for k in ("email", "voice", "manual")] == ["not configured", "not configured", "real"]
+
+
+def test_with_the_sandbox_on_every_unconfigured_kind_but_manual_uses_it() -> None:
+    s = load_settings(sandbox=True, channels={"email": "smtp"})
+    assert s.providers("email") == ["smtp"] and s.channel_status("email") == "real"
+    assert s.providers("voice") == ["sandbox"] and s.channel_status("voice") == "sandbox"
+    assert s.providers("manual") == ["coordinator"]
+
+
+def test_naming_the_sandbox_without_asking_for_it_is_refused_with_what_to_do() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(channels={"voice": "sandbox"})
+    assert "COMMTEST_SANDBOX=true" in str(err.value) and "voice" in str(err.value)
+
+
+def test_a_kind_may_list_providers_in_failover_order_and_a_manual_sandbox_is_refused() -> None:
+    s = load_settings(channels={"voice": ["twilio", "twilio-backup"]})
+    assert s.providers("voice") == ["twilio", "twilio-backup"]
+    with pytest.raises(ConfigError) as err:
+        load_settings(sandbox=True, channels={"manual": "sandbox"})
+    assert "coordinator" in str(err.value)
 
 
 def test_environment_overrides_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

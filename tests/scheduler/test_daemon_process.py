@@ -54,6 +54,7 @@ class World:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COMMTEST_")}
         env.update({
+            "COMMTEST_SANDBOX": "true",
             "COMMTEST_DATABASE_URL": self.db_url,
             "COMMTEST_PLAYBOOK_DIR": str(self.playbooks),
             "COMMTEST_SANDBOX_SCRIPT": str(self.tmp / "script.yaml"),

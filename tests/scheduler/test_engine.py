@@ -20,14 +20,17 @@ from scheduler.engine import RunEngine
 from scheduler.summary import run_summary
 from tests.scheduler.seed import seed_directory, store_playbook
 
-KINDS = ("email", "voice", "sms", "video", "cap", "manual")
+KINDS = ("email", "voice", "sms", "video", "cap")
 
 
 def make_engine(engine: Engine, clock: FrozenClock, rules: list[Rule] | None = None,
-                default: Rule | None = None, overrides: dict | None = None) -> tuple[RunEngine, SandboxRecord]:
+                default: Rule | None = None, overrides: dict | None = None,
+                real: bool = False) -> tuple[RunEngine, SandboxRecord]:
+    """An engine whose providers follow a script; ``real=True`` makes them stand in for real
+    providers (their answers are evidence), else they are the sandbox (simulated)."""
     record = SandboxRecord()
     script = SandboxScript(default=default or Rule("never"), rules=rules or [])
-    chans = {k: SandboxChannel(k, clock, script, record) for k in KINDS}
+    chans = {k: SandboxChannel(k, clock, script, record, simulated=not real) for k in KINDS}
     chans.update(overrides or {})
     settings = load_settings(database_url=str(engine.url), dispatch_workers=2)
     return RunEngine(engine, settings, clock, ChannelSet(settings, clock, chans), actor="test"), record
@@ -89,7 +92,7 @@ def test_a_ping_is_committed_as_dispatching_before_its_provider_is_called(world:
 
 
 def test_an_acknowledgement_in_time_passes_and_proves_the_endpoint(world: Engine, clock: FrozenClock) -> None:
-    eng, record = make_engine(world, clock, default=Rule("ack", timedelta(seconds=90)))
+    eng, record = make_engine(world, clock, default=Rule("ack", timedelta(seconds=90)), real=True)
     run_id = eng.create_run("test-playbook")
     eng.start_run(run_id)
     run_until(eng, clock, run_id)

@@ -26,7 +26,6 @@ from tests.web.conftest import web_settings
 from web.app import create_app
 from web.console import LOGIN_ATTEMPTS_PER_MINUTE
 from web.console_session import COOKIE_NAME
-from web.i18n import CONSOLE_CATALOGUE, CONSOLE_LANGUAGES
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 PASSWORD = "fictional-pass-phrase-42"
@@ -194,7 +193,7 @@ def test_the_list_shows_each_month_with_its_state_and_who_signed(console: Consol
     generate_monthly(console.engine, "2026-02", console.clock)
     page = console.client.get("/console/reports/monthly?lang=en").text
     assert page.index("2026-03") < page.index("2026-02")  # newest first
-    assert f"Signed</td><td>Apr 14, 2026, 10:00:00{NNBSP}AM CEST</td><td>rvw</td><td>Apr 14, 2026, 10:00:00{NNBSP}AM CEST" in page
+    assert f"Signed</td><td>14 Apr 2026 10:00 CEST</td><td>rvw</td><td>14 Apr 2026 10:00 CEST" in page
     assert "Draft</td>" in page and 'href="/console/reports/monthly/2026-02?lang=en"' in page
 
 
@@ -233,7 +232,7 @@ def test_the_report_page_renders_the_figures_and_allows_exactly_its_styles(conso
     console.login("vera")
     r = console.client.get(REPORT + "?lang=en")
     assert r.status_code == 200
-    assert "Monthly report 2026-03" in r.text and f"Draft generated at Apr 14, 2026, 10:00:00{NNBSP}AM CEST" in r.text
+    assert "Monthly report 2026-03" in r.text and f"Draft generated at 14 Apr 2026 10:00 CEST" in r.text
     # The figures of the report: 4 settled pings, 3 acknowledged, 75 %; one row per organisation x channel.
     totals = re.search(r'<table class="meta">(.*?)</table>', r.text, re.S)
     assert totals and re.findall(r'class="num">([^<]+)<', totals.group(1))[:3] == ["4", "3", "75.0%"]
@@ -280,12 +279,6 @@ def test_every_console_page_has_the_security_headers_and_speaks_the_language(con
     assert "Maandrapport 2026-03" in pages[2].text and "Dit rapport ondertekenen" in pages[2].text
 
 
-def test_every_console_language_has_every_string() -> None:
-    keys = set(CONSOLE_CATALOGUE["en"])
-    assert set(CONSOLE_CATALOGUE) == set(CONSOLE_LANGUAGES)
-    assert {lang: sorted(keys ^ set(s)) for lang, s in CONSOLE_CATALOGUE.items()} == {lang: [] for lang in CONSOLE_CATALOGUE}
-
-
 # --- signing off ------------------------------------------------------------------------------
 
 
@@ -304,7 +297,7 @@ def test_a_reviewer_signs_with_a_comment_and_the_report_is_frozen(console: Conso
         event = s.exec(select(Event).where(Event.kind == "report.signed")).one()
     assert event.data["by"] == "rvw" and event.data["content_hash"] == stored.content_hash
     shown = console.client.get(REPORT + "?lang=en").text
-    assert f"Signed by rvw at Apr 14, 2026, 10:05:00{NNBSP}AM CEST." in shown
+    assert f"Signed by rvw at 14 Apr 2026 10:05 CEST." in shown
     assert "Comment: Read; NL phone &lt;to be&gt; fixed." in shown and "Sign off this report" not in shown
     # Frozen: an event for March arriving later does not move the figures.
     console.log.ping(console.run_id, "BE-NCCN", "email", sent_at=T0 + timedelta(days=1), response_s=30, attempt=2)
@@ -352,7 +345,7 @@ def test_a_signed_report_cannot_be_signed_again(console: Console) -> None:
     r = console.client.post(REPORT + "/sign?lang=en", data={"csrf": console.token(), "comment": "twice",
                                                           "content_hash": field(stale, "content_hash")})
     assert r.status_code == 409 and "Already signed" in r.text
-    assert f"was signed by rvw at Apr 14, 2026, 10:00:00{NNBSP}AM CEST. A signed report is frozen" in r.text
+    assert f"was signed by rvw at 14 Apr 2026 10:00 CEST. A signed report is frozen" in r.text
     stored = row(console.engine)
     assert stored is not None and stored.signed_by == "rvw" and signed_events(console.engine) == 1
 

@@ -21,7 +21,7 @@ def _free_port() -> int:
 def test_the_daemon_serves_healthz_and_exits_0_on_sigterm(db_url: str, tmp_path: Path) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMTEST_")}
-    env.update({"COMMTEST_DATABASE_URL": db_url, "COMMTEST_WEB_PORT": str(port),
+    env.update({"COMMTEST_SANDBOX": "true", "COMMTEST_DATABASE_URL": db_url, "COMMTEST_WEB_PORT": str(port),
                 "COMMTEST_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "COMMTEST_TICK_SECONDS": "0.2"})
     log = open(tmp_path / "daemon.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "commtest", "daemon"], env=env, stdout=log,

@@ -1,0 +1,48 @@
+"""Every text for people is in the gettext catalogues, translated into every language of its
+audience (commtest.i18n), and formatted the same way everywhere."""
+from __future__ import annotations
+
+import importlib.util
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from commtest.clock import UTC
+from commtest.i18n import DOMAIN_LANGUAGES, Texts, format_duration, format_moment
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _catalogue_tool():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("catalogues", REPO / "scripts" / "catalogues.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("domain", sorted(DOMAIN_LANGUAGES))
+def test_every_message_of_a_catalogue_is_translated_in_each_of_its_languages(domain: str) -> None:
+    problems = [p for p in _catalogue_tool().problems() if f"/{domain}.po" in p]
+    assert problems == [], "run `make catalogues`, then translate:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("ms, lang, text", [
+    (196_000, "en", "3 min 16 s"), (3_720_000, "en", "1 h 02 min"), (45_000, "en", "45 s"),
+    (196_000, "de", "3 Min. 16 Sek."), (3_720_000, "nl", "1 u 02 min"), (196_000, "fr", "3 min 16 s"),
+])
+def test_a_duration_reads_the_same_way_everywhere_in_the_readers_language(ms: int, lang: str, text: str) -> None:
+    assert format_duration(ms, lang) == text
+
+
+def test_a_moment_is_day_month_year_with_a_24_hour_clock_never_us_style() -> None:
+    at = datetime(2026, 9, 15, 20, 26, 59, tzinfo=UTC)
+    assert format_moment(at, "Europe/Brussels", "en") == "15 Sept 2026 22:26 CEST"
+    assert format_moment(at, "Europe/Brussels", "fr") == "15 sept. 2026 22:26 CEST"
+    assert "PM" not in format_moment(at, "Europe/Brussels", "en")
+
+
+def test_a_language_a_catalogue_lacks_falls_back_to_english_not_to_a_key() -> None:
+    t = Texts("staff", "lb")  # Luxembourgish reports do not exist: English, the source text
+    assert t.language == "en" and t("Organisation") == "Organisation"
