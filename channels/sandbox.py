@@ -201,7 +201,7 @@ class SandboxChannel:
             reports.append(
                 ChannelReport(
                     "acked", later, ping_id=ping.ping_id, provider_ref=ref,
-                    method=ACK_METHOD.get(self.kind, "sandbox"), by=rule.by or "sandbox duty officer",
+                    method=ACK_METHOD.get(self.kind, "sandbox"), by=rule.by,
                 )
             )
         elif rule.behaviour == "bounce":

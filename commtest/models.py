@@ -126,6 +126,7 @@ class Organisation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(max_length=32, unique=True, index=True)  # e.g. BE-NCCN
     name: str = Field(max_length=200)
+    names: dict[str, str] = _json({})  # the name in other languages, for reports read in them
     country: str = Field(max_length=8)  # ISO 3166-1 alpha-2, or a subdivision such as DE-NW
     languages: list[str] = _json([])  # BCP 47 tags, preferred first
     timezone: str = Field(max_length=64)  # IANA
@@ -433,7 +434,10 @@ class MonthlyReport(SQLModel, table=True):
     data: dict[str, Any] = _json({})  # the computed figures
     content_hash: str = Field(default="", max_length=64)
     signed_by: str | None = Field(default=None, max_length=100)
+    signer_name: str | None = Field(default=None, max_length=200)  # the display name, as it was at signing
     signed_at: datetime | None = _ts()
+    # Signed with --include-simulated: the month had checks a sandbox answered, and the signature says so.
+    includes_simulated: bool = Field(default=False)
     comment: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False, server_default=""))
     emailed_at: datetime | None = _ts()
 

@@ -1,4 +1,10 @@
-"""Trend charts as inline SVG (pygal), made for print: white, large type, no JavaScript."""
+"""Trend charts as inline SVG (pygal), made for print: white, large type, no JavaScript.
+
+Small multiples: one chart for the share of checks answered within target, then one per
+channel for its median and 90th percentile response time, each only when it has data (a
+month without data is a gap in the line, not a zero). No chart at all is a one-line note in
+the report, not a giant empty frame.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +12,7 @@ from typing import Any
 import pygal
 from pygal.style import Style
 
-from reports.i18n import Translator
+from reports.i18n import ReportTexts
 
 _PRINT = Style(
     background="white",
@@ -16,20 +22,21 @@ _PRINT = Style(
     foreground_subtle="#666",
     colors=("#1f4e79", "#c55a11", "#548235", "#7030a0", "#bf9000", "#2e75b6"),
     font_family="DejaVu Sans, Arial, sans-serif",
-    label_font_size=13,
-    major_label_font_size=13,
-    legend_font_size=13,
-    title_font_size=16,
-    value_font_size=12,
-    tooltip_font_size=12,
+    label_font_size=15,
+    major_label_font_size=15,
+    legend_font_size=15,
+    title_font_size=18,
+    value_font_size=13,
+    tooltip_font_size=13,
+    no_data_font_size=14,
 )
 
 
-def _chart(kind: Any, title: str, labels: list[str]) -> Any:
+def _chart(kind: Any, title: str, labels: list[str], t: ReportTexts) -> Any:
     chart = kind(
         style=_PRINT,
-        width=800,
-        height=320,
+        width=520,
+        height=300,
         js=[],  # self-contained: pygal links its tooltip script from the web otherwise
         disable_xml_declaration=True,
         explicit_size=True,
@@ -39,33 +46,32 @@ def _chart(kind: Any, title: str, labels: list[str]) -> Any:
         x_label_rotation=0,
         print_values=False,
         title=title,
+        no_data_text=t("No data"),
+        show_minor_x_labels=False,
     )
     chart.x_labels = labels
+    chart.x_labels_major = labels[::3] + ([labels[-1]] if labels and labels[-1] not in labels[::3] else [])
     return chart
 
 
-def trend_charts(trend: list[Any], t: Translator) -> list[str]:
-    """Two charts: acknowledgement rate per month; median and p90 response time per channel."""
-    labels = [p.month for p in trend]
-    rate = _chart(pygal.Line, t("ack_rate_chart"), labels)
-    rate.range = (0, 100)
-    rate.add(t("ack_rate"), [None if p.ack_rate is None else round(p.ack_rate * 100, 1) for p in trend])
-    times = _chart(pygal.Line, f"{t('median_chart')} / {t('p90')}", labels)
-    channels = sorted({c for p in trend for c in p.channels})
-    for channel in channels:
-        times.add(
-            f"{channel} {t('median')}",
-            [_s(p.channels[channel].median_ms) if channel in p.channels else None for p in trend],
-        )
-        times.add(
-            f"{channel} p90",
-            [_s(p.channels[channel].p90_ms) if channel in p.channels else None for p in trend],
-            stroke_style={"dasharray": "6, 4"},
-        )
-    if not channels:
-        times.add(t("median"), [None for _ in trend])
-    return [str(rate.render(is_unicode=True)), str(times.render(is_unicode=True))]
+def trend_charts(trend: list[Any], t: ReportTexts, month_label: Any) -> list[str]:
+    """The charts that have data: answered within target (%), then per channel the median and
+    90th percentile response time in minutes."""
+    labels = [month_label(p.month, short=True) for p in trend]
+    charts: list[str] = []
+    if any(p.checks for p in trend):
+        rate = _chart(pygal.Line, t("Answered within target (%)"), labels, t)
+        rate.range = (0, 100)
+        rate.add(t("all channels"), [None if p.in_target_rate is None else round(p.in_target_rate * 100, 1) for p in trend])
+        charts.append(str(rate.render(is_unicode=True)))
+    for channel in sorted({c for p in trend for c in p.channels}):
+        times = _chart(pygal.Line, t("%(channel)s: response time (minutes)", channel=t.name("channel", channel)), labels, t)
+        times.add(t("median"), [_minutes(p.channels[channel].median_ms) if channel in p.channels else None for p in trend])
+        times.add(t("90th percentile"), [_minutes(p.channels[channel].p90_ms) if channel in p.channels else None
+                                         for p in trend], stroke_style={"dasharray": "6, 4"})
+        charts.append(str(times.render(is_unicode=True)))
+    return charts
 
 
-def _s(ms: int | None) -> float | None:
-    return None if ms is None else round(ms / 1000, 1)
+def _minutes(ms: int | None) -> float | None:
+    return None if ms is None else round(ms / 60000, 1)

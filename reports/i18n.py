@@ -1,575 +1,140 @@
-"""Labels in the report languages, and locale-aware formatting through Babel.
+"""Reports in the reader's language: the ``staff`` gettext catalogue and Babel formatting.
 
-The labels are a small catalogue (one dict per language) rather than gettext files:
-they are few, reviewed together, and a missing key fails a test instead of silently
-falling back to English at 03:00.
+Every word a report shows goes through ``ReportTexts``: labels and sentences (``t("...")``),
+the domain's words (``t.name("outcome", "acked_late")``), organisation names and playbook
+titles per language, the timeline's details and the action points' advice, each a whole
+sentence per case so French, Dutch and German grammar stays right.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_decimal, format_percent
-
 from commtest.errors import CommtestError
+from commtest.i18n import DOMAIN_LANGUAGES, Texts, format_clock
+from commtest.vocabulary import name_of
 
-LANGUAGES = ("en", "nl", "fr", "de")
-
-_LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "test_report": "Communication test report",
-        "monthly_report": "Monthly report",
-        "directory": "Contact directory",
-        "run": "Run",
-        "playbook": "Playbook",
-        "status": "Status",
-        "trigger": "Trigger",
-        "announced": "Announced",
-        "unannounced": "Unannounced",
-        "fire_at": "Planned moment",
-        "started_at": "Started",
-        "finished_at": "Finished",
-        "times_in": "Times in",
-        "verdicts": "Verdict per organisation and channel",
-        "organisation": "Organisation",
-        "channel": "Channel",
-        "verdict": "Verdict",
-        "target": "Target",
-        "contact_points": "Contact points",
-        "in_target": "Acknowledged in target",
-        "pass": "pass",
-        "fail": "fail",
-        "not_tested": "not tested (our side failed)",
-        "no_endpoint": "no endpoint",
-        "pending": "pending",
-        "pings": "Pings",
-        "contact_point": "Contact point",
-        "field": "Field of work",
-        "step": "Step",
-        "attempt": "Attempt",
-        "planned": "Planned",
-        "sent": "Sent",
-        "delivered": "Delivered / ringing",
-        "acked": "Acknowledged",
-        "response": "Response time",
-        "method": "Method",
-        "outcome": "Outcome",
-        "outcomes": "Outcomes",
-        "count": "Count",
-        "timeline": "Timeline",
-        "time": "Time",
-        "event": "Event",
-        "detail": "Detail",
-        "observations": "Observations",
-        "none": "None.",
-        "action_points": "Action points",
-        "directory_changes": "Directory changes caused by this run",
-        "address": "Address",
-        "reason": "Reason",
-        "change": "Change",
-        "month": "Month",
-        "runs": "Runs",
-        "ack_rate": "Acknowledgement rate",
-        "acknowledged": "Acknowledged",
-        "median": "Median",
-        "p90": "90th percentile",
-        "per_org_channel": "Response per organisation and channel",
-        "breaches": "Breaches of targets",
-        "trend": "Trend over 12 months",
-        "freshness": "Directory freshness",
-        "freshness_text": "{fresh} of {total} endpoints proven reachable in the 6 months before {end} ({share}).",
-        "signed": "Signed off by {by} on {at}",
-        "draft": "Draft: not signed off yet",
-        "comment": "Comment",
-        "percentile_note": "Percentiles use the nearest-rank method: the smallest response time with at least p% of the acknowledged pings at or below it.",
-        "endpoints": "Endpoints",
-        "languages": "Languages",
-        "last_proven": "Last proven reachable",
-        "changes_since": "Changes since the previous edition",
-        "edition": "Edition",
-        "added": "added",
-        "removed": "removed",
-        "changed": "changed",
-        "first_edition": "First edition: no previous edition to compare with.",
-        "never": "never",
-        "no_runs": "No test ran in this month.",
-        "more_rows": "… and {n} more: see the CSV or JSON version of this report.",
-        "suspicious": "possibly automated acknowledgement",
-        "retry": "retry",
-        "escalated": "escalation",
-        "unknown": "unknown after a crash",
-        "fix_endpoint": "fix the endpoint",
-        "check_endpoint": "check the endpoint",
-        "verified": "proven reachable",
-        "generated": "Generated",
-        "ack_rate_chart": "Acknowledgement rate (%)",
-        "median_chart": "Median response time (s)",
-        "p90_chart": "90th percentile response time (s)",
-        "outcome.acked": "acknowledged",
-        "event.run.planned": "test planned",
-        "event.run.announced": "test announced",
-        "event.run.started": "test started",
-        "event.run.completed": "test completed",
-        "event.run.aborted": "test aborted",
-        "event.run.missed": "test missed",
-        "event.run.gap": "nothing to ping",
-        "event.ping.planned": "ping planned",
-        "event.ping.dispatching": "sending",
-        "event.ping.sent": "sent",
-        "event.ping.delivered": "delivered",
-        "event.ping.acked": "acknowledged",
-        "event.ping.retry": "retry planned",
-        "event.ping.escalated": "escalated",
-        "event.ping.unknown": "unknown after a crash",
-        "event.ping.cancelled": "cancelled",
-        "event.ping.settled": "outcome",
-        "event.endpoint.status": "endpoint status",
-        "event.endpoint.verified": "endpoint proven reachable",
-        "outcome.acked_late": "acknowledged late",
-        "outcome.voicemail": "voicemail",
-        "outcome.delivered_no_ack": "delivered, no acknowledgement",
-        "outcome.away": "away (auto-reply)",
-        "outcome.bounced": "bounced",
-        "outcome.invalid_endpoint": "invalid endpoint",
-        "outcome.provider_failure": "provider failure",
-        "outcome.unknown": "unknown",
-        "outcome.manual": "manual",
-        "outcome.self_reported": "self-reported",
-        "outcome.cancelled": "cancelled",
-    },
-    "nl": {
-        "test_report": "Verslag communicatietest",
-        "monthly_report": "Maandverslag",
-        "directory": "Contactenlijst",
-        "run": "Test",
-        "playbook": "Draaiboek",
-        "status": "Status",
-        "trigger": "Aanleiding",
-        "announced": "Aangekondigd",
-        "unannounced": "Onaangekondigd",
-        "fire_at": "Gepland moment",
-        "started_at": "Gestart",
-        "finished_at": "Afgelopen",
-        "times_in": "Tijden in",
-        "verdicts": "Oordeel per organisatie en kanaal",
-        "organisation": "Organisatie",
-        "channel": "Kanaal",
-        "verdict": "Oordeel",
-        "target": "Norm",
-        "contact_points": "Aanspreekpunten",
-        "in_target": "Binnen de norm bevestigd",
-        "pass": "geslaagd",
-        "fail": "niet geslaagd",
-        "not_tested": "niet getest (storing bij ons)",
-        "no_endpoint": "geen adres",
-        "pending": "lopend",
-        "pings": "Berichten",
-        "contact_point": "Aanspreekpunt",
-        "field": "Werkveld",
-        "step": "Stap",
-        "attempt": "Poging",
-        "planned": "Gepland",
-        "sent": "Verzonden",
-        "delivered": "Afgeleverd / gaat over",
-        "acked": "Bevestigd",
-        "response": "Reactietijd",
-        "method": "Methode",
-        "outcome": "Uitkomst",
-        "outcomes": "Uitkomsten",
-        "count": "Aantal",
-        "timeline": "Tijdlijn",
-        "time": "Tijd",
-        "event": "Gebeurtenis",
-        "detail": "Toelichting",
-        "observations": "Vaststellingen",
-        "none": "Geen.",
-        "action_points": "Actiepunten",
-        "directory_changes": "Wijzigingen in de contactenlijst door deze test",
-        "address": "Adres",
-        "reason": "Reden",
-        "change": "Wijziging",
-        "month": "Maand",
-        "runs": "Testen",
-        "ack_rate": "Bevestigingsgraad",
-        "acknowledged": "Bevestigd",
-        "median": "Mediaan",
-        "p90": "90e percentiel",
-        "per_org_channel": "Reactie per organisatie en kanaal",
-        "breaches": "Normoverschrijdingen",
-        "trend": "Verloop over 12 maanden",
-        "freshness": "Actualiteit van de contactenlijst",
-        "freshness_text": "{fresh} van {total} adressen bewezen bereikbaar in de 6 maanden voor {end} ({share}).",
-        "signed": "Goedgekeurd door {by} op {at}",
-        "draft": "Ontwerp: nog niet goedgekeurd",
-        "comment": "Opmerking",
-        "percentile_note": "Percentielen volgens de nearest-rank-methode: de kleinste reactietijd waarbij minstens p% van de bevestigde berichten gelijk of sneller is.",
-        "endpoints": "Adressen",
-        "languages": "Talen",
-        "last_proven": "Laatst bewezen bereikbaar",
-        "changes_since": "Wijzigingen sinds de vorige uitgave",
-        "edition": "Uitgave",
-        "added": "toegevoegd",
-        "removed": "verwijderd",
-        "changed": "gewijzigd",
-        "first_edition": "Eerste uitgave: geen vorige uitgave om mee te vergelijken.",
-        "never": "nooit",
-        "no_runs": "In deze maand liep geen test.",
-        "more_rows": "… en nog {n}: zie de CSV- of JSON-versie van dit verslag.",
-        "suspicious": "mogelijk automatische bevestiging",
-        "retry": "nieuwe poging",
-        "escalated": "escalatie",
-        "unknown": "onbekend na een storing",
-        "fix_endpoint": "adres herstellen",
-        "check_endpoint": "adres nakijken",
-        "verified": "bewezen bereikbaar",
-        "generated": "Aangemaakt",
-        "ack_rate_chart": "Bevestigingsgraad (%)",
-        "median_chart": "Mediane reactietijd (s)",
-        "p90_chart": "Reactietijd 90e percentiel (s)",
-        "outcome.acked": "bevestigd",
-        "event.run.planned": "test gepland",
-        "event.run.announced": "test aangekondigd",
-        "event.run.started": "test gestart",
-        "event.run.completed": "test voltooid",
-        "event.run.aborted": "test afgebroken",
-        "event.run.missed": "test gemist",
-        "event.run.gap": "niets te versturen",
-        "event.ping.planned": "bericht gepland",
-        "event.ping.dispatching": "wordt verstuurd",
-        "event.ping.sent": "verstuurd",
-        "event.ping.delivered": "afgeleverd",
-        "event.ping.acked": "bevestigd",
-        "event.ping.retry": "nieuwe poging gepland",
-        "event.ping.escalated": "geëscaleerd",
-        "event.ping.unknown": "onbekend na een storing",
-        "event.ping.cancelled": "geannuleerd",
-        "event.ping.settled": "uitkomst",
-        "event.endpoint.status": "status adres",
-        "event.endpoint.verified": "adres bereikbaar bewezen",
-        "outcome.acked_late": "te laat bevestigd",
-        "outcome.voicemail": "voicemail",
-        "outcome.delivered_no_ack": "afgeleverd, niet bevestigd",
-        "outcome.away": "afwezig (automatisch antwoord)",
-        "outcome.bounced": "onbestelbaar",
-        "outcome.invalid_endpoint": "ongeldig adres",
-        "outcome.provider_failure": "storing bij de provider",
-        "outcome.unknown": "onbekend",
-        "outcome.manual": "handmatig",
-        "outcome.self_reported": "zelf gemeld",
-        "outcome.cancelled": "geannuleerd",
-    },
-    "fr": {
-        "test_report": "Rapport du test de communication",
-        "monthly_report": "Rapport mensuel",
-        "directory": "Annuaire des contacts",
-        "run": "Test",
-        "playbook": "Scénario",
-        "status": "Statut",
-        "trigger": "Déclenchement",
-        "announced": "Annoncé",
-        "unannounced": "Non annoncé",
-        "fire_at": "Moment prévu",
-        "started_at": "Début",
-        "finished_at": "Fin",
-        "times_in": "Heures en",
-        "verdicts": "Verdict par organisation et canal",
-        "organisation": "Organisation",
-        "channel": "Canal",
-        "verdict": "Verdict",
-        "target": "Objectif",
-        "contact_points": "Points de contact",
-        "in_target": "Confirmés dans l'objectif",
-        "pass": "réussi",
-        "fail": "échoué",
-        "not_tested": "non testé (panne de notre côté)",
-        "no_endpoint": "aucune adresse",
-        "pending": "en cours",
-        "pings": "Messages",
-        "contact_point": "Point de contact",
-        "field": "Domaine",
-        "step": "Étape",
-        "attempt": "Tentative",
-        "planned": "Prévu",
-        "sent": "Envoyé",
-        "delivered": "Remis / sonne",
-        "acked": "Confirmé",
-        "response": "Temps de réponse",
-        "method": "Méthode",
-        "outcome": "Résultat",
-        "outcomes": "Résultats",
-        "count": "Nombre",
-        "timeline": "Chronologie",
-        "time": "Heure",
-        "event": "Événement",
-        "detail": "Détail",
-        "observations": "Constatations",
-        "none": "Aucune.",
-        "action_points": "Points d'action",
-        "directory_changes": "Modifications de l'annuaire dues à ce test",
-        "address": "Adresse",
-        "reason": "Raison",
-        "change": "Modification",
-        "month": "Mois",
-        "runs": "Tests",
-        "ack_rate": "Taux de confirmation",
-        "acknowledged": "Confirmés",
-        "median": "Médiane",
-        "p90": "90e centile",
-        "per_org_channel": "Réponse par organisation et canal",
-        "breaches": "Dépassements des objectifs",
-        "trend": "Évolution sur 12 mois",
-        "freshness": "Fraîcheur de l'annuaire",
-        "freshness_text": "{fresh} adresses sur {total} joignables de façon prouvée dans les 6 mois avant le {end} ({share}).",
-        "signed": "Approuvé par {by} le {at}",
-        "draft": "Projet : pas encore approuvé",
-        "comment": "Commentaire",
-        "percentile_note": "Centiles selon la méthode du rang le plus proche : le plus petit temps de réponse tel qu'au moins p % des messages confirmés sont égaux ou plus rapides.",
-        "endpoints": "Adresses",
-        "languages": "Langues",
-        "last_proven": "Dernière joignabilité prouvée",
-        "changes_since": "Modifications depuis l'édition précédente",
-        "edition": "Édition",
-        "added": "ajouté",
-        "removed": "supprimé",
-        "changed": "modifié",
-        "first_edition": "Première édition : aucune édition précédente à comparer.",
-        "never": "jamais",
-        "no_runs": "Aucun test n'a eu lieu ce mois-ci.",
-        "more_rows": "… et {n} de plus : voir la version CSV ou JSON de ce rapport.",
-        "suspicious": "confirmation peut-être automatique",
-        "retry": "nouvelle tentative",
-        "escalated": "escalade",
-        "unknown": "inconnu après une panne",
-        "fix_endpoint": "corriger l'adresse",
-        "check_endpoint": "vérifier l'adresse",
-        "verified": "joignabilité prouvée",
-        "generated": "Généré",
-        "ack_rate_chart": "Taux de confirmation (%)",
-        "median_chart": "Temps de réponse médian (s)",
-        "p90_chart": "Temps de réponse au 90e centile (s)",
-        "outcome.acked": "confirmé",
-        "event.run.planned": "test planifié",
-        "event.run.announced": "test annoncé",
-        "event.run.started": "test commencé",
-        "event.run.completed": "test terminé",
-        "event.run.aborted": "test interrompu",
-        "event.run.missed": "test manqué",
-        "event.run.gap": "rien à envoyer",
-        "event.ping.planned": "message planifié",
-        "event.ping.dispatching": "envoi en cours",
-        "event.ping.sent": "envoyé",
-        "event.ping.delivered": "remis",
-        "event.ping.acked": "confirmé",
-        "event.ping.retry": "nouvelle tentative planifiée",
-        "event.ping.escalated": "escaladé",
-        "event.ping.unknown": "inconnu après une panne",
-        "event.ping.cancelled": "annulé",
-        "event.ping.settled": "résultat",
-        "event.endpoint.status": "statut de l'adresse",
-        "event.endpoint.verified": "adresse joignable prouvée",
-        "outcome.acked_late": "confirmé en retard",
-        "outcome.voicemail": "messagerie vocale",
-        "outcome.delivered_no_ack": "remis, non confirmé",
-        "outcome.away": "absent (réponse automatique)",
-        "outcome.bounced": "non distribuable",
-        "outcome.invalid_endpoint": "adresse invalide",
-        "outcome.provider_failure": "panne du fournisseur",
-        "outcome.unknown": "inconnu",
-        "outcome.manual": "manuel",
-        "outcome.self_reported": "déclaré",
-        "outcome.cancelled": "annulé",
-    },
-    "de": {
-        "test_report": "Bericht zum Kommunikationstest",
-        "monthly_report": "Monatsbericht",
-        "directory": "Kontaktverzeichnis",
-        "run": "Test",
-        "playbook": "Drehbuch",
-        "status": "Status",
-        "trigger": "Auslöser",
-        "announced": "Angekündigt",
-        "unannounced": "Unangekündigt",
-        "fire_at": "Geplanter Zeitpunkt",
-        "started_at": "Begonnen",
-        "finished_at": "Beendet",
-        "times_in": "Zeiten in",
-        "verdicts": "Ergebnis je Organisation und Kanal",
-        "organisation": "Organisation",
-        "channel": "Kanal",
-        "verdict": "Ergebnis",
-        "target": "Zielwert",
-        "contact_points": "Ansprechstellen",
-        "in_target": "Im Zielwert bestätigt",
-        "pass": "bestanden",
-        "fail": "nicht bestanden",
-        "not_tested": "nicht getestet (Störung auf unserer Seite)",
-        "no_endpoint": "keine Adresse",
-        "pending": "laufend",
-        "pings": "Nachrichten",
-        "contact_point": "Ansprechstelle",
-        "field": "Arbeitsbereich",
-        "step": "Schritt",
-        "attempt": "Versuch",
-        "planned": "Geplant",
-        "sent": "Gesendet",
-        "delivered": "Zugestellt / klingelt",
-        "acked": "Bestätigt",
-        "response": "Reaktionszeit",
-        "method": "Methode",
-        "outcome": "Ergebnisklasse",
-        "outcomes": "Ergebnisklassen",
-        "count": "Anzahl",
-        "timeline": "Zeitablauf",
-        "time": "Zeit",
-        "event": "Ereignis",
-        "detail": "Einzelheiten",
-        "observations": "Feststellungen",
-        "none": "Keine.",
-        "action_points": "Maßnahmen",
-        "directory_changes": "Änderungen am Verzeichnis durch diesen Test",
-        "address": "Adresse",
-        "reason": "Grund",
-        "change": "Änderung",
-        "month": "Monat",
-        "runs": "Tests",
-        "ack_rate": "Bestätigungsquote",
-        "acknowledged": "Bestätigt",
-        "median": "Median",
-        "p90": "90. Perzentil",
-        "per_org_channel": "Reaktion je Organisation und Kanal",
-        "breaches": "Überschreitungen der Zielwerte",
-        "trend": "Entwicklung über 12 Monate",
-        "freshness": "Aktualität des Verzeichnisses",
-        "freshness_text": "{fresh} von {total} Adressen in den 6 Monaten vor dem {end} nachweislich erreichbar ({share}).",
-        "signed": "Freigegeben von {by} am {at}",
-        "draft": "Entwurf: noch nicht freigegeben",
-        "comment": "Kommentar",
-        "percentile_note": "Perzentile nach dem Nearest-Rank-Verfahren: die kleinste Reaktionszeit, bei der mindestens p % der bestätigten Nachrichten gleich schnell oder schneller waren.",
-        "endpoints": "Adressen",
-        "languages": "Sprachen",
-        "last_proven": "Zuletzt nachweislich erreichbar",
-        "changes_since": "Änderungen seit der vorigen Ausgabe",
-        "edition": "Ausgabe",
-        "added": "hinzugefügt",
-        "removed": "entfernt",
-        "changed": "geändert",
-        "first_edition": "Erste Ausgabe: keine vorige Ausgabe zum Vergleich.",
-        "never": "nie",
-        "no_runs": "In diesem Monat lief kein Test.",
-        "more_rows": "… und {n} weitere: siehe die CSV- oder JSON-Fassung dieses Berichts.",
-        "suspicious": "möglicherweise automatische Bestätigung",
-        "retry": "neuer Versuch",
-        "escalated": "Eskalation",
-        "unknown": "unbekannt nach einem Absturz",
-        "fix_endpoint": "Adresse berichtigen",
-        "check_endpoint": "Adresse prüfen",
-        "verified": "nachweislich erreichbar",
-        "generated": "Erstellt",
-        "ack_rate_chart": "Bestätigungsquote (%)",
-        "median_chart": "Median der Reaktionszeit (s)",
-        "p90_chart": "90. Perzentil der Reaktionszeit (s)",
-        "outcome.acked": "bestätigt",
-        "event.run.planned": "Test geplant",
-        "event.run.announced": "Test angekündigt",
-        "event.run.started": "Test gestartet",
-        "event.run.completed": "Test abgeschlossen",
-        "event.run.aborted": "Test abgebrochen",
-        "event.run.missed": "Test verpasst",
-        "event.run.gap": "nichts zu senden",
-        "event.ping.planned": "Nachricht geplant",
-        "event.ping.dispatching": "wird gesendet",
-        "event.ping.sent": "gesendet",
-        "event.ping.delivered": "zugestellt",
-        "event.ping.acked": "bestätigt",
-        "event.ping.retry": "neuer Versuch geplant",
-        "event.ping.escalated": "eskaliert",
-        "event.ping.unknown": "unbekannt nach einem Absturz",
-        "event.ping.cancelled": "abgebrochen",
-        "event.ping.settled": "Ergebnis",
-        "event.endpoint.status": "Adressstatus",
-        "event.endpoint.verified": "Erreichbarkeit nachgewiesen",
-        "outcome.acked_late": "verspätet bestätigt",
-        "outcome.voicemail": "Anrufbeantworter",
-        "outcome.delivered_no_ack": "zugestellt, nicht bestätigt",
-        "outcome.away": "abwesend (automatische Antwort)",
-        "outcome.bounced": "unzustellbar",
-        "outcome.invalid_endpoint": "ungültige Adresse",
-        "outcome.provider_failure": "Störung beim Anbieter",
-        "outcome.unknown": "unbekannt",
-        "outcome.manual": "manuell",
-        "outcome.self_reported": "selbst gemeldet",
-        "outcome.cancelled": "abgebrochen",
-    },
-}
+LANGUAGES = DOMAIN_LANGUAGES["staff"]
 
 
 class UnknownLanguage(CommtestError):
     exit_code = 2
 
 
-@dataclass(frozen=True)
-class Translator:
-    """Labels and Babel formatting for one language and one display time zone."""
+class ReportTexts(Texts):
+    """gettext (staff catalogue) and formatting for one report language and display zone."""
 
-    lang: str
-    timezone: str = "Europe/Brussels"
+    def __init__(self, lang: str, timezone: str = "Europe/Brussels") -> None:
+        if lang not in LANGUAGES:
+            raise UnknownLanguage(f"--lang {lang}: no report texts in that language; use one of {', '.join(LANGUAGES)}")
+        super().__init__("staff", lang, timezone)
 
-    def __post_init__(self) -> None:
-        if self.lang not in _LABELS:
-            raise UnknownLanguage(f"--lang {self.lang}: no report texts in that language; use one of {', '.join(LANGUAGES)}")
+    # -- the domain's words -----------------------------------------------------------
+    def name(self, what: str, value: str | None) -> str:
+        return name_of(what, value, self)
 
-    def __call__(self, key: str, **values: object) -> str:
-        text = _LABELS[self.lang][key]
-        return text.format(**values) if values else text
+    def localised(self, default: str, values: Mapping[str, str] | None) -> str:
+        """A name or title given per language (``{fr: ...}``), else as written."""
+        values = values or {}
+        return values.get(self.language) or default
 
-    def event(self, kind: str) -> str:
-        """An event kind of the log in words (the timeline)."""
-        return _LABELS[self.lang].get(f"event.{kind}", kind)
-
-    def outcome(self, outcome: str | None) -> str:
-        if not outcome:
-            return "–"
-        return _LABELS[self.lang].get(f"outcome.{outcome}", outcome)
-
-    def dt(self, value: datetime | None) -> str:
-        """A moment in the display zone, with its UTC offset (+01:00 in winter, +02:00 in summer in Brussels)."""
-        if value is None:
-            return "–"
-        return format_datetime(value, "yyyy-MM-dd HH:mm:ss xxx", tzinfo=ZoneInfo(self.timezone), locale=self.lang)
-
-    def time(self, value: datetime | None, ref: datetime | None = None) -> str:
-        """Compact for wide tables: ``17:18:43`` on the day of ``ref`` (the run's start),
-        ``29 Nov 00:03:10`` on another day. The zone is stated once in the report header."""
-        if value is None:
+    def time(self, at: datetime | None, ref: datetime | None = None) -> str:
+        """Compact for wide tables: ``17:18:43`` on the day of ``ref`` (the run's start), else
+        the day and the time. The zone is stated once in the report header."""
+        if at is None:
             return "–"
         zone = ZoneInfo(self.timezone)
-        if ref is not None and value.astimezone(zone).date() == ref.astimezone(zone).date():
-            return format_datetime(value, "HH:mm:ss", tzinfo=zone, locale=self.lang)
-        return format_datetime(value, "d MMM HH:mm:ss", tzinfo=zone, locale=self.lang)
+        if ref is not None and at.astimezone(zone).date() == ref.astimezone(zone).date():
+            return format_clock(at, self.timezone, self.language)
+        return f"{self.day(at)} {format_clock(at, self.timezone, self.language)}"
 
-    def day(self, value: date | datetime | None) -> str:
-        if value is None:
-            return self("never")
-        if isinstance(value, datetime):
-            return format_date(value.astimezone(ZoneInfo(self.timezone)).date(), "medium", locale=self.lang)
-        return format_date(value, "medium", locale=self.lang)
+    def verdict(self, verdict: str, simulated: bool = False) -> str:
+        t = self
+        word = self.name("verdict", verdict)
+        return t("%(verdict)s — SIMULATED, not evidence", verdict=word) if simulated else word
 
-    def seconds(self, ms: int | float | None) -> str:
-        if ms is None:
-            return "–"
-        return format_decimal(ms / 1000, "#,##0.0", locale=self.lang) + " s"
+    # -- sentences ----------------------------------------------------------------------
+    def event_detail(self, kind: str, params: Mapping[str, Any]) -> str:
+        """The timeline's detail of one event, as a sentence in the reader's language."""
+        t = self
+        p = dict(params)
+        if kind == "ping.planned":
+            return t("step %(step)s, attempt %(attempt)s", step=p.get("step", "?"), attempt=p.get("attempt", "?"))
+        if kind == "ping.sent":
+            text = t("through %(provider)s", provider=p.get("provider") or "?")
+            return text + (" — " + t("SIMULATED, not evidence") if p.get("simulated") else "")
+        if kind == "ping.delivered":
+            return self.name("delivery", p.get("status"))
+        if kind in ("ping.acked", "ping.answer_after_close"):
+            text = self.name("method", p.get("method"))
+            if p.get("by"):
+                text = t("%(method)s, by %(who)s", method=text, who=p["by"])
+            if p.get("late"):
+                text += " — " + t("after the deadline")
+            if p.get("suspicious"):
+                text += " — " + t("possibly automated (within seconds of delivery)")
+            return text
+        if kind == "ping.retry":
+            return t("attempt %(attempt)s planned after: %(reason)s", attempt=p.get("next_attempt", "?"),
+                        reason=self.name("outcome", p.get("reason")))
+        if kind == "ping.escalated":
+            return t("to step %(step)s for %(contact)s", step=p.get("to_step", "?"),
+                        contact=p.get("to_contact_point", "?"))
+        if kind == "ping.settled" and p.get("method"):
+            return self.name("method", p.get("method"))
+        if kind == "run.gap":
+            return t("%(contact)s has nothing to ping on this channel", contact=p.get("contact_point") or
+                        p.get("field") or "?")
+        if kind == "run.aborted":
+            return t("by %(who)s: %(reason)s", who=p.get("by", "?"), reason=p.get("reason") or "–")
+        if kind == "run.refused":
+            return ", ".join(self.name("channel", k) for k in p.get("kinds", []))
+        if kind == "endpoint.status":
+            return self.name("endpoint_status", p.get("status"))
+        return ""
 
-    def percent(self, share: float | None) -> str:
-        if share is None:
-            return "–"
-        return format_percent(share, "#,##0.0%", locale=self.lang)
+    def advice(self, kind: str, outcome: str = "", detail: str = "") -> str:
+        """What to do about an action point, as a sentence."""
+        t = self
+        what = self.name("outcome", outcome) if outcome else ""
+        sentences = {
+            "failed_check": lambda: t("Not answered (%(outcome)s): check with the centre that this endpoint reaches "
+                                         "its duty desk at any hour, and correct the directory if it does not.",
+                                         outcome=what),
+            "fix_endpoint": lambda: t("The endpoint is wrong (%(outcome)s): ask the centre for the right one and "
+                                         "correct the directory before the next test.", outcome=what),
+            "check_endpoint": lambda: t("Marked %(status)s after this test: confirm it with the centre.",
+                                           status=self.name("endpoint_status", outcome)),
+            "voicemail": lambda: t("An answering machine took the call: ask the centre to route test calls to the "
+                                      "24/7 desk, or give a number that a person answers."),
+            "possible_scanner": lambda: t("Acknowledged within seconds of delivery: possibly a mail security "
+                                             "scanner, not a person. Ask the centre who confirmed."),
+            "no_contact_point": lambda: t("Nothing to ping here (%(reason)s): add a contact point or an endpoint "
+                                             "to the directory.", reason=detail or "–"),
+            "not_tested": lambda: t("Not tested because our side failed (%(outcome)s): look at the provider's "
+                                       "settings and the log; not the centre's fault.", outcome=what),
+            "failed_before": lambda: t("Failed in run %(run)s too: a repeated failure, to settle with the centre.",
+                                          run=detail),
+            "stale_endpoint": lambda: t("Not proven reachable since %(since)s: include it in the next test or "
+                                           "confirm it with the centre.",
+                                           since=self.day(_parse(detail)) if detail else t("never")),
+            "repeated_failure": lambda: t("Failed %(n)s times in a row (%(outcome)s): settle it with the centre.",
+                                             n=detail, outcome=what),
+        }
+        make = sentences.get(kind)
+        return make() if make else what
 
-    def number(self, value: int | float) -> str:
-        return format_decimal(value, locale=self.lang)
+
+def _parse(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
-def labels(lang: str) -> dict[str, str]:
-    """The whole catalogue of a language (tests check every language has every key)."""
-    return dict(_LABELS[lang])
+# Kept for the few callers that only need formatting (the monthly e-mail).
+Translator = ReportTexts
+
+__all__ = ["LANGUAGES", "ReportTexts", "Translator", "UnknownLanguage"]

@@ -18,17 +18,32 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from commtest import events as ev
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col
+
 from commtest.clock import Clock
-from commtest.db import session_scope
+from commtest.db import read_session, session_scope
 from commtest.errors import CommtestError, NotFoundError
-from commtest.models import MonthlyReport, Role
+from commtest.models import MonthlyReport, Role, RunStatus, TestRun
 from commtest.users import get_user, require_role
-from reports.monthly_figures import MonthlyFigures, compute_monthly_figures, parse_month
+from reports.monthly_figures import MonthlyFigures, compute_monthly_figures, month_bounds, parse_month
 
 SIGNING_ROLES = (Role.reviewer, Role.admin)
 
 
 class AlreadySigned(CommtestError):
+    exit_code = 2
+
+
+class NotSignable(CommtestError):
+    """The month cannot be signed (yet): it has not ended, a run is still open, or it holds
+    simulated checks. Exit 2: the command was wrong now; the message says when it will be right."""
+
+    exit_code = 2
+
+
+class FutureMonth(CommtestError):
     exit_code = 2
 
 
@@ -43,7 +58,9 @@ class MonthlyView(BaseModel):
     generated_at: datetime | None
     content_hash: str
     signed_by: str | None = None
+    signer_name: str | None = None
     signed_at: datetime | None = None
+    includes_simulated: bool = False
     comment: str = ""
 
 
@@ -57,13 +74,41 @@ def _figures_data(figures: MonthlyFigures) -> dict[str, Any]:
     return data
 
 
+def refuse_future(month: str, clock: Clock, timezone: str) -> None:
+    start, _ = month_bounds(month, timezone)
+    if clock.now() < start:
+        raise FutureMonth(f"{month} has not begun (it starts on {start.astimezone(ZoneInfo(timezone)):%Y-%m-%d} "
+                          f"in {timezone}); there is no draft of a future month")
+
+
+def signable_problems(engine: Engine, month: str, clock: Clock, timezone: str) -> list[str]:
+    """Why ``month`` cannot be signed now (empty: it can). A month is signed only when it is
+    over in the report's time zone and every run in it is settled."""
+    start, end = month_bounds(month, timezone)
+    local_end = end.astimezone(ZoneInfo(timezone))
+    problems = []
+    if clock.now() < end:
+        problems.append(f"{month} is not over: it ends at {local_end:%Y-%m-%d %H:%M} {timezone}; "
+                        f"sign it from then on")
+    with read_session(engine) as s:
+        open_runs = s.exec(select(TestRun.id).where(
+            col(TestRun.fire_at) >= start, col(TestRun.fire_at) < end,
+            col(TestRun.status).in_((RunStatus.running.value, RunStatus.planned.value)))).all()
+    if open_runs:
+        problems.append(f"run(s) {', '.join(str(r) for r in open_runs)} of {month} are not settled yet; "
+                        "sign once they completed (`commtest runs list`)")
+    return problems
+
+
 def generate_monthly(engine: Engine, month: str, clock: Clock, timezone: str = "Europe/Brussels") -> MonthlyReport:
-    """The month's report: the frozen one when signed, else a freshly computed draft (stored)."""
+    """The month's report: the frozen one when signed, else a freshly computed draft (stored).
+    A month that has not begun has no draft."""
     parse_month(month)
     with session_scope(engine) as session:
         row = session.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()
         if row is not None and row.status == "signed":
             return row
+    refuse_future(month, clock, timezone)
     figures = compute_monthly_figures(engine, month, timezone)
     data = _figures_data(figures)
     with session_scope(engine) as session:
@@ -84,14 +129,32 @@ def generate_monthly(engine: Engine, month: str, clock: Clock, timezone: str = "
 
 def sign_monthly(
     engine: Engine, month: str, username: str, comment: str, clock: Clock, timezone: str = "Europe/Brussels",
-    *, via: str = "cli",
+    *, via: str = "cli", include_simulated: bool = False,
 ) -> MonthlyReport:
-    """Sign the month off as ``username`` (a reviewer or an admin); freezes its figures."""
+    """Sign the month off as ``username`` (a reviewer or an admin); freezes its figures.
+
+    Refused while the month is not over or a run in it is open, and when it holds simulated
+    checks unless ``include_simulated`` (the signature then says so)."""
     user = get_user(engine, username)
     require_role(user, SIGNING_ROLES, "sign a monthly report")
+    with read_session(engine) as s:
+        existing = s.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()
+    if existing is not None and existing.status == "signed":
+        raise AlreadySigned(f"the report of {month} was signed by {existing.signer_name or existing.signed_by} on "
+                            f"{existing.signed_at:%Y-%m-%d}; it is frozen")
+    problems = signable_problems(engine, month, clock, timezone)
+    if problems:
+        raise NotSignable(f"the report of {month} cannot be signed yet: " + "; ".join(problems) + "; nothing was signed")
     row = generate_monthly(engine, month, clock, timezone)
     if row.status == "signed":
-        raise AlreadySigned(f"the report of {month} was signed by {row.signed_by} on {row.signed_at:%Y-%m-%d}; it is frozen")
+        raise AlreadySigned(f"the report of {month} was signed by {row.signer_name or row.signed_by} on "
+                            f"{row.signed_at:%Y-%m-%d}; it is frozen")
+    simulated = int(row.data.get("simulated", {}).get("checks", 0))
+    if simulated and not include_simulated:
+        raise NotSignable(
+            f"the report of {month} holds {simulated} simulated check(s) (a sandbox answered for the officers): they are "
+            "not evidence. Sign with --include-simulated to sign it anyway (the signature then says so); nothing was signed"
+        )
     now = clock.now()
     with session_scope(engine, durable=True) as session:
         stored = session.exec(select(MonthlyReport).where(MonthlyReport.id == row.id)).one()
@@ -99,6 +162,8 @@ def sign_monthly(
             raise AlreadySigned(f"the report of {month} was signed meanwhile by {stored.signed_by}; it is frozen")
         stored.status = "signed"
         stored.signed_by = user.username
+        stored.signer_name = user.display_name or user.username
+        stored.includes_simulated = bool(simulated)
         stored.signed_at = now
         stored.comment = comment
         stored.content_hash = content_hash(stored.data)
@@ -110,6 +175,8 @@ def sign_monthly(
             kind=ev.REPORT_SIGNED,
             month=month,
             by=user.username,
+            name=user.display_name or user.username,
+            includes_simulated=bool(simulated),
             comment=comment,
             content_hash=stored.content_hash,
         )
@@ -124,7 +191,9 @@ def monthly_view(row: MonthlyReport) -> MonthlyView:
         generated_at=row.generated_at,
         content_hash=row.content_hash,
         signed_by=row.signed_by,
+        signer_name=row.signer_name,
         signed_at=row.signed_at,
+        includes_simulated=row.includes_simulated,
         comment=row.comment,
     )
 

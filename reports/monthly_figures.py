@@ -1,9 +1,13 @@
-"""The figures of a monthly report, computed by the database from the event log.
+"""The figures of a monthly report, aggregated by the database from the check facts.
 
 A month is a calendar month in the report's time zone; a run belongs to the month its
-``fire_at`` falls in. The 12-month trend is computed in the same queries, grouping by a
-CASE expression that maps ``fire_at`` to its month (portable and DST-correct, unlike
-``strftime``/``to_char`` on UTC). Percentiles: see ``reports.queries`` (nearest rank).
+``fire_at`` falls in. The unit is the **check** (commtest.facts): rates, medians and
+percentiles are over checks of closed runs, written once when each run closed
+(``check_fact``/``verdict_fact``, derived from the event log and rebuildable from it).
+Simulated checks (a sandbox or a local fake answered) are never mixed into the figures:
+they are counted apart and shown as such. The 12-month trend groups by a CASE expression
+that maps ``fire_at`` to its month (portable and DST-correct, unlike ``strftime`` on UTC).
+Percentiles: nearest rank (see ``reports.queries``).
 """
 from __future__ import annotations
 
@@ -18,16 +22,19 @@ from sqlalchemy.engine import Engine
 from commtest import events as ev
 from commtest.clock import UTC
 from commtest.errors import CommtestError
-from commtest.models import ContactPoint, Endpoint, EndpointStatus, Organisation, Outcome, PlaybookRevision
-from reports.playbook_facts import playbook_facts
-from reports.queries import E, P, R, acknowledged, last_settled, nearest_rank_percentiles, running_statuses, ts, verdicts
+from commtest.models import CheckFact, ContactPoint, Endpoint, EndpointStatus, FieldOfWork, Organisation, VerdictFact
+from reports.queries import E, R, nearest_rank_percentiles, ts
 
 EP = Endpoint.__table__  # type: ignore[attr-defined]
 CP = ContactPoint.__table__  # type: ignore[attr-defined]
-REV = PlaybookRevision.__table__  # type: ignore[attr-defined]
 ORG = Organisation.__table__  # type: ignore[attr-defined]
+FW = FieldOfWork.__table__  # type: ignore[attr-defined]
+CF = CheckFact.__table__  # type: ignore[attr-defined]
+VF = VerdictFact.__table__  # type: ignore[attr-defined]
 TREND_MONTHS = 12
 FRESH_MONTHS = 6
+ANSWERED = ("acked", "acked_late", "manual", "self_reported")
+COUNTED = ("pass", "fail")
 
 
 class BadMonth(CommtestError):
@@ -45,14 +52,17 @@ class MonthRun(_Frozen):
     trigger: str
     announced: bool
     fire_at: datetime
-    pings: int
-    acknowledged: int
+    checks: int
+    answered: int
+    simulated: bool
 
 
 class Stats(_Frozen):
-    pings: int  # settled pings
-    acknowledged: int
+    checks: int  # counted checks (pass or fail): each tested a centre
+    answered: int
+    in_target: int
     ack_rate: float | None
+    in_target_rate: float | None
     median_ms: int | None
     p90_ms: int | None
 
@@ -60,7 +70,7 @@ class Stats(_Frozen):
 class OrgChannelStats(Stats):
     organisation: str
     channel: str
-    breaches: int
+    failed_runs: int
 
 
 class Breach(_Frozen):
@@ -69,7 +79,7 @@ class Breach(_Frozen):
     channel: str
     verdict: str
     target_ms: int | None
-    contact_points: int
+    checks: int
     in_target: int
 
 
@@ -88,12 +98,22 @@ class Freshness(_Frozen):
 
 
 class MonthActionPoint(_Frozen):
+    kind: Literal["repeated_failure", "failed_check", "fix_endpoint", "check_endpoint", "no_contact_point"]
     organisation: str
+    field: str
     channel: str
     contact_point: str
     address: str
     reason: str
     since: datetime
+    failures: int = 1
+    from_earlier_month: bool = False
+
+
+class SimulatedTotals(_Frozen):
+    checks: int
+    answered: int
+    runs: int
 
 
 class MonthlyFigures(_Frozen):
@@ -104,12 +124,15 @@ class MonthlyFigures(_Frozen):
     period_end: datetime
     runs: list[MonthRun]
     totals: Stats
+    simulated: SimulatedTotals
     outcome_counts: dict[str, int]
     per_org_channel: list[OrgChannelStats]
     breaches: list[Breach]
     trend: list[TrendPoint]
     freshness: Freshness
     action_points: list[MonthActionPoint]
+    # The names of the organisations, as the directory had them: code -> {"": name, "<lang>": ...}
+    organisations: dict[str, dict[str, str]] = {}
 
 
 def parse_month(month: str) -> tuple[int, int]:
@@ -131,9 +154,14 @@ def month_start(year: int, month: int, zone: str) -> datetime:
     return datetime(year, month, 1, tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
-def _rate(acked: int, total: int) -> float | None:
+def month_bounds(month: str, zone: str) -> tuple[datetime, datetime]:
+    year, mon = parse_month(month)
+    return month_start(year, mon, zone), month_start(*shift_month(year, mon, 1), zone)
+
+
+def _rate(part: int, total: int) -> float | None:
     # Rounded so that the JSON file and a recomputation compare equal digit for digit.
-    return round(acked / total, 6) if total else None
+    return round(part / total, 6) if total else None
 
 
 def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/Brussels") -> MonthlyFigures:
@@ -143,175 +171,149 @@ def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/
     bounds = [month_start(y, m, timezone) for y, m in months] + [month_start(*shift_month(year, mon, 1), timezone)]
     start, end = bounds[-2], bounds[-1]
     bucket = sa.case(
-        *((sa.and_(R.c.fire_at >= bounds[i], R.c.fire_at < bounds[i + 1]), labels[i]) for i in range(TREND_MONTHS)),
+        *((sa.and_(CF.c.fire_at >= bounds[i], CF.c.fire_at < bounds[i + 1]), labels[i]) for i in range(TREND_MONTHS)),
         else_=sa.null(),
     )
-    year_runs = sa.select(R.c.id).where(R.c.fire_at >= bounds[0], R.c.fire_at < end)
-
     with engine.connect() as conn:
-        settled = last_settled(E.c.run_id.in_(year_runs))
-        enriched = (
-            sa.select(settled, bucket.label("month")).join(R, R.c.id == settled.c.run_id).subquery("enriched")
+        real_year = (
+            sa.select(CF, bucket.label("month"))
+            .where(CF.c.fire_at >= bounds[0], CF.c.fire_at < end, CF.c.simulated.is_(False))
+            .subquery("real_year")
         )
-        this_month = sa.select(enriched).where(enriched.c.month == month).subquery("this_month")
-
-        runs = _runs(conn, start, end, settled)
+        this_month = sa.select(real_year).where(real_year.c.month == month).subquery("this_month")
+        runs = _runs(conn, start, end)
+        trend = _trend(conn, real_year, labels, bounds)
         outcome_counts = {
-            o: int(n)
-            for o, n in conn.execute(
-                sa.select(this_month.c.outcome, sa.func.count())
-                .group_by(this_month.c.outcome)
-                .order_by(this_month.c.outcome)
-            )
+            o: int(n) for o, n in conn.execute(
+                sa.select(this_month.c.outcome, sa.func.count()).where(this_month.c.status.in_(COUNTED))
+                .group_by(this_month.c.outcome).order_by(this_month.c.outcome))
         }
-        breaches = _breaches(conn, runs)
+        breaches = _breaches(conn, start, end)
         per_org = _per_org_channel(conn, this_month, breaches)
-        trend = _trend(conn, enriched, labels, bounds)
+        simulated = _simulated(conn, start, end)
         freshness = _freshness(conn, year, mon, end, timezone)
-        action_points = _action_points(conn, this_month, end)
+        action_points = _action_points(conn, start, end)
+        organisations = {r.code: {"": r.name, **(r.names or {})}
+                         for r in conn.execute(sa.select(ORG.c.code, ORG.c.name, ORG.c.names))}
     current = trend[-1]
     return MonthlyFigures(
-        month=month,
-        timezone=timezone,
-        period_start=start,
-        period_end=end,
-        runs=runs,
+        month=month, timezone=timezone, period_start=start, period_end=end, runs=runs,
         totals=Stats(**{k: getattr(current, k) for k in Stats.model_fields}),
-        outcome_counts=outcome_counts,
-        per_org_channel=per_org,
-        breaches=breaches,
-        trend=trend,
-        freshness=freshness,
-        action_points=action_points,
+        simulated=simulated, outcome_counts=outcome_counts, per_org_channel=per_org, breaches=breaches, trend=trend,
+        freshness=freshness, action_points=action_points, organisations=organisations,
     )
 
 
-def _counts(settled: Any) -> tuple[Any, Any]:
-    return sa.func.count(), sa.func.sum(sa.case((acknowledged(settled), 1), else_=0))
+def _aggregates(src: Any) -> tuple[Any, Any, Any]:
+    counted = src.c.status.in_(COUNTED)
+    return (
+        sa.func.sum(sa.case((counted, 1), else_=0)),
+        sa.func.sum(sa.case((sa.and_(counted, src.c.outcome.in_(ANSWERED)), 1), else_=0)),
+        sa.func.sum(sa.case((src.c.status == "pass", 1), else_=0)),
+    )
 
 
-def _runs(conn: sa.Connection, start: datetime, end: datetime, settled: sa.Subquery) -> list[MonthRun]:
-    n, acked = _counts(settled)
+def _stats(checks: int, answered: int, in_target: int, median: int | None, p90: int | None) -> dict[str, Any]:
+    return dict(checks=checks, answered=answered, in_target=in_target, ack_rate=_rate(answered, checks),
+                in_target_rate=_rate(in_target, checks), median_ms=median, p90_ms=p90)
+
+
+def _answered_only(src: Any) -> Any:
+    """The answered, counted checks of ``src``, as the percentile query wants them."""
+    return (
+        sa.select(src, src.c.id.label("ping_id"))
+        .where(src.c.status.in_(COUNTED), src.c.outcome.in_(ANSWERED), src.c.response_ms.is_not(None))
+        .subquery("answered")
+    )
+
+
+def _runs(conn: sa.Connection, start: datetime, end: datetime) -> list[MonthRun]:
+    checks, answered, _ = _aggregates(CF)
     per_run = (
-        sa.select(settled.c.run_id, n.label("n"), acked.label("acked")).group_by(settled.c.run_id).subquery("per_run")
+        sa.select(CF.c.run_id, checks.label("checks"), answered.label("answered"),
+                  sa.func.max(sa.case((CF.c.simulated.is_(True), 1), else_=0)).label("simulated"))
+        .group_by(CF.c.run_id).subquery("per_run")
     )
     rows = conn.execute(
-        sa.select(R, per_run.c.n, per_run.c.acked)
+        sa.select(R, per_run.c.checks, per_run.c.answered, per_run.c.simulated)
         .outerjoin(per_run, per_run.c.run_id == R.c.id)
-        .where(R.c.fire_at >= start, R.c.fire_at < end)
+        .where(R.c.fire_at >= start, R.c.fire_at < end, R.c.trigger != "channel-test")
         .order_by(R.c.fire_at, R.c.id)
     )
     return [
-        MonthRun(
-            id=r.id,
-            playbook_id=r.playbook_id,
-            status=r.status,
-            trigger=r.trigger,
-            announced=r.announced,
-            fire_at=r.fire_at,
-            pings=int(r.n or 0),
-            acknowledged=int(r.acked or 0),
-        )
+        MonthRun(id=r.id, playbook_id=r.playbook_id, status=r.status, trigger=r.trigger, announced=r.announced,
+                 fire_at=r.fire_at, checks=int(r.checks or 0), answered=int(r.answered or 0),
+                 simulated=bool(r.simulated))
         for r in rows
     ]
 
 
-def _breaches(conn: sa.Connection, runs: list[MonthRun]) -> list[Breach]:
-    run_ids = [r.id for r in runs if r.pings or r.status not in ("planned", "missed")]
-    if not run_ids:
-        return []
-    revisions: dict[int, int] = dict(conn.execute(sa.select(R.c.id, R.c.revision_id).where(R.c.id.in_(run_ids))).all())
-    sources: dict[int, str] = dict(conn.execute(sa.select(REV.c.id, REV.c.source_text).where(REV.c.id.in_(set(revisions.values())))).all())
-    facts = {rev: playbook_facts(text, revision_id=rev) for rev, text in sources.items()}
-    targets = {(run, ch): ms for run, rev in revisions.items() for ch, ms in facts[rev].targets_ms.items()}
-    needed = {run: (facts[rev].participants, facts[rev].needed_channels) for run, rev in revisions.items()}
-    running = [r.id for r in runs if r.status in running_statuses()]
-    return [
-        Breach(
-            run_id=v.run_id,
-            organisation=v.organisation,
-            channel=v.channel,
-            verdict=v.verdict,
-            target_ms=v.target_ms,
-            contact_points=v.contact_points,
-            in_target=v.in_target,
-        )
-        for v in verdicts(conn, run_ids, targets, needed, running)
-        if v.verdict in ("fail", "no_endpoint")
-    ]
+def _trend(conn: sa.Connection, real_year: Any, labels: list[str], bounds: list[datetime]) -> list[TrendPoint]:
+    checks, answered, in_target = _aggregates(real_year)
+    by_month = {m: tuple(int(x or 0) for x in rest) for m, *rest in conn.execute(
+        sa.select(real_year.c.month, checks, answered, in_target).group_by(real_year.c.month))}
+    by_channel = {(m, c): tuple(int(x or 0) for x in rest) for m, c, *rest in conn.execute(
+        sa.select(real_year.c.month, real_year.c.channel, checks, answered, in_target)
+        .group_by(real_year.c.month, real_year.c.channel))}
+    ans = _answered_only(real_year)
+    pct_month = nearest_rank_percentiles(conn, ans, ["month"])
+    pct_channel = nearest_rank_percentiles(conn, ans, ["month", "channel"])
+    run_month = sa.case(
+        *((sa.and_(R.c.fire_at >= bounds[i], R.c.fire_at < bounds[i + 1]), labels[i]) for i in range(len(labels)))
+    ).label("m")
+    run_counts: dict[str, int] = dict(conn.execute(
+        sa.select(run_month, sa.func.count())
+        .where(R.c.fire_at >= bounds[0], R.c.fire_at < bounds[-1], R.c.status == "completed",
+               R.c.trigger != "channel-test")
+        .group_by("m")).all())
+    points = []
+    for label in labels:
+        n, a, it = by_month.get(label, (0, 0, 0))
+        _, median, p90 = pct_month.get((label,), (0, None, None))
+        channels = {}
+        for (m, c), (cn, ca, cit) in sorted(by_channel.items()):
+            if m == label and cn:
+                _, cm, cp = pct_channel.get((m, c), (0, None, None))
+                channels[c] = Stats(**_stats(cn, ca, cit, cm, cp))
+        points.append(TrendPoint(month=label, runs=int(run_counts.get(label, 0)), channels=channels,
+                                 **_stats(n, a, it, median, p90)))
+    return points
 
 
-def _per_org_channel(conn: sa.Connection, this_month: sa.Subquery, breaches: list[Breach]) -> list[OrgChannelStats]:
-    n, acked = _counts(this_month)
+def _breaches(conn: sa.Connection, start: datetime, end: datetime) -> list[Breach]:
+    rows = conn.execute(
+        sa.select(VF).where(VF.c.fire_at >= start, VF.c.fire_at < end, VF.c.simulated.is_(False),
+                            VF.c.verdict.in_(("fail", "no_endpoint")))
+        .order_by(VF.c.fire_at, VF.c.run_id, VF.c.organisation_code, VF.c.channel)
+    ).all()
+    return [Breach(run_id=r.run_id, organisation=r.organisation_code, channel=r.channel, verdict=r.verdict,
+                   target_ms=r.target_ms, checks=r.checks, in_target=r.in_target) for r in rows]
+
+
+def _per_org_channel(conn: sa.Connection, this_month: Any, breaches: list[Breach]) -> list[OrgChannelStats]:
+    checks, answered, in_target = _aggregates(this_month)
     group = (this_month.c.organisation_code, this_month.c.channel)
-    counts = conn.execute(sa.select(*group, n, acked).group_by(*group).order_by(*group)).all()
-    pct = nearest_rank_percentiles(conn, this_month, ["organisation_code", "channel"])
+    counts = {(o, c): tuple(int(x or 0) for x in rest) for o, c, *rest in conn.execute(
+        sa.select(*group, checks, answered, in_target).group_by(*group))}
+    pct = nearest_rank_percentiles(conn, _answered_only(this_month), ["organisation_code", "channel"])
+    keys = {k for k, v in counts.items() if v[0]} | {(b.organisation, b.channel) for b in breaches}
     out = []
-    keys = {(o, c) for o, c, _, _ in counts} | {(b.organisation, b.channel) for b in breaches}
-    by_key = {(o, c): (int(total), int(a or 0)) for o, c, total, a in counts}
     for org, channel in sorted(keys):
-        total, a = by_key.get((org, channel), (0, 0))
+        n, a, it = counts.get((org, channel), (0, 0, 0))
         _, median, p90 = pct.get((org, channel), (0, None, None))
-        out.append(
-            OrgChannelStats(
-                organisation=org,
-                channel=channel,
-                pings=total,
-                acknowledged=a,
-                ack_rate=_rate(a, total),
-                median_ms=median,
-                p90_ms=p90,
-                breaches=sum(1 for b in breaches if (b.organisation, b.channel) == (org, channel)),
-            )
-        )
+        failed = len({b.run_id for b in breaches if (b.organisation, b.channel) == (org, channel)})
+        out.append(OrgChannelStats(organisation=org, channel=channel, failed_runs=failed,
+                                   **_stats(n, a, it, median, p90)))
     return out
 
 
-def _trend(conn: sa.Connection, enriched: sa.Subquery, labels: list[str], bounds: list[datetime]) -> list[TrendPoint]:
-    n, acked = _counts(enriched)
-    by_month = {m: (int(t), int(a or 0)) for m, t, a in conn.execute(sa.select(enriched.c.month, n, acked).group_by(enriched.c.month))}
-    by_channel = {
-        (m, c): (int(t), int(a or 0))
-        for m, c, t, a in conn.execute(
-            sa.select(enriched.c.month, enriched.c.channel, n, acked).group_by(enriched.c.month, enriched.c.channel)
-        )
-    }
-    pct_month = nearest_rank_percentiles(conn, enriched, ["month"])
-    pct_channel = nearest_rank_percentiles(conn, enriched, ["month", "channel"])
-    run_counts: dict[str, int] = dict(
-        conn.execute(
-            sa.select(
-                sa.case(
-                    *((sa.and_(R.c.fire_at >= bounds[i], R.c.fire_at < bounds[i + 1]), labels[i]) for i in range(len(labels)))
-                ).label("m"),
-                sa.func.count(),
-            )
-            .where(R.c.fire_at >= bounds[0], R.c.fire_at < bounds[-1])
-            .group_by("m")
-        ).all()
-    )
-    points = []
-    for label in labels:
-        total, a = by_month.get(label, (0, 0))
-        _, median, p90 = pct_month.get((label,), (0, None, None))
-        channels = {}
-        for (m, c), (ct, ca) in sorted(by_channel.items()):
-            if m == label:
-                _, cm, cp = pct_channel.get((m, c), (0, None, None))
-                channels[c] = Stats(pings=ct, acknowledged=ca, ack_rate=_rate(ca, ct), median_ms=cm, p90_ms=cp)
-        points.append(
-            TrendPoint(
-                month=label,
-                runs=int(run_counts.get(label, 0)),
-                pings=total,
-                acknowledged=a,
-                ack_rate=_rate(a, total),
-                median_ms=median,
-                p90_ms=p90,
-                channels=channels,
-            )
-        )
-    return points
+def _simulated(conn: sa.Connection, start: datetime, end: datetime) -> SimulatedTotals:
+    checks, answered, _ = _aggregates(CF)
+    n, a, runs = conn.execute(
+        sa.select(checks, answered, sa.func.count(sa.distinct(CF.c.run_id)))
+        .where(CF.c.fire_at >= start, CF.c.fire_at < end, CF.c.simulated.is_(True))
+    ).one()
+    return SimulatedTotals(checks=int(n or 0), answered=int(a or 0), runs=int(runs or 0))
 
 
 def _freshness(conn: sa.Connection, year: int, mon: int, end: datetime, timezone: str) -> Freshness:
@@ -327,24 +329,41 @@ def _freshness(conn: sa.Connection, year: int, mon: int, end: datetime, timezone
     return Freshness(endpoints=total, fresh=n_fresh, share=_rate(n_fresh, total), since=since, until=end)
 
 
-def _action_points(conn: sa.Connection, this_month: sa.Subquery, end: datetime) -> list[MonthActionPoint]:
-    """Open at the month's end: endpoints last marked suspect/invalid, and endpoints whose
-    pings bounced or were refused as invalid, unless a run proved them reachable since."""
-    eid = E.c.data["endpoint_id"].as_integer()
+def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[MonthActionPoint]:
+    """Open at the month's end: every endpoint whose checks failed this month (twice or more
+    in a row: repeated), bounced or was refused, and the endpoints flagged suspect/invalid in
+    earlier months and not proven reachable since; each with what to do."""
+    points: dict[tuple[str, ...], MonthActionPoint] = {}
     later = E.alias("later")
 
     def proven_after(endpoint_col: Any, after_col: Any) -> Any:
         return sa.exists().where(
-            later.c.kind == ev.ENDPOINT_VERIFIED,
-            later.c.data["endpoint_id"].as_integer() == endpoint_col,
-            later.c.at >= after_col,
-            later.c.at < end,
+            later.c.kind == ev.ENDPOINT_VERIFIED, later.c.data["endpoint_id"].as_integer() == endpoint_col,
+            later.c.at >= after_col, later.c.at < end)
+
+    failed = conn.execute(
+        sa.select(CF.c.organisation_code, CF.c.field_code, CF.c.channel, CF.c.contact_point_code, CF.c.contact_point_id,
+                  CF.c.address, CF.c.outcome, ts(CF.c.fire_at).label("at"), CF.c.run_id)
+        .where(CF.c.fire_at >= start, CF.c.fire_at < end, CF.c.status == "fail", CF.c.simulated.is_(False))
+        .order_by(CF.c.fire_at, CF.c.run_id)
+    ).all()
+    names = dict(conn.execute(sa.select(CP.c.id, CP.c.name)).all()) if failed else {}
+    for r in failed:
+        key = ("check", r.organisation_code, r.channel, str(r.contact_point_id))
+        streak = _failure_streak(conn, r.contact_point_id, r.channel, end)
+        kind = "fix_endpoint" if r.outcome in ("bounced", "invalid_endpoint", "blocked") else (
+            "repeated_failure" if streak >= 2 else "failed_check")
+        previous = points.get(key)
+        points[key] = MonthActionPoint(
+            kind=kind, organisation=r.organisation_code, field=r.field_code, channel=r.channel,  # type: ignore[arg-type]
+            contact_point=names.get(r.contact_point_id, r.contact_point_code), address=r.address, reason=r.outcome,
+            since=previous.since if previous else r.at, failures=max(streak, 1),
         )
+    # Flags from earlier months still open at this month's end.
+    eid = E.c.data["endpoint_id"].as_integer()
     last_status = (
-        sa.select(sa.func.max(E.c.id).label("id"))
-        .where(E.c.kind == ev.ENDPOINT_STATUS, E.c.at < end)
-        .group_by(eid)
-        .subquery("last_status")
+        sa.select(sa.func.max(E.c.id).label("id")).where(E.c.kind == ev.ENDPOINT_STATUS, E.c.at < end)
+        .group_by(eid).subquery("last_status")
     )
     status = E.c.data["status"].as_string()
     marked = conn.execute(
@@ -352,39 +371,51 @@ def _action_points(conn: sa.Connection, this_month: sa.Subquery, end: datetime) 
         .join(last_status, last_status.c.id == E.c.id)
         .where(status.in_((EndpointStatus.suspect.value, EndpointStatus.invalid.value)), ~proven_after(eid, E.c.at))
     ).all()
-    failed = conn.execute(
-        sa.select(P.c.endpoint_id, this_month.c.outcome, ts(sa.func.min(this_month.c.at)).label("at"))
-        .join(P, P.c.id == this_month.c.ping_id)
-        .where(
-            this_month.c.outcome.in_((Outcome.bounced.value, Outcome.invalid_endpoint.value)),
-            P.c.endpoint_id.is_not(None),
-            ~proven_after(P.c.endpoint_id, this_month.c.at),
-        )
-        .group_by(P.c.endpoint_id, this_month.c.outcome)
-    ).all()
-    found: dict[int, tuple[str, datetime]] = {}
-    for endpoint_id, reason, at in [*failed, *marked]:
-        if endpoint_id is not None and (endpoint_id not in found or at < found[endpoint_id][1]):
-            found[int(endpoint_id)] = (reason, at)
-    if not found:
-        return []
-    rows = conn.execute(
-        sa.select(EP.c.id, EP.c.kind, EP.c.address, CP.c.name, ORG.c.code)
-        .join(CP, CP.c.id == EP.c.contact_point_id)
-        .join(ORG, ORG.c.id == CP.c.organisation_id)
-        .where(EP.c.id.in_(found))
-    ).all()
-    return sorted(
-        (
-            MonthActionPoint(
-                organisation=r.code,
-                channel=r.kind,
-                contact_point=r.name,
-                address=r.address,
-                reason=found[r.id][0],
-                since=found[r.id][1],
+    if marked:
+        rows = {r.id: r for r in conn.execute(
+            sa.select(EP.c.id, EP.c.kind, EP.c.address, CP.c.name, CP.c.id.label("cp_id"), ORG.c.code,
+                      FW.c.code.label("field"))
+            .join(CP, CP.c.id == EP.c.contact_point_id).join(ORG, ORG.c.id == CP.c.organisation_id)
+            .join(FW, FW.c.id == CP.c.field_id).where(EP.c.id.in_([m.endpoint_id for m in marked])))}
+        for m in marked:
+            r = rows.get(m.endpoint_id)
+            if r is None or ("check", r.code, r.kind, str(r.cp_id)) in points:
+                continue
+            points[("endpoint", str(m.endpoint_id))] = MonthActionPoint(
+                kind="fix_endpoint" if m.status == "invalid" else "check_endpoint", organisation=r.code,
+                field=r.field, channel=r.kind, contact_point=r.name, address=r.address, reason=m.status, since=m.at,
+                from_earlier_month=m.at < start,
             )
-            for r in rows
-        ),
-        key=lambda a: (a.organisation, a.contact_point, a.channel, a.address),
-    )
+    gaps = conn.execute(
+        sa.select(sa.func.coalesce(E.c.organisation_code, E.c.data["organisation_code"].as_string()).label("org"),
+                  E.c.data["field"].as_string().label("field"),
+                  sa.func.coalesce(E.c.channel, E.c.data["channel"].as_string()).label("channel"),
+                  E.c.data["contact_point"].as_string().label("cp"), E.c.data["reason"].as_string().label("reason"),
+                  ts(sa.func.min(E.c.at)).label("at"))
+        .join(R, R.c.id == E.c.run_id)
+        .where(E.c.kind == ev.RUN_GAP, R.c.fire_at >= start, R.c.fire_at < end)
+        .group_by("org", "field", "channel", "cp", "reason")
+    ).all()
+    for g in gaps:
+        points[("gap", str(g.org), str(g.field), str(g.channel), str(g.cp))] = MonthActionPoint(
+            kind="no_contact_point", organisation=g.org or "", field=g.field or "", channel=g.channel or "",
+            contact_point=g.cp or "", address="", reason=g.reason or "", since=g.at)
+    order = ("repeated_failure", "fix_endpoint", "failed_check", "check_endpoint", "no_contact_point")
+    return sorted(points.values(), key=lambda a: (order.index(a.kind), a.organisation, a.channel, a.contact_point,
+                                                  a.address))
+
+
+def _failure_streak(conn: sa.Connection, contact_point_id: int, channel: str, end: datetime) -> int:
+    """How many of the last counted checks of (contact point, channel) before ``end`` failed in a row."""
+    statuses = conn.execute(
+        sa.select(CF.c.status)
+        .where(CF.c.contact_point_id == contact_point_id, CF.c.channel == channel, CF.c.fire_at < end,
+               CF.c.status.in_(COUNTED), CF.c.simulated.is_(False))
+        .order_by(CF.c.fire_at.desc(), CF.c.run_id.desc()).limit(12)
+    ).scalars().all()
+    streak = 0
+    for status in statuses:
+        if status != "fail":
+            break
+        streak += 1
+    return streak

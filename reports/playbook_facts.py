@@ -12,6 +12,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from commtest.errors import CommtestError
+from commtest.facts import FactRules
 from playbooks.schema import PlaybookSpec
 
 
@@ -23,12 +24,14 @@ class RevisionUnreadable(CommtestError):
 class PlaybookFacts:
     playbook_id: str
     title: str
+    titles: dict[str, str]
     timezone: str
     participants: tuple[str, ...]
     # Channels every participant is pinged on at run start; an organisation without a
     # ping on one of them gets "no endpoint".
     needed_channels: tuple[str, ...]
     targets_ms: dict[str, int]
+    rules: FactRules
 
 
 def playbook_facts(source_text: str, *, revision_id: int | None = None) -> PlaybookFacts:
@@ -40,8 +43,10 @@ def playbook_facts(source_text: str, *, revision_id: int | None = None) -> Playb
     return PlaybookFacts(
         playbook_id=spec.id,
         title=spec.title,
+        titles=dict(spec.titles),
         timezone=spec.timezone,
         participants=tuple(p.organisation for p in spec.participants),
         needed_channels=tuple(dict.fromkeys(s.channel for s in spec.initial_steps())),
         targets_ms={ch: int(d.total_seconds() * 1000) for ch, d in spec.targets.items()},
+        rules=spec.fact_rules(),
     )

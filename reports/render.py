@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from commtest.errors import CommtestError
 from reports.charts import trend_charts
 from reports.directory_report import DirectoryReport
-from reports.i18n import Translator
+from reports.i18n import ReportTexts
 from reports.monthly import MonthlyView
 from reports.test_report import TestReport
 
@@ -60,13 +60,145 @@ def _zone(report: AnyReport, default: str) -> str:
 
 
 def render_html(report: AnyReport, lang: str = "en", timezone: str = "Europe/Brussels") -> str:
-    t = Translator(lang, _zone(report, timezone))
-    context: dict[str, Any] = {"r": report, "t": t, "lang": lang}
-    if isinstance(report, MonthlyView):
-        context["charts"] = trend_charts(report.figures.trend, t)
-        # A signed PDF is read by people: long listings stay complete in CSV and JSON.
-        context["max_rows"] = MAX_PRINTED_ROWS
+    t = ReportTexts(lang, _zone(report, timezone))
+    context: dict[str, Any] = {"r": report, "t": t, "lang": lang, **t.jinja_globals()}
+    if isinstance(report, TestReport):
+        context.update(test_context(report, t))
+    elif isinstance(report, MonthlyView):
+        context.update(monthly_context(report, t))
+    else:
+        context.update(directory_context(report, t))
     return _env.get_template(f"{_kind(report)}.html.j2").render(**context)
+
+
+def test_context(report: TestReport, t: ReportTexts) -> dict[str, Any]:
+    """The summary matrix (organisations × channels) and the sentence above it."""
+    known = report.directory_state.organisations
+    orgs: dict[str, str] = {}
+    for cell in report.matrix:
+        names = known.get(cell.organisation, {})
+        orgs.setdefault(cell.organisation, t.localised(names.get("", cell.organisation), names))
+    fields = {code: t.localised(names.get("", code), names) for code, names in report.directory_state.fields.items()}
+    channels = list(dict.fromkeys(c.channel for c in sorted(report.matrix, key=lambda c: _CHANNEL_ORDER.get(c.channel, 9))))
+    cells = {(c.organisation, c.channel): c for c in report.matrix}
+    targets = {c.channel: c.target_ms for c in report.matrix if c.target_ms}
+    return {
+        "matrix_orgs": [{"code": code, "name": name} for code, name in orgs.items()],
+        "matrix_channels": channels,
+        "cells": cells,
+        "targets": targets,
+        "org_names": {**{code: t.localised(n.get("", code), n) for code, n in known.items()}, **orgs},
+        "field_names": fields,
+        "summary_sentence": summary_sentence(report, t, orgs),
+    }
+
+
+_CHANNEL_ORDER = {"email": 0, "voice": 1, "sms": 2, "video": 3, "cap": 4, "manual": 5}
+
+
+def summary_sentence(report: TestReport, t: ReportTexts, orgs: dict[str, str]) -> str:
+    s = report.summary
+    if not s.checks:
+        return t("Nothing was checked in this run.")
+    by_org: dict[str, list[str]] = {}
+    for c in report.matrix:
+        by_org.setdefault(c.organisation, []).append(c.verdict)
+    all_pass = sum(1 for verdicts in by_org.values() if all(v == "pass" for v in verdicts))
+    parts = [t.n("%(passed)s of %(n)s organisation passed on every channel.",
+                 "%(passed)s of %(n)s organisations passed on every channel.", len(by_org), passed=all_pass)]
+    parts.append(t.n("%(answered)s of %(n)s check was answered, %(in_target)s within its target.",
+                     "%(answered)s of %(n)s checks were answered, %(in_target)s within their target.", s.counted,
+                     answered=s.answered, in_target=s.passed))
+    if s.not_tested:
+        parts.append(t.n("%(n)s check could not be made because our side failed.",
+                         "%(n)s checks could not be made because our side failed.", s.not_tested))
+    if report.run.status == "running":
+        parts.insert(0, t("The test is still running."))
+    elif report.run.status == "aborted":
+        parts.insert(0, t("The test was called off before it ended."))
+    if s.simulated:
+        parts.append(t("SIMULATED: a sandbox answered for the officers; this run is not evidence."))
+    return " ".join(parts)
+
+
+def month_label(month: str, lang: str, short: bool = False) -> str:
+    from datetime import date
+
+    from babel.dates import format_date
+
+    year, mon = (int(x) for x in month.split("-"))
+    locale = "en_GB" if lang == "en" else lang
+    return format_date(date(year, mon, 1), "MMM yy" if short else "LLLL yyyy", locale=locale)
+
+
+def monthly_context(view: MonthlyView, t: ReportTexts) -> dict[str, Any]:
+    f = view.figures
+    label = lambda month, short=False: month_label(month, t.language, short)  # noqa: E731
+    return {
+        "month_name": label(f.month),
+        "month_label": label,
+        "charts": trend_charts(f.trend, t, label),
+        "trend_rows": [p for p in f.trend if p.checks or p.runs],
+        # A signed PDF is read by people: long listings stay complete in CSV and JSON.
+        "max_rows": MAX_PRINTED_ROWS,
+        "org_name": lambda code: t.localised(f.organisations.get(code, {}).get("", code), f.organisations.get(code, {})),
+        "summary_paragraph": monthly_summary(view, t, label(f.month)),
+    }
+
+
+def monthly_summary(view: MonthlyView, t: ReportTexts, month_name: str) -> str:
+    f = view.figures
+    completed = [r for r in f.runs if r.status == "completed" and not r.simulated]
+    if not f.totals.checks:
+        text = t("No test with real answers ran in %(month)s.", month=month_name)
+    else:
+        text = t.n("In %(month)s, %(n)s test checked the centres:", "In %(month)s, %(n)s tests checked the centres:",
+                   len(completed), month=month_name)
+        text += " " + t("%(answered)s of %(checks)s checks were answered (%(rate)s), %(in_target)s within target "
+                        "(%(target_rate)s); the median response time was %(median)s.",
+                        answered=t.number(f.totals.answered), checks=t.number(f.totals.checks),
+                        rate=t.percent(f.totals.ack_rate), in_target=t.number(f.totals.in_target),
+                        target_rate=t.percent(f.totals.in_target_rate), median=t.duration(f.totals.median_ms))
+        if f.breaches:
+            text += " " + t.n("%(n)s organisation-channel verdict failed.", "%(n)s organisation-channel verdicts failed.",
+                              len(f.breaches))
+    if f.action_points:
+        text += " " + t.n("%(n)s action point is open.", "%(n)s action points are open.", len(f.action_points))
+    if f.simulated.checks:
+        text += " " + t("Simulated checks are counted apart and are not evidence.")
+    return text
+
+
+def directory_context(report: DirectoryReport, t: ReportTexts) -> dict[str, Any]:
+    groups: dict[str, list[Any]] = {}
+    for c in report.contacts:
+        org = f"{t.localised(c.organisation_name, c.organisation_names)} ({c.organisation})"
+        groups.setdefault(org, []).append(c)
+    changes = {"added": t("added"), "removed": t("removed"), "changed": t("changed"), "proven": t("proven reachable")}
+    attrs = {"name": t("name"), "kind": t("kind"), "title": t("title"), "languages": t("languages"),
+             "active": t("active"), "organisation": t("organisation"), "field": t("field of work"),
+             "priority": t("priority"), "label": t("label"), "status": t("status"), "verified_at": t("proven reachable")}
+
+    def show(value: Any) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, bool):
+            return t("yes") if value else t("no")
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and "T" in value:
+            try:
+                from datetime import datetime
+
+                return t.when(datetime.fromisoformat(value))
+            except ValueError:
+                return value
+        if isinstance(value, str) and value in ("active", "suspect", "invalid"):
+            return t.name("endpoint_status", value)
+        return str(value)
+
+    return {"groups": list(groups.items()), "change_name": lambda c: changes.get(c, c),
+            "attr_name": lambda a: attrs.get(a, a), "show": show}
 
 
 def render_pdf(html: str) -> bytes:
@@ -87,25 +219,33 @@ Table = tuple[list[str], list[list[Any]]]
 def tables(report: AnyReport) -> dict[str, Table]:
     """Every table of a report, for CSV (one file each)."""
     if isinstance(report, TestReport):
+        from reports.test_report import ActionPoint, Attempt, CheckLine, DirectoryChange, LateAnswer, MatrixCell
+
         return {
-            "verdicts": _rows(report.verdicts, ["organisation", "channel", "verdict", "target_ms", "contact_points", "in_target", "gaps"]),
-            "outcomes": (["outcome", "count"], [[k, v] for k, v in report.outcome_counts.items()]),
-            "pings": _rows(report.pings, list(type(report.pings[0]).model_fields) if report.pings else ["ping_id"]),
-            "timeline": _rows(report.timeline, ["at", "kind", "organisation", "channel", "contact_point", "outcome", "detail"]),
-            "observations": _rows(report.observations, ["at", "kind", "ping_id", "organisation", "channel", "contact_point", "detail"]),
-            "action_points": _rows(report.action_points, ["kind", "organisation", "channel", "contact_point", "address", "reason"]),
-            "directory_changes": _rows(report.directory_changes, ["at", "endpoint_id", "contact_point", "channel", "address", "change"]),
+            "matrix": _rows(report.matrix, list(MatrixCell.model_fields)),
+            "checks": _rows(report.checks, list(CheckLine.model_fields)),
+            "attempts": _rows(report.attempts, list(Attempt.model_fields)),
+            "action_points": _rows(report.action_points + report.directory_state.action_points,
+                                   list(ActionPoint.model_fields)),
+            "answers_after_close": _rows(report.answers_after_close, list(LateAnswer.model_fields)),
+            "outcomes": (["outcome", "checks"], [[k, v] for k, v in report.outcome_counts.items()]),
+            "timeline": (["event_id", "at", "kind", "organisation", "channel", "contact_point", "outcome", "params"],
+                         [[e.event_id, _cell(e.at), e.kind, e.organisation, e.channel, e.contact_point, e.outcome,
+                           json.dumps(e.params, sort_keys=True)] for e in report.timeline]),
+            "directory_changes": _rows(report.directory_changes, list(DirectoryChange.model_fields)),
         }
     if isinstance(report, MonthlyView):
+        from reports.monthly_figures import Breach, MonthActionPoint, MonthRun, OrgChannelStats
+
         f = report.figures
-        stats = ["pings", "acknowledged", "ack_rate", "median_ms", "p90_ms"]
+        stats = ["checks", "answered", "in_target", "ack_rate", "in_target_rate", "median_ms", "p90_ms"]
         return {
-            "runs": _rows(f.runs, ["id", "playbook_id", "status", "trigger", "announced", "fire_at", "pings", "acknowledged"]),
-            "outcomes": (["outcome", "count"], [[k, v] for k, v in f.outcome_counts.items()]),
-            "per_org_channel": _rows(f.per_org_channel, ["organisation", "channel", *stats, "breaches"]),
-            "breaches": _rows(f.breaches, ["run_id", "organisation", "channel", "verdict", "target_ms", "contact_points", "in_target"]),
+            "runs": _rows(f.runs, list(MonthRun.model_fields)),
+            "outcomes": (["outcome", "checks"], [[k, v] for k, v in f.outcome_counts.items()]),
+            "per_org_channel": _rows(f.per_org_channel, list(OrgChannelStats.model_fields)),
+            "breaches": _rows(f.breaches, list(Breach.model_fields)),
             "trend": _rows(f.trend, ["month", "runs", *stats]),
-            "action_points": _rows(f.action_points, ["organisation", "channel", "contact_point", "address", "reason", "since"]),
+            "action_points": _rows(f.action_points, list(MonthActionPoint.model_fields)),
         }
     contacts = [
         [c.organisation, c.field, c.code, c.name, " ".join(c.languages), e.kind, e.address, e.priority, e.status,
@@ -124,7 +264,8 @@ def tables(report: AnyReport) -> dict[str, Table]:
              "status", "verified_at", "verified_run_id"],
             contacts,
         ),
-        "changes": _rows(report.changes, ["what", "change", "key", "detail"]),
+        "changes": (["what", "change", "key", "fields"],
+                    [[c.what, c.change, c.key, json.dumps(c.fields, sort_keys=True)] for c in report.changes]),
     }
 
 

@@ -1,7 +1,13 @@
 """``report verify``: recompute every number of a report's JSON file from the event log.
 
-The file's figures are flattened to paths (``per_org_channel[2].median_ms``) and compared
-with a fresh computation from the event log.
+The file's figures are flattened to paths and compared with a fresh computation from the
+event log. Lists are compared **by identity**, not by position: a timeline entry by its event
+id (``timeline[event 123].kind``), an attempt by its ping id, a check by its organisation,
+contact point and channel, a verdict by organisation and channel, a month by its name. So one
+event that arrived after the report shows as that one event ("added after the report"), not as
+every later position shifting. For a closed run, the check facts stored when it closed are
+compared with the ones the log gives (``stored facts``). What a test report states about the
+directory as it is now (``directory_state``) is not from the log and is not compared.
 
 A *signed* monthly report is frozen: its figures are compared with the figures stored at
 signature time (whose sha256 must still be the one the ``report.signed`` event recorded),
@@ -35,9 +41,33 @@ class Difference:
     path: str
     in_file: Any
     recomputed: Any
+    kind: str = "differs"  # differs | added (an event the report predates) | stored (stored facts vs the log)
 
     def __str__(self) -> str:
+        if self.kind == "added":
+            return f"{self.path}: added after the report: {self.recomputed}"
+        if self.kind == "stored":
+            return f"{self.path}: the facts stored at close say {self.in_file!r}, the event log gives {self.recomputed!r}"
         return f"{self.path}: file says {self.in_file!r}, the event log gives {self.recomputed!r}"
+
+
+# The fields that identify an item of a list, tried in order.
+_IDENTITY = (("event_id",), ("ping_id",), ("run_id", "organisation", "channel"),
+             ("kind", "organisation", "channel", "contact_point", "address"),
+             ("organisation", "contact_point_code", "channel"), ("organisation", "channel"), ("month",), ("id",))
+
+
+def _identity(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return None
+    for keys in _IDENTITY:
+        if all(k in item for k in keys):
+            if keys == ("event_id",):
+                return f"event {item['event_id']}"
+            if keys == ("ping_id",):
+                return f"ping {item['ping_id']}"
+            return "/".join(str(item[k]) for k in keys)
+    return None
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -48,10 +78,19 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         return out
     if isinstance(value, list):
         out = {}
+        ids = [_identity(v) for v in value]
+        by_identity = all(ids) and len(set(ids)) == len(ids)
         for i, v in enumerate(value):
-            out.update(flatten(v, f"{prefix}[{i}]"))
+            out.update(flatten(v, f"{prefix}[{ids[i] if by_identity else i}]"))
         return out
     return {prefix: value}
+
+
+_NOT_FROM_THE_LOG = ("directory_state", "figures.organisations")
+
+
+def _compared(path: str) -> bool:
+    return not any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in _NOT_FROM_THE_LOG)
 
 
 def _is_number(value: Any) -> bool:
@@ -161,13 +200,67 @@ def verify_report(engine: Engine, path: Path) -> list[Difference]:
             if a != b or type(a) is not type(b) and not (_is_number(a) and _is_number(b)):
                 diffs.append(Difference(key, a, b))
         return diffs
-    fresh = flatten(recompute(engine, data))
+    recomputed = recompute(engine, data)
+    fresh = {k: v for k, v in flatten(recomputed).items() if _compared(k)}
     scope = ("figures.",) if data["report"] == "monthly" else ("",)
-    in_file = {k: v for k, v in flatten(data).items() if k.startswith(scope) and k != "format"}
-    diffs = []
+    in_file = {k: v for k, v in flatten(data).items() if k.startswith(scope) and k != "format" and _compared(k)}
+    diffs = _added_events(in_file, fresh, recomputed)
+    added = {d.path for d in diffs}
     for key in sorted(set(in_file) | set(fresh)):
+        if any(key.startswith(p + ".") for p in added):
+            continue
         a, b = in_file.get(key), fresh.get(key)
         # Every leaf is derived from the log (verdicts and outcomes too), so all must match.
         if a != b or type(a) is not type(b) and not (_is_number(a) and _is_number(b)):
             diffs.append(Difference(key, a, b))
+    if data["report"] == "test":
+        diffs.extend(stored_fact_differences(engine, int(data["run"]["id"])))
     return diffs
+
+
+def _added_events(in_file: dict[str, Any], fresh: dict[str, Any], recomputed: dict[str, Any]) -> list[Difference]:
+    """Timeline entries (and directory changes) the log has and the file does not: events that
+    arrived after the report was written, listed once each."""
+    out = []
+    for section in ("timeline", "directory_changes"):
+        have = {k.split("]")[0] + "]" for k in in_file if k.startswith(f"{section}[event ")}
+        for item in recomputed.get(section, []):
+            path = f"{section}[event {item['event_id']}]"
+            if path not in have:
+                out.append(Difference(path, None, f"event {item['event_id']} {item['kind']} at {item['at']}", "added"))
+    return out
+
+
+def stored_fact_differences(engine: Engine, run_id: int) -> list[Difference]:
+    """For a closed run: where the check and verdict facts stored at close differ from the log."""
+    from dataclasses import asdict
+
+    from commtest.facts import facts_of_run, normalised, stored_facts
+    from commtest.models import RunStatus, TestRun
+    from reports.playbook_facts import playbook_facts
+    from sqlmodel import Session
+
+    with engine.connect() as conn:
+        with Session(bind=conn) as s:
+            run = s.get(TestRun, run_id)
+            if run is None or run.status not in (RunStatus.completed.value, RunStatus.aborted.value):
+                return []
+            from commtest.models import PlaybookRevision
+
+            rev = s.get(PlaybookRevision, run.revision_id)
+            assert rev is not None
+            rules = playbook_facts(rev.source_text, revision_id=rev.id).rules
+        derived = normalised(facts_of_run(conn, run_id, rules))
+        stored = stored_facts(conn, run_id)
+    def keyed(facts: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for c in facts.checks:
+            for k, v in asdict(c).items():
+                out[f"checks[{c.organisation_code}/{c.contact_point_id}/{c.channel}].{k}"] = v
+        for v in facts.verdicts:
+            for k, val in asdict(v).items():
+                out[f"verdicts[{v.organisation_code}/{v.channel}].{k}"] = val
+        return out
+    a, b = keyed(stored), keyed(derived)
+    return [Difference(f"stored facts: {k}", a.get(k), b.get(k), "stored") for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]

@@ -348,6 +348,9 @@ class RunEngine:
             claimed = self._claim(min(self.settings.dispatch_workers, limit - total))
             if not claimed:
                 break
+            # Leadership may have gone while claiming: then nothing is sent. The claimed
+            # attempts stay ``dispatching`` and the next leader marks them unknown (never twice).
+            self._ensure_leader()
             results = list(self._pool.map(self._send_one, claimed))
             self._record_sends(claimed, results)
             total += len(claimed)
@@ -363,7 +366,8 @@ class RunEngine:
         on its side (not the endpoint, not ambiguously) passes the attempt to the next."""
         kind = claimed.outgoing.channel
         last: ChannelError | None = None
-        for name in self.channels.providers(kind):
+        names = self.channels.providers(kind)
+        for i, name in enumerate(names):
             try:
                 channel = self.channels.get(kind, name)
                 return Sent(channel.send(claimed.outgoing), name, is_simulated(channel))
@@ -372,9 +376,9 @@ class RunEngine:
             except Exception as exc:  # a provider bug must not stop the other pings
                 log.exception("provider %s raised for ping %s", name, claimed.ping_id)
                 last = ChannelError(f"{type(exc).__name__}: {exc}", permanent=False)
-            if last.permanent or last.ambiguous:
+            if last.permanent or last.ambiguous or i + 1 == len(names):
                 break
-            log.warning("ping %s: provider %s failed (%s); trying the next one", claimed.ping_id, name, last.message)
+            log.warning("ping %s: provider %s failed (%s); trying %s", claimed.ping_id, name, last.message, names[i + 1])
         return last or ChannelError(f"no {kind} provider", permanent=False)
 
     def _record_sends(self, claimed: list[Claimed], results: list[Sent | ChannelError]) -> None:

@@ -165,6 +165,7 @@ def acknowledge(
     source: str | None = None,
     suspicious_within: timedelta = timedelta(seconds=10),
     simulated: bool | None = None,
+    note: str | None = None,
 ) -> AckResult:
     """Record an acknowledgement once. A second one for the same ping changes nothing.
 
@@ -208,6 +209,7 @@ def acknowledge(
     ping_event(
         session, ping, ev.PING_ACKED, at, actor, response_ms=response, method=method, by=by, late=late,
         suspicious=suspicious, user_agent=(user_agent or "")[:300], source=source, simulated=simulated,
+        **({"note": note[:500]} if note else {}),
     )
     ping_event(session, ping, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=response,
                reason="", method=method)

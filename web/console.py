@@ -21,7 +21,7 @@ from commtest.errors import PermissionDenied
 from commtest.models import MonthlyReport, Role
 from commtest.settings import Settings
 from commtest.users import check_password
-from reports.monthly import SIGNING_ROLES, AlreadySigned, content_hash, generate_monthly, monthly_view, sign_monthly
+from reports.monthly import SIGNING_ROLES, AlreadySigned, NotSignable, content_hash, generate_monthly, monthly_view, sign_monthly
 from reports.monthly_figures import compute_monthly_figures
 from web.console_report import embed_monthly
 from web.console_session import COOKIE_NAME, COOKIE_PATH, Session, SessionKeeper
@@ -249,6 +249,8 @@ def console_router(settings: Settings, engine: Engine, clock: Clock, signer: Csr
                           when=when(row.signed_at, lang))
         except PermissionDenied:  # deactivated or demoted between the page and the press
             return forbidden(request, lang, session, SIGNING_ROLES, "action_sign")
+        except NotSignable as exc:  # the month is not over, a run is open, or it holds simulated checks
+            return report_page(request, lang, session, row, 409, str(exc), comment[:MAX_COMMENT])
         return RedirectResponse(f"{LIST}/{month}?lang={lang}", status_code=303)
 
     return router

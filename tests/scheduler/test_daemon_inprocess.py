@@ -194,8 +194,8 @@ def test_losing_the_lock_stops_dispatching_at_once_and_goes_back_to_standby(harn
     wait_until(lambda: {p.state for p in harness.pings(first)} == {"sent"}, "the first run to be sent")
     assert daemon.is_leader.is_set()
     harness.lock.lose()
-    second = harness.start_run()  # due now, but nobody may send it
     wait_until(lambda: not daemon.is_leader.is_set(), "the daemon to drop leadership")
+    second = harness.start_run()  # due now, but nobody may send it
     time.sleep(0.3)  # several ticks' worth
     assert len(email.calls) + len(voice.calls) == 4
     assert {p.state for p in harness.pings(second)} == {"pending"}

@@ -93,9 +93,11 @@ def test_run_now_drives_the_test_to_completion_and_prints_the_table_per_organisa
     assert {(p.state, p.outcome) for p in cli.pings(run.id or 0)} == {("acked", "acked")}
     rows = table_rows(out)
     assert {(r[0], r[1]) for r in rows} == {("XA-ONE", "email"), ("XA-ONE", "voice"), ("XB-TWO", "email"), ("XB-TWO", "voice")}
-    for org, channel, sent, acked, response, target, outcome, verdict in rows:
-        assert (sent, acked, target, outcome, verdict) == ("1", "1", "5s", "acked", "pass")
-        assert response in ("0s", "1s")
+    for org, channel, checks, acked, sent, response, target, outcome, verdict in rows:
+        assert (checks, acked, sent, target, outcome) == ("1", "1", "1", "5 s", "acked")
+        # The sandbox answered: a pass, marked as simulated (never evidence).
+        assert verdict == "pass SIMULATED"
+        assert response in ("0 s", "1 s")
     assert "status completed" in out
 
 
@@ -119,7 +121,7 @@ def test_runs_show_pings_names_each_contact_point_by_its_code(cli: Cli) -> None:
     shown = ok(cli.run("runs", "show", str(run.id), "--pings"))
     section = shown.split("pings", 2)[-1]
     rows = [[c.strip() for c in line.strip().strip("│").split("│")] for line in section.splitlines()]
-    rows = [cells for cells in rows if len(cells) == 13 and cells[0].isdigit()]
+    rows = [cells for cells in rows if len(cells) == 14 and cells[0].isdigit()]
     assert {(cells[1], cells[2]) for cells in rows} == {
         ("XA-ONE", "XA-ONE/crisis-desk"), ("XB-TWO", "XB-TWO/crisis-desk")
     }
@@ -259,7 +261,7 @@ def table_rows(out: str) -> list[list[str]]:
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("│").split("│")]
-        if len(cells) == 8 and re.fullmatch(r"[A-Z]{2}-[A-Z]+", cells[0]):
+        if len(cells) == 9 and re.fullmatch(r"[A-Z]{2}-[A-Z]+", cells[0]):
             rows.append(cells)
     return rows
 

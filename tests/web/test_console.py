@@ -73,6 +73,7 @@ def make_console(engine: Engine, clock: FrozenClock, **extra: object) -> Iterato
     log.ping(run, "NL-NCC", "email", sent_at=T0, response_s=1200)
     log.ping(run, "BE-NCCN", "voice", sent_at=T0, response_s=40)
     log.ping(run, "NL-NCC", "voice", sent_at=T0, outcome="bounced")
+    log.close(run)
     for name, role in (("rvw", "reviewer"), ("vera", "viewer"), ("cora", "coordinator"), ("adam", "admin")):
         add_user(engine, name, role, clock, display_name=f"Fictional {role}", password=PASSWORD)
     generate_monthly(engine, "2026-03", clock)
@@ -233,10 +234,11 @@ def test_the_report_page_renders_the_figures_and_allows_exactly_its_styles(conso
     r = console.client.get(REPORT + "?lang=en")
     assert r.status_code == 200
     assert "Monthly report 2026-03" in r.text and f"Draft generated at 14 Apr 2026 10:00 CEST" in r.text
-    # The figures of the report: 4 settled pings, 3 acknowledged, 75 %; one row per organisation x channel.
+    # The figures of the report: 4 checks, 3 answered, 75 %; one row per organisation x channel.
     totals = re.search(r'<table class="meta">(.*?)</table>', r.text, re.S)
-    assert totals and re.findall(r'class="num">([^<]+)<', totals.group(1))[:3] == ["4", "3", "75.0%"]
-    assert "BE-NCCN" in r.text and "NL-NCC" in r.text and r.text.count("<svg") == 2
+    assert totals and re.findall(r'class="num">([^<]+)<', totals.group(1))[:2] == ["4", "3 (75.0%)"]
+    assert "Nationaal Crisiscentrum / Centre de Crise National" in r.text and "Nationaal CrisisCentrum" in r.text
+    assert r.text.count("<svg") == 3  # within target; e-mail and telephone response times
     assert "<script" not in r.text
     csp = r.headers["content-security-policy"]
     head_style = re.search(r"<head>.*?<style>(.*?)</style>", r.text, re.S)
@@ -299,9 +301,11 @@ def test_a_reviewer_signs_with_a_comment_and_the_report_is_frozen(console: Conso
     shown = console.client.get(REPORT + "?lang=en").text
     assert f"Signed by rvw at 14 Apr 2026 10:05 CEST." in shown
     assert "Comment: Read; NL phone &lt;to be&gt; fixed." in shown and "Sign off this report" not in shown
-    # Frozen: an event for March arriving later does not move the figures.
-    console.log.ping(console.run_id, "BE-NCCN", "email", sent_at=T0 + timedelta(days=1), response_s=30, attempt=2)
-    assert generate_monthly(console.engine, "2026-03", console.clock).data["totals"]["pings"] == 4
+    # Frozen: a test of March that closes later does not move the figures.
+    late = console.log.run(T0 + timedelta(days=1))
+    console.log.ping(late, "BE-NCCN", "email", sent_at=T0 + timedelta(days=1), response_s=30)
+    console.log.close(late)
+    assert generate_monthly(console.engine, "2026-03", console.clock).data["totals"]["checks"] == 4
 
 
 def test_an_admin_may_sign_too(console: Console) -> None:
@@ -360,7 +364,9 @@ def test_a_comment_is_required(console: Console) -> None:
 def test_the_reviewer_signs_only_the_figures_the_page_showed(console: Console) -> None:
     console.login("rvw")
     page = console.client.get(REPORT + "?lang=en").text
-    console.log.ping(console.run_id, "LU-CNC", "email", sent_at=T0, response_s=60)  # arrives while reading
+    late = console.log.run(T0 + timedelta(days=2))  # another March test closes while the reviewer reads
+    console.log.ping(late, "LU-CNC", "email", sent_at=T0 + timedelta(days=2), response_s=60)
+    console.log.close(late)
     r = console.client.post(REPORT + "/sign?lang=en", data={"csrf": field(page, "csrf"), "comment": "ok",
                                                           "content_hash": field(page, "content_hash")})
     assert r.status_code == 409 and "The figures of 2026-03 changed since you opened the page" in r.text
@@ -368,4 +374,4 @@ def test_the_reviewer_signs_only_the_figures_the_page_showed(console: Console) -
     # The page now shows the new figures, and signing them works.
     assert sign(console).status_code == 303
     stored = row(console.engine)
-    assert stored is not None and stored.data["totals"]["pings"] == 5
+    assert stored is not None and stored.data["totals"]["checks"] == 5
