@@ -21,13 +21,14 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import RoundTripConstructor
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scanner import RoundTripScanner
 
 from commtest.errors import Problem
 
-__all__ = ["MAX_DEPTH", "YamlRefused", "bounded_yaml", "refusal_problem"]
+__all__ = ["MAX_DEPTH", "YamlRefused", "bounded_yaml", "refusal_problem", "unreadable_problem"]
 
 MAX_DEPTH = 64
 
@@ -102,6 +103,18 @@ def bounded_yaml() -> YAML:
     yaml.Composer = _BoundedComposer
     yaml.Constructor = _BoundedConstructor
     return yaml
+
+
+def unreadable_problem(exc: YAMLError, text: str, filename: str) -> Problem:
+    """A YAML error without a mark, such as a control character the YAML reader refuses."""
+    if isinstance(exc, ReaderError) and isinstance(exc.position, int):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        return Problem(filename, line, "", f"character U+{code:04X} is not allowed in YAML text "
+                                           "(a binary file, or a control character pasted in?); remove it", column)
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return Problem(filename, None, "", f"not YAML text that can be read: {first}")
 
 
 def refusal_problem(exc: YamlRefused, filename: str) -> Problem:
