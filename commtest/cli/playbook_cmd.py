@@ -32,7 +32,7 @@ def sync_playbooks(app: AppContext, *, quiet: bool = False) -> None:
     does this first); warn about invalid files on stderr unless ``quiet``."""
     from playbooks.store import sync_folder
 
-    report = sync_folder(app.engine, app.settings.playbook_dir, app.clock)
+    report = sync_folder(app.engine, app.settings.playbook_dir, app.clock, max_bytes=app.settings.max_playbook_bytes)
     if quiet:
         return
     for path, failure in report.invalid:
