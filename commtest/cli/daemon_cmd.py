@@ -18,7 +18,6 @@ import click
 from commtest.context import AppContext
 
 from .base import app_context, cli
-from .playbook_cmd import sync_playbooks
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,8 @@ def daemon_cmd(no_web: bool) -> None:
 
     app = app_context()
     settings = app.settings
-    sync_playbooks(app)
+    # No sync of the playbook folder here: the leader syncs it in its housekeeping, which
+    # never delays leading, ticking or the web app (a hostile file there is reported and skipped).
     extra: list[ExtraJob] = []
     try:
         from reports.monthly import generate_monthly  # noqa: F401
@@ -42,7 +42,8 @@ def daemon_cmd(no_web: bool) -> None:
     except ImportError:
         log.info("reports package not available: no monthly report job")
     daemon = Daemon(settings, app.engine, app.clock, extra_jobs=extra,
-                    sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, app.clock))
+                    sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, app.clock,
+                                                   max_bytes=settings.max_playbook_bytes))
     server = None if no_web else _start_web(app)
     reader_stop = _start_mail_reader(app)
 
