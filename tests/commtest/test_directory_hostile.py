@@ -113,7 +113,9 @@ def test_directory_import_exits_2_without_a_traceback(run_cli, tmp_path: Path, n
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_directory_import_reads_its_size_limit_from_the_settings(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_directory_import_reads_its_size_limit_from_the_settings(  # type: ignore[no-untyped-def]
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("COMMTEST_MAX_DIRECTORY_BYTES", "1024")
     path = write(tmp_path, BASE_YAML + "# padding\n" * 200)
     result = run_cli("directory", "import", str(path))
