@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Europe" is a folder of zones
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Brussels)") from exc
         return value
 

@@ -8,7 +8,10 @@ ruamel.yaml's round-trip reader, with three bounds:
 * **nesting at most** ``MAX_DEPTH`` **levels**: 100,000 nested brackets would otherwise
   take seconds to scan and end in a ``RecursionError``; the flow level is checked by the
   scanner, at the bracket, so the refusal comes after reading ``MAX_DEPTH`` of them;
-* **one document**: a second ``---`` document is refused, not parsed.
+* **one document**: a second ``---`` document is refused, not parsed;
+* **no explicit tags** beyond the plain ones (``!!str``, ``!!int`` ...): ``!!set``, ``!!binary``,
+  ``!!python/...`` or ``!custom`` ask the library for constructions our files never need
+  (and some of them crash it).
 
 A value that cannot be built (a 5,000-digit integer, the 13th month of a date) becomes a
 located error too, instead of a ``ValueError`` from deep inside the library. Every
@@ -31,6 +34,16 @@ from commtest.errors import Problem
 __all__ = ["MAX_DEPTH", "YamlRefused", "bounded_yaml", "refusal_problem", "unreadable_problem"]
 
 MAX_DEPTH = 64
+
+
+_CORE = "tag:yaml.org,2002:"
+# Explicit tags that only restate what a plain value is; any other (!!set, !!omap, !!binary,
+# !!python/..., !custom) asks the library for a construction our files never need.
+_PLAIN_TAGS = frozenset(_CORE + name for name in ("str", "int", "float", "bool", "null", "seq", "map"))
+
+
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
 
 
 class YamlRefused(MarkedYAMLError):
@@ -58,6 +71,14 @@ class _BoundedComposer(Composer):
             raise YamlRefused(
                 None, None,
                 f"YAML aliases (*{event.anchor}) are not allowed in commtest files; write the value out in full",
+                event.start_mark,
+            )
+        event = self.parser.peek_event()
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag != "!" and tag not in _PLAIN_TAGS:
+            raise YamlRefused(
+                None, None,
+                f"YAML tags ({_short(tag)}) are not used in commtest files; remove the tag and write the plain value",
                 event.start_mark,
             )
         self._depth += 1
@@ -91,7 +112,7 @@ class _BoundedConstructor(RoundTripConstructor):
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (ValueError, TypeError, OverflowError, ArithmeticError, LookupError, AttributeError) as exc:
             why = str(exc).split("; use sys.set_int_max_str_digits")[0]  # Python's advice is not for our users
             raise YamlRefused(None, None, f"this value cannot be read: {why}", node.start_mark) from exc
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from commtest.directory import import_directory, read_directory_file
+from commtest.directory import import_directory, read_directory_file, validate
 from commtest.errors import ValidationFailed
 from commtest.limits import FileTooLarge
 from commtest.yaml_input import MAX_DEPTH
@@ -121,3 +121,14 @@ def test_directory_import_reads_its_size_limit_from_the_settings(  # type: ignor
     result = run_cli("directory", "import", str(path))
     assert result.exit_code == 2
     assert "a directory file may be at most 1 KiB" in result.stderr
+
+
+@pytest.mark.parametrize("zone", ["Europe", "9" * 5000], ids=["a-folder-of-zones", "too-long-for-a-file-name"])
+def test_a_time_zone_that_is_not_a_zone_file_is_a_located_problem(tmp_path: Path, zone: str) -> None:
+    # Found by the fuzz tests: ZoneInfo("Europe") raises IsADirectoryError, not ZoneInfoNotFoundError.
+    path = write(tmp_path, BASE_YAML.replace("timezone: Europe/Luxembourg", f"timezone: '{zone}'"))
+    with pytest.raises(ValidationFailed) as err:
+        validate(read_directory_file(path))
+    [problem] = [str(p) for p in err.value.problems]
+    assert problem.startswith(f"{path}:23: timezone: unknown time zone ")
+    assert len(problem) < len(str(path)) + 200

@@ -115,3 +115,9 @@ def test_the_file_limits_are_settings_with_sensible_defaults(monkeypatch: pytest
     monkeypatch.setenv("COMMTEST_MAX_PLAYBOOK_BYTES", "10")
     with pytest.raises(ConfigError, match="COMMTEST_MAX_PLAYBOOK_BYTES: Input should be greater than or equal to 1024"):
         load_settings()
+
+
+def test_a_time_zone_setting_that_is_a_folder_of_zones_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMMTEST_TIMEZONE", "Europe")
+    with pytest.raises(ConfigError, match="COMMTEST_TIMEZONE: Value error, unknown IANA time zone 'Europe'"):
+        load_settings()

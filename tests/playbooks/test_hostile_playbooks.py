@@ -188,3 +188,16 @@ def test_validate_refuses_each_hostile_file_with_exit_2_and_no_traceback(run_cli
     assert result.stdout.startswith(f"{path}")
     assert "Traceback" not in result.stdout + result.stderr
     assert "invalid playbook(s): fix the problems above; nothing was loaded" in result.stderr
+
+
+def test_a_time_zone_that_is_a_folder_of_zones_is_a_located_problem(pb_dir: Path) -> None:
+    problems = problems_of(pb_dir, VALID.replace("owner: BNL-SG\n", "owner: BNL-SG\ntimezone: Europe\n"))
+    assert problems == [f"{pb_dir / 'drill.yaml'}:4:11: timezone: unknown IANA time zone 'Europe' (e.g. Europe/Brussels)"]
+
+
+@pytest.mark.parametrize("tag", ["!!set", "!!omap", "!!binary", "!!python/object:os.system", "!custom"])
+def test_explicit_yaml_tags_are_refused_where_they_stand(pb_dir: Path, tag: str) -> None:
+    # Found by the fuzz tests: "!!set x" made ruamel.yaml raise AttributeError.
+    problems = problems_of(pb_dir, VALID.replace("title: Drill", f"title: {tag} Drill"))
+    assert problems == [f"{pb_dir / 'drill.yaml'}:2:8: YAML tags ({tag}) are not used in commtest files; "
+                        "remove the tag and write the plain value"]
