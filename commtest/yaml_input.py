@@ -65,6 +65,10 @@ class _BoundedScanner(RoundTripScanner):
 class _BoundedComposer(Composer):
     _depth = 0
 
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.warn_double_anchors = False  # aliases are refused, so an anchor names nothing: no warning
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.parser.check_event(AliasEvent):
             event = self.parser.get_event()

@@ -89,7 +89,8 @@ def test_an_unknown_key_in_the_toml_file_names_the_file(tmp_path: Path, monkeypa
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"a = " + b"[" * 100_000 + b"1" + b"]" * 100_000 + b"\n", "not valid TOML: values nested too deeply; a commtest configuration needs two levels at most"),
+        (b"a = " + b"[" * 100_000 + b"1" + b"]" * 100_000 + b"\n",
+         "not valid TOML: values nested too deeply; a commtest configuration needs two levels at most"),
         (b"\xff\xfe\x00w", "not UTF-8 text (byte 0); save it as UTF-8"),
         (b"commtest = 3\n", "commtest: expected a table ([commtest]) of settings"),
         (b"# padding\n" * 120_000, "a configuration file may be at most 1 MiB; this one is larger and was not read"),
