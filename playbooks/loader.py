@@ -25,6 +25,7 @@ from commtest.errors import Problem, ValidationFailed
 from commtest.yaml_input import YamlRefused, bounded_yaml, refusal_problem, unreadable_problem
 from playbooks.schedule_check import schedule_problems
 from playbooks.schema import Loc, PlaybookSpec, ScheduleSpec, SpecError, reference_problems
+from playbooks.template_sandbox import TIME_LIMIT
 from playbooks.templates import (
     MessageContext,
     PlaybookRef,
@@ -34,10 +35,25 @@ from playbooks.templates import (
     template_line_of,
 )
 
-__all__ = ["VALIDATION_SECONDS", "format_loc", "parse_playbook", "peek_id", "read_yaml", "template_problem"]
+__all__ = [
+    "VALIDATION_SECONDS",
+    "depends_on_time",
+    "format_loc",
+    "parse_playbook",
+    "peek_id",
+    "read_yaml",
+    "template_problem",
+]
 
 _TEMPLATE_FIELDS = ("subject", "body", "html")
 VALIDATION_SECONDS = 5.0  # for all the sample renders of one playbook together
+_BUDGET_SPENT = "not checked: checking this playbook's templates took longer than"
+
+
+def depends_on_time(failure: ValidationFailed) -> bool:
+    """Whether a refusal came from a time budget: the same file may pass on a less loaded
+    machine, so it must not be remembered as invalid."""
+    return any(TIME_LIMIT in p.message or _BUDGET_SPENT in p.message for p in failure.problems)
 
 
 @dataclass(frozen=True)
@@ -184,8 +200,7 @@ def _template_issues(tree: CommentedMap) -> list[_Issue]:
                     continue
                 loc = ("templates", name, language, fld)
                 if monotonic() > deadline:
-                    issues.append(_Issue(loc, f"not checked: checking this playbook's templates took longer than "
-                                              f"{VALIDATION_SECONDS:g} s in all; simplify them"))
+                    issues.append(_Issue(loc, f"{_BUDGET_SPENT} {VALIDATION_SECONDS:g} s in all; simplify them"))
                     return issues
                 issue = _render_issue(loc, source, context, html=fld == "html", deadline=deadline)
                 if issue:

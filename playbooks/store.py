@@ -23,7 +23,7 @@ from commtest.db import session_scope
 from commtest.errors import NotFoundError, Problem, ValidationFailed
 from commtest.limits import DEFAULT_MAX_PLAYBOOK_BYTES, read_limited
 from commtest.models import Playbook, PlaybookRevision, Schedule, TestRun
-from playbooks.loader import parse_playbook, peek_id
+from playbooks.loader import depends_on_time, parse_playbook, peek_id
 from playbooks.schema import PlaybookSpec
 
 __all__ = [
@@ -74,7 +74,8 @@ def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> Loa
 
     A file over ``max_bytes`` (the setting ``max_playbook_bytes``) is refused before it is
     parsed. The verdict on a file is remembered by its content hash, so the daemon's sync
-    every minute does not validate an unchanged file again (a hostile one included)."""
+    every minute does not validate an unchanged file again (a hostile one included); a
+    refusal by a time budget is not remembered, as it depends on how busy the machine was."""
     try:
         data = read_limited(path, limit=max_bytes, what="a playbook file", setting="max_playbook_bytes")
     except OSError as exc:
@@ -85,10 +86,11 @@ def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> Loa
         verdict = _verdicts.get(key)
     if verdict is None:
         verdict = _validate(path, data, content_hash)
-        with _verdicts_lock:
-            _verdicts[key] = verdict
-            while len(_verdicts) > _CACHE_SIZE:
-                _verdicts.popitem(last=False)
+        if not (isinstance(verdict, ValidationFailed) and depends_on_time(verdict)):
+            with _verdicts_lock:
+                _verdicts[key] = verdict
+                while len(_verdicts) > _CACHE_SIZE:
+                    _verdicts.popitem(last=False)
     if isinstance(verdict, ValidationFailed):
         raise ValidationFailed(verdict.problems, verdict.summary)  # a fresh error: tracebacks must not pile up
     return verdict

@@ -43,9 +43,11 @@ __all__ = [
     "BoundedSandbox",
     "RenderLimitExceeded",
     "RenderLimits",
+    "TIME_LIMIT",
     "generate_bounded",
 ]
 
+TIME_LIMIT = "rendering took too long"  # how a time-budget refusal begins (it depends on the machine's load)
 MAX_RANGE = 10_000  # range() longer than this is refused (Jinja's own bound is 100,000)
 _MAX_INT_BITS = 10_000  # about 3,000 digits: more than any message needs
 
@@ -79,7 +81,7 @@ class _Budget:
     def check_time(self) -> None:
         if monotonic() > self.deadline:
             raise RenderLimitExceeded(
-                "rendering took too long (a loop that runs too often?)", f"{self.limits.seconds:g} s per template text"
+                f"{TIME_LIMIT} (a loop that runs too often?)", f"{self.limits.seconds:g} s per template text"
             )
 
 

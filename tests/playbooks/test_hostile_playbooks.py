@@ -201,3 +201,16 @@ def test_explicit_yaml_tags_are_refused_where_they_stand(pb_dir: Path, tag: str)
     problems = problems_of(pb_dir, VALID.replace("title: Drill", f"title: {tag} Drill"))
     assert problems == [f"{pb_dir / 'drill.yaml'}:2:8: YAML tags ({tag}) are not used in commtest files; "
                         "remove the tag and write the plain value"]
+
+
+def test_a_refusal_by_the_time_budget_is_not_remembered_but_others_are(pb_dir: Path) -> None:
+    from playbooks import store
+
+    slow, bomb = pb_dir / "slow.yaml", pb_dir / "bomb.yaml"
+    slow.write_text(playbook_with_template(NESTED_LOOPS_SILENT), encoding="utf-8")
+    bomb.write_text(alias_bomb(), encoding="utf-8")
+    for path in (slow, bomb):
+        with pytest.raises(ValidationFailed):
+            load_file(path)
+    remembered = {name for name, _ in store._verdicts}
+    assert str(bomb) in remembered and str(slow) not in remembered
