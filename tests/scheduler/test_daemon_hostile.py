@@ -52,7 +52,8 @@ def test_a_daemon_with_an_alias_bomb_in_its_playbook_folder_leads_and_serves_pro
     (folder / "loops.yaml").write_text(playbook_with_template(NESTED_RANGES).replace("id: drill", "id: loops"))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMTEST_")}
-    env.update({"COMMTEST_DATABASE_URL": db_url, "COMMTEST_PLAYBOOK_DIR": str(folder), "COMMTEST_WEB_PORT": str(port),
+    env.update({"COMMTEST_SANDBOX": "true",  # sandbox providers on purpose (a no-op where the setting is unknown)
+                "COMMTEST_DATABASE_URL": db_url, "COMMTEST_PLAYBOOK_DIR": str(folder), "COMMTEST_WEB_PORT": str(port),
                 "COMMTEST_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "COMMTEST_TICK_SECONDS": "0.1",
                 "COMMTEST_LOG_LEVEL": "INFO"})
     log = tmp_path / "daemon.log"
