@@ -4,11 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test test-fast demo bench lint typecheck clean catalogues
+.PHONY: help venv test test-fast fuzz demo bench lint typecheck clean catalogues
 
 help:
 	@echo "make demo   - set up and run a whole communication test on SQLite with sandbox providers"
 	@echo "make test   - set up and run the test suite (PostgreSQL too when COMMTEST_TEST_POSTGRES_URL is set)"
+	@echo "make fuzz   - fuzz the playbook and directory readers and the e-mail parsers (about 5 minutes)"
 	@echo "make bench  - run the benchmarks under bench/"
 
 $(STAMP): pyproject.toml
@@ -21,6 +22,10 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# HYPOTHESIS_PROFILE=quick|fuzz|deep (tests/fuzz/conftest.py); the default fits in about 5 minutes.
+fuzz: $(STAMP)
+	$(PY) -m pytest -q -m fuzz tests/fuzz
 
 demo: $(STAMP)
 	$(VENV)/bin/commtest demo

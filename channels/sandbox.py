@@ -27,13 +27,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from channels.base import ChannelReport, Notice, OutgoingPing, ReportKind, SendResult
 from commtest.clock import Clock
-from commtest.errors import ChannelError, ConfigError
+from commtest.errors import ChannelError, ConfigError, ValidationFailed
+from commtest.limits import SANDBOX_SCRIPT_MAX_BYTES, read_limited
 from commtest.masking import mask_address
 from commtest.settings import Settings
+from commtest.yaml_input import YamlRefused, bounded_yaml, refusal_problem
 from playbooks.durations import parse_duration
 
 Behaviour = Literal["ack", "never", "bounce", "voicemail", "away", "fail", "fail_permanent", "invalid"]
@@ -96,7 +98,7 @@ class SandboxScript:
                 channel=item.get("channel"),
                 attempt=item.get("attempt"),
                 by=item.get("by"),
-                send_delay=float(item.get("send_delay", 0.0)),
+                send_delay=_seconds(item.get("send_delay", 0.0), f"{source}: {where}.send_delay"),
             )
 
         default = rule(dict(data.get("default") or {}), "default")
@@ -105,11 +107,35 @@ class SandboxScript:
 
     @classmethod
     def from_file(cls, path: Path) -> SandboxScript:
+        """Read a script file: bounded like every file commtest reads (size, YAML aliases and depth)."""
         try:
-            data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+            raw = read_limited(path, limit=SANDBOX_SCRIPT_MAX_BYTES, what="a sandbox script", setting=None)
+            data = bounded_yaml().load(raw.decode("utf-8")) or {}
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the sandbox script: {exc.strerror}") from exc
+        except ValidationFailed as exc:
+            raise ConfigError(str(exc.problems[0])) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: the sandbox script is not UTF-8 text; save it as UTF-8") from exc
+        except YamlRefused as exc:
+            raise ConfigError(str(refusal_problem(exc, str(path)))) from exc
+        except YAMLError as exc:
+            raise ConfigError(f"{path}: the sandbox script is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a sandbox script is a mapping (default:, rules:); this one is not")
+        rules = data.get("rules") or []
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+            raise ConfigError(f"{path}: rules: expected a list of mappings (- match: ..., behaviour: ...)")
+        if not isinstance(data.get("default") or {}, dict):
+            raise ConfigError(f"{path}: default: expected a mapping ({{behaviour: ack, after: 30s}})")
         return cls.from_data(data, str(path))
+
+
+def _seconds(value: Any, where: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: expected a number of seconds, got {value!r}") from exc
 
 
 class SandboxRecord:

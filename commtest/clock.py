@@ -71,6 +71,12 @@ class ScaledClock:
         time.sleep(max(0.0, seconds) / self.factor)
 
 
+def monotonic() -> float:
+    """Seconds from an arbitrary origin that never jumps: a stopwatch for time budgets
+    (template rendering), never a time of day."""
+    return time.monotonic()
+
+
 def ensure_utc(value: datetime) -> datetime:
     """Return ``value`` as aware UTC. Naive datetimes are taken to be UTC already
     (that is how SQLite hands them back)."""

@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from commtest.errors import ConfigError
+from commtest.limits import CONFIG_FILE_MAX_BYTES, DEFAULT_MAX_DIRECTORY_BYTES, DEFAULT_MAX_PLAYBOOK_BYTES, format_size
 
 ENV_PREFIX = "COMMTEST_"
 CHANNEL_KINDS = ("email", "voice", "sms", "video", "cap", "manual")
@@ -125,6 +126,16 @@ class Settings(BaseSettings):
     # --- reports -----------------------------------------------------------
     reviewers: list[str] = Field(default_factory=list, description="E-mail addresses that receive the monthly report.")
 
+    # --- limits ------------------------------------------------------------
+    max_playbook_bytes: int = Field(
+        DEFAULT_MAX_PLAYBOOK_BYTES, ge=1024,
+        description="A playbook file larger than this is refused before it is parsed (reported, skipped by the daemon).",
+    )
+    max_directory_bytes: int = Field(
+        DEFAULT_MAX_DIRECTORY_BYTES, ge=1024,
+        description="A directory file (YAML or CSV) larger than this is refused by `directory import` before it is parsed.",
+    )
+
     # --- daemon ------------------------------------------------------------
     leader_wait: bool = Field(True, description="A second daemon waits as a standby instead of exiting.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
@@ -134,7 +145,7 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Europe" is a folder of zones
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Brussels)") from exc
         return value
 
@@ -276,11 +287,25 @@ class _TomlSource(PydanticBaseSettingsSource):
             return
         try:
             with open(path, "rb") as fh:
-                data = tomllib.load(fh)
+                raw = fh.read(CONFIG_FILE_MAX_BYTES + 1)
         except FileNotFoundError as exc:
             raise ConfigError(f"{path}: configuration file not found (named by {ENV_PREFIX}CONFIG)") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from exc
+        if len(raw) > CONFIG_FILE_MAX_BYTES:
+            raise ConfigError(f"{path}: a configuration file may be at most {format_size(CONFIG_FILE_MAX_BYTES)}; "
+                              "this one is larger and was not read")
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
+            raise ConfigError(f"{path}: not valid TOML: values nested too deeply; "
+                              "a commtest configuration needs two levels at most") from exc
+        if not isinstance(data.get("commtest", data), dict):
+            raise ConfigError(f"{path}: commtest: expected a table ([commtest]) of settings")
         data = data.get("commtest", data)
         leaked = sorted(set(data) & set(secret_fields()))
         if leaked:

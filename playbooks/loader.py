@@ -15,21 +15,45 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-import jinja2
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from commtest.clock import monotonic
 from commtest.errors import Problem, ValidationFailed
+from commtest.yaml_input import YamlRefused, bounded_yaml, refusal_problem, unreadable_problem
 from playbooks.schedule_check import schedule_problems
 from playbooks.schema import Loc, PlaybookSpec, ScheduleSpec, SpecError, reference_problems
-from playbooks.templates import TEMPLATE_VARIABLES, PlaybookRef, render_template_text, sample_context
+from playbooks.template_sandbox import TIME_LIMIT
+from playbooks.templates import (
+    MessageContext,
+    PlaybookRef,
+    describe_render_error,
+    render_template_text,
+    sample_context,
+    template_line_of,
+)
 
-__all__ = ["format_loc", "parse_playbook", "peek_id", "read_yaml"]
+__all__ = [
+    "VALIDATION_SECONDS",
+    "depends_on_time",
+    "format_loc",
+    "parse_playbook",
+    "peek_id",
+    "read_yaml",
+    "template_problem",
+]
 
 _TEMPLATE_FIELDS = ("subject", "body", "html")
+VALIDATION_SECONDS = 5.0  # for all the sample renders of one playbook together
+_BUDGET_SPENT = "not checked: checking this playbook's templates took longer than"
+
+
+def depends_on_time(failure: ValidationFailed) -> bool:
+    """Whether a refusal came from a time budget: the same file may pass on a less loaded
+    machine, so it must not be remembered as invalid."""
+    return any(TIME_LIMIT in p.message or _BUDGET_SPENT in p.message for p in failure.problems)
 
 
 @dataclass(frozen=True)
@@ -41,10 +65,12 @@ class _Issue:
 
 
 def read_yaml(text: str, filename: str) -> Any:
-    """The round-trip YAML tree of ``text``; a syntax error becomes a located ``ValidationFailed``."""
-    yaml = YAML(typ="rt")
+    """The round-trip YAML tree of ``text``; a syntax error, an alias, nesting deeper than
+    ``MAX_DEPTH`` or a second document becomes a located ``ValidationFailed``."""
     try:
-        return yaml.load(text)
+        return bounded_yaml().load(text)
+    except YamlRefused as exc:
+        raise ValidationFailed([refusal_problem(exc, filename)]) from exc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
@@ -54,7 +80,7 @@ def read_yaml(text: str, filename: str) -> Any:
             [Problem(filename, line, "", f"YAML syntax error: {what}; fix the YAML here", column)]
         ) from exc
     except YAMLError as exc:
-        raise ValidationFailed([Problem(filename, None, "", f"YAML error: {exc}")]) from exc
+        raise ValidationFailed([unreadable_problem(exc, text, filename)]) from exc
 
 
 def parse_playbook(text: str, filename: str) -> PlaybookSpec:
@@ -151,12 +177,16 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _template_issues(tree: CommentedMap) -> list[_Issue]:
-    """Render every template text once with the sample context of its language."""
+    """Render every template text once with the sample context of its language.
+
+    Each text has its own render budget, and all of them together ``VALIDATION_SECONDS``:
+    a file of a thousand slow templates is refused in seconds, not hours."""
     templates = tree.get("templates")
     if not isinstance(templates, CommentedMap):
         return []
     ref = PlaybookRef(id=str(tree.get("id", "sample")), title=str(tree.get("title", "")))
     issues: list[_Issue] = []
+    deadline = monotonic() + VALIDATION_SECONDS
     for name, languages in templates.items():
         if not isinstance(languages, CommentedMap):
             continue
@@ -166,39 +196,34 @@ def _template_issues(tree: CommentedMap) -> list[_Issue]:
             context = sample_context(str(language), ref)
             for fld in _TEMPLATE_FIELDS:
                 source = texts.get(fld)
-                if isinstance(source, str):
-                    issue = _render_issue(("templates", name, language, fld), source, context, html=fld == "html")
-                    if issue:
-                        issues.append(issue)
+                if not isinstance(source, str):
+                    continue
+                loc = ("templates", name, language, fld)
+                if monotonic() > deadline:
+                    issues.append(_Issue(loc, f"{_BUDGET_SPENT} {VALIDATION_SECONDS:g} s in all; simplify them"))
+                    return issues
+                issue = _render_issue(loc, source, context, html=fld == "html", deadline=deadline)
+                if issue:
+                    issues.append(issue)
     return issues
 
 
-def _render_issue(loc: Loc, source: str, context: Any, *, html: bool) -> _Issue | None:
+def _render_issue(loc: Loc, source: str, context: MessageContext, *, html: bool,
+                 deadline: float | None = None) -> _Issue | None:
+    """The problem of rendering ``source`` with ``context``, or None when it renders."""
     try:
-        render_template_text(source, context, html=html)
-    except jinja2.TemplateSyntaxError as exc:
-        return _Issue(loc, f"template syntax error: {exc.message}", exc.lineno)
-    except jinja2.UndefinedError as exc:
-        available = ", ".join(TEMPLATE_VARIABLES)
-        return _Issue(
-            loc, f"template uses an undefined variable: {exc.message}; available: {available}", _template_line(exc)
-        )
-    except jinja2.TemplateError as exc:  # includes the sandbox's SecurityError
-        return _Issue(loc, f"template error: {exc}", _template_line(exc))
+        render_template_text(source, context, html=html, deadline=deadline)
     except Exception as exc:  # noqa: BLE001 - e.g. a TypeError from {{ deadline_minutes + "x" }}
-        return _Issue(loc, f"template cannot be rendered: {type(exc).__name__}: {exc}", _template_line(exc))
+        return _Issue(loc, describe_render_error(exc), template_line_of(exc))
     return None
 
 
-def _template_line(exc: BaseException) -> int | None:
-    """Jinja rewrites tracebacks so that template frames carry the template's line number."""
-    line = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
+def template_problem(text: str, filename: str, loc: Loc, message: str, template_line: int | None) -> Problem:
+    """A problem found in template ``loc`` (``("templates", name, language, field)``) of the
+    playbook ``text``, at its ``FILE:LINE:COL`` (for checks made after loading, such as the
+    render against the directory)."""
+    tree = read_yaml(text, filename)
+    return _to_problem(tree, text, filename, _Issue(loc, message, template_line))
 
 
 def _email_subject_issues(tree: CommentedMap) -> list[_Issue]:
@@ -342,7 +367,7 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 def peek_id(text: str) -> tuple[str, int, int] | None:
     """The playbook ``id`` and its 1-based (line, column), if the file is YAML enough to say."""
     try:
-        tree = YAML(typ="rt").load(text)
+        tree = bounded_yaml().load(text)
     except YAMLError:
         return None
     if not isinstance(tree, CommentedMap) or not isinstance(tree.get("id"), str):

@@ -435,5 +435,6 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 def _check_zone(value: str) -> None:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Brussels)") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Europe" is a folder of zones
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise ValueError(f"unknown IANA time zone {shown!r} (e.g. Europe/Brussels)") from exc

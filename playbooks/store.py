@@ -21,8 +21,9 @@ from sqlmodel import Session, select
 from commtest.clock import Clock
 from commtest.db import session_scope
 from commtest.errors import NotFoundError, Problem, ValidationFailed
+from commtest.limits import DEFAULT_MAX_PLAYBOOK_BYTES, read_limited
 from commtest.models import Playbook, PlaybookRevision, Schedule, TestRun
-from playbooks.loader import parse_playbook, peek_id
+from playbooks.loader import depends_on_time, parse_playbook, peek_id
 from playbooks.schema import PlaybookSpec
 
 __all__ = [
@@ -40,6 +41,10 @@ __all__ = [
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_CACHE_SIZE = 64
+# (path, content hash) -> what validating those bytes gave; bytes never change meaning.
+_verdicts: OrderedDict[tuple[str, str], LoadedPlaybook | ValidationFailed] = OrderedDict()
+_verdicts_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -64,18 +69,43 @@ class SyncReport:
     errors_recorded: list[str]  # playbook ids whose last_error this sync set
 
 
-def load_file(path: Path) -> LoadedPlaybook:
-    """Read and validate one playbook file; raises ``ValidationFailed``."""
+def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> LoadedPlaybook:
+    """Read and validate one playbook file; raises ``ValidationFailed``.
+
+    A file over ``max_bytes`` (the setting ``max_playbook_bytes``) is refused before it is
+    parsed. The verdict on a file is remembered by its content hash, so the daemon's sync
+    every minute does not validate an unchanged file again (a hostile one included); a
+    refusal by a time budget is not remembered, as it depends on how busy the machine was."""
     try:
-        data = path.read_bytes()
+        data = read_limited(path, limit=max_bytes, what="a playbook file", setting="max_playbook_bytes")
     except OSError as exc:
         raise ValidationFailed([Problem(str(path), None, "", f"cannot read the file: {exc.strerror or exc}")]) from exc
+    content_hash = hashlib.sha256(data).hexdigest()
+    key = (str(path), content_hash)
+    with _verdicts_lock:
+        verdict = _verdicts.get(key)
+    if verdict is None:
+        verdict = _validate(path, data, content_hash)
+        if not (isinstance(verdict, ValidationFailed) and depends_on_time(verdict)):
+            with _verdicts_lock:
+                _verdicts[key] = verdict
+                while len(_verdicts) > _CACHE_SIZE:
+                    _verdicts.popitem(last=False)
+    if isinstance(verdict, ValidationFailed):
+        raise ValidationFailed(verdict.problems, verdict.summary)  # a fresh error: tracebacks must not pile up
+    return verdict
+
+
+def _validate(path: Path, data: bytes, content_hash: str) -> LoadedPlaybook | ValidationFailed:
     try:
         text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValidationFailed([Problem(str(path), None, "", "the file is not UTF-8 text; save it as UTF-8")]) from exc
-    spec = parse_playbook(text, str(path))
-    return LoadedPlaybook(path=path, text=text, content_hash=hashlib.sha256(data).hexdigest(), spec=spec)
+    except UnicodeDecodeError:
+        return ValidationFailed([Problem(str(path), None, "", "the file is not UTF-8 text; save it as UTF-8")])
+    try:
+        spec = parse_playbook(text, str(path))
+    except ValidationFailed as exc:
+        return exc
+    return LoadedPlaybook(path=path, text=text, content_hash=content_hash, spec=spec)
 
 
 def playbook_files(folder: Path) -> list[Path]:
@@ -84,14 +114,14 @@ def playbook_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PLAYBOOK_SUFFIXES)
 
 
-def load_folder(folder: Path) -> FolderLoad:
+def load_folder(folder: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> FolderLoad:
     """Validate every ``*.yaml``/``*.yml`` file of ``folder`` (in name order); a repeated id is a problem."""
     valid: list[LoadedPlaybook] = []
     invalid: list[tuple[Path, ValidationFailed]] = []
     by_id: dict[str, LoadedPlaybook] = {}
     for path in playbook_files(folder):
         try:
-            loaded = load_file(path)
+            loaded = load_file(path, max_bytes=max_bytes)
         except ValidationFailed as exc:
             invalid.append((path, exc))
             continue
@@ -110,14 +140,14 @@ def load_folder(folder: Path) -> FolderLoad:
     return FolderLoad(valid=valid, invalid=invalid)
 
 
-def sync_folder(engine: Engine, folder: Path, clock: Clock) -> SyncReport:
+def sync_folder(engine: Engine, folder: Path, clock: Clock, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> SyncReport:
     """Bring the playbook tables in line with ``folder``, in one transaction."""
-    load = load_folder(folder)
+    load = load_folder(folder, max_bytes=max_bytes)
     attempts = 3
     for attempt in range(attempts):
         try:
             with session_scope(engine) as session:
-                return _sync(session, load, clock.now())
+                return _sync(session, load, clock.now(), max_bytes)
         except IntegrityError:
             # Another process synced the same new revision at the same moment; read it again.
             if attempt == attempts - 1:
@@ -125,7 +155,7 @@ def sync_folder(engine: Engine, folder: Path, clock: Clock) -> SyncReport:
     raise AssertionError("unreachable")
 
 
-def _sync(session: Session, load: FolderLoad, now: datetime) -> SyncReport:
+def _sync(session: Session, load: FolderLoad, now: datetime, max_bytes: int) -> SyncReport:
     new_revisions: list[tuple[str, str]] = []
     errors_recorded: list[str] = []
     for loaded in load.valid:
@@ -160,7 +190,7 @@ def _sync(session: Session, load: FolderLoad, now: datetime) -> SyncReport:
         playbook.current_revision_id = revision.id
         _sync_schedules(session, spec, revision.id, now)
     for path, failure in load.invalid:
-        found = peek_id(path.read_text(encoding="utf-8", errors="replace")) if path.exists() else None
+        found = _peek_file_id(path, max_bytes)
         if found is None or not _ID.match(found[0]):
             continue
         playbook = session.get(Playbook, found[0])
@@ -173,6 +203,30 @@ def _sync(session: Session, load: FolderLoad, now: datetime) -> SyncReport:
         errors_recorded.append(found[0])
     session.flush()
     return SyncReport(valid=load.valid, invalid=load.invalid, new_revisions=new_revisions, errors_recorded=errors_recorded)
+
+
+_HEAD_BYTES = 64 * 1024
+_ID_LINE = re.compile(r"^id:[ \t]*[\"']?([a-z0-9][a-z0-9._-]{0,99})[\"']?[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+def _peek_file_id(path: Path, max_bytes: int) -> tuple[str, int, int] | None:
+    """The id of an invalid file, to record its error on the playbook. A file that is too
+    large, or not YAML that can be read (an alias bomb), is looked at only in its first
+    64 KiB, for a plain ``id:`` line."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    found = peek_id(text) if len(data) <= max_bytes else None
+    if found is not None:
+        return found
+    match = _ID_LINE.search(text[:_HEAD_BYTES])
+    if match is None:
+        return None
+    line = text.count("\n", 0, match.start()) + 1
+    return match.group(1), line, match.start(1) - match.start() + 1
 
 
 def _sync_schedules(session: Session, spec: PlaybookSpec, revision_id: int, now: datetime) -> None:
@@ -211,7 +265,6 @@ def _sync_schedules(session: Session, spec: PlaybookSpec, revision_id: int, now:
 
 # -- reading revisions back ------------------------------------------------------
 
-_CACHE_SIZE = 64
 _cache: OrderedDict[str, PlaybookSpec] = OrderedDict()
 _cache_lock = threading.Lock()
 

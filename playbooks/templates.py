@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 import jinja2
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_time
-from jinja2.sandbox import SandboxedEnvironment
 
 from commtest.errors import CommtestError
+from playbooks.template_sandbox import RENDER_LIMITS, BoundedSandbox, RenderLimitExceeded, RenderLimits, generate_bounded
 
 if TYPE_CHECKING:
     from playbooks.schema import MessageTemplate, PlaybookSpec
@@ -31,15 +31,20 @@ __all__ = [
     "MessageContext",
     "OrganisationRef",
     "PlaybookRef",
+    "RENDER_LIMITS",
+    "RenderLimitExceeded",
+    "RenderLimits",
     "RenderedMessage",
     "RunRef",
     "TemplateError",
     "TEMPLATE_VARIABLES",
+    "describe_render_error",
     "format_deadline",
     "pick_language",
     "render_message",
     "render_template_text",
     "template_language",
+    "template_line_of",
     "sample_context",
 ]
 
@@ -101,15 +106,27 @@ class RenderedMessage:
 
 
 class TemplateError(CommtestError):
-    """A template could not be rendered (should have been caught at load time)."""
+    """A template could not be rendered (should have been caught at load time).
+
+    ``template``, ``language`` (the text used, after fallback), ``field`` (subject, body
+    or html) and ``line`` (inside the template) say where, when known."""
+
+    def __init__(self, message: str, *, template: str = "", language: str = "", field: str = "",
+                 line: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.template = template
+        self.language = language
+        self.field = field
+        self.line = line
+        self.reason = reason or message  # the failure itself, without the "template X (nl) of playbook Y" prefix
 
 
 def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-_TEXT_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_finalize)
-_HTML_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True, finalize=_finalize)
+_TEXT_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_finalize)
+_HTML_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=True, finalize=_finalize)
 
 
 @functools.lru_cache(maxsize=512)
@@ -117,9 +134,32 @@ def _compile(source: str, html: bool) -> jinja2.Template:
     return (_HTML_ENV if html else _TEXT_ENV).from_string(source)
 
 
-def render_template_text(source: str, context: MessageContext, *, html: bool = False) -> str:
-    """Render one template string; raises Jinja's exceptions (the loader maps them to lines)."""
-    return _compile(source, html).render(context.variables())
+def render_template_text(
+    source: str,
+    context: MessageContext,
+    *,
+    html: bool = False,
+    limits: RenderLimits = RENDER_LIMITS,
+    deadline: float | None = None,
+) -> str:
+    """Render one template string within ``limits`` (see ``template_sandbox``); raises Jinja's
+    exceptions, ``RenderLimitExceeded`` included (the loader maps them to lines)."""
+    if len(source) > limits.max_chars:
+        # Longer than any output it may produce: refused before Jinja compiles it.
+        raise RenderLimitExceeded(f"the template is {len(source):,} characters long", f"{limits.max_chars:,} characters")
+    return generate_bounded(_compile(source, html), context.variables(), limits, deadline=deadline)
+
+
+def template_line_of(exc: BaseException) -> int | None:
+    """The 1-based template line an error was raised on: Jinja rewrites tracebacks so that
+    template frames carry the template's line number."""
+    line = getattr(exc, "lineno", None) if isinstance(exc, jinja2.TemplateSyntaxError) else None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def _normalise(tag: str) -> str:
@@ -153,13 +193,41 @@ def render_message(spec: PlaybookSpec, template: str, language: str, context: Me
     if used not in texts:
         raise TemplateError(f"template {template!r} has no text in {language!r} nor in {spec.default_language!r}")
     text = texts[used]
-    try:
-        subject = " ".join(render_template_text(text.subject, context).split()) if text.subject else ""
-        body = render_template_text(text.body, context).strip()
-        html = render_template_text(text.html, context, html=True) if text.html else None
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"template {template!r} ({used}) of playbook {spec.id!r}: {exc}") from exc
+    subject = " ".join(_render_field(spec, template, used, "subject", text.subject, context).split())
+    body = _render_field(spec, template, used, "body", text.body, context).strip()
+    html = _render_field(spec, template, used, "html", text.html, context) if text.html else None
     return RenderedMessage(subject=subject, body=body, html=html, language=used)
+
+
+def _render_field(spec: PlaybookSpec, template: str, language: str, field: str, source: str | None,
+                  context: MessageContext) -> str:
+    if not source:
+        return ""
+    try:
+        return render_template_text(source, context, html=field == "html")
+    except Exception as exc:  # noqa: BLE001 - any failure of one text is a TemplateError, never a crash of the caller
+        reason = describe_render_error(exc)
+        raise TemplateError(
+            f"template {template!r} ({language}) of playbook {spec.id!r}: {field}: {reason}",
+            template=template, language=language, field=field, line=template_line_of(exc), reason=reason,
+        ) from exc
+
+
+def describe_render_error(exc: BaseException) -> str:
+    """What went wrong while rendering, for people (the loader and the engine say it the same way)."""
+    if isinstance(exc, RenderLimitExceeded):
+        return f"template exceeds a render limit: {exc.message}; simplify it"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"template syntax error: {exc.message}"
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"template uses an undefined variable: {exc.message}; available: {', '.join(TEMPLATE_VARIABLES)}"
+    if isinstance(exc, jinja2.TemplateError):  # includes the sandbox's SecurityError
+        return f"template error: {exc}"
+    if isinstance(exc, RecursionError):
+        return "template calls itself without end (a macro that calls itself?)"
+    if isinstance(exc, MemoryError):
+        return "template needs more memory than there is"
+    return f"template cannot be rendered: {type(exc).__name__}: {exc}"
 
 
 def _babel_locale(language: str) -> Locale:

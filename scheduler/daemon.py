@@ -21,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from channels.registry import ChannelSet, check_channel_providers
-from commtest.clock import Clock
+from commtest.clock import Clock, SystemClock
 from commtest.errors import CommtestError, LeadershipLost
 from commtest.settings import Settings
 from scheduler.engine import RunEngine
@@ -111,14 +111,17 @@ class Daemon:
         self.runs = RunEngine(self.engine, self.settings, self.clock, self.channels or ChannelSet(self.settings, self.clock),
                               leader_check=self.lock.check)
         self.runs.recover()
-        self._housekeeping()
         sched = BackgroundScheduler(
             executors={"default": APThreadPool(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
         sched.add_job(self._tick, "interval", seconds=self.settings.tick_seconds, id="tick")
-        sched.add_job(self._housekeeping, "interval", seconds=60, id="housekeeping")
+        # The first housekeeping (playbook sync, planning) runs at once, in the scheduler's pool:
+        # a slow sync must not keep the tick from starting. APScheduler's timers follow the
+        # wall clock, whatever clock the engine is given.
+        sched.add_job(self._housekeeping, "interval", seconds=60, id="housekeeping",
+                      next_run_time=SystemClock().now())
         sched.add_job(self._check_leader, "interval", seconds=1, id="leader-check")
         for job in self.extra_jobs:
             sched.add_job(self._guard(job.func, job.name), job.trigger, id=job.name, **job.trigger_args)
@@ -179,11 +182,14 @@ class Daemon:
             log.exception("housekeeping failed; retried in a minute")
 
 
-def playbook_syncer(engine: Engine, folder: Path, clock: Clock) -> Callable[[], None]:
+def playbook_syncer(engine: Engine, folder: Path, clock: Clock, *, max_bytes: int | None = None) -> Callable[[], None]:
+    """The leader's sync of the playbook folder (in its housekeeping). A hostile or broken
+    file is reported and skipped: its last good revision stays in use."""
     def sync() -> None:
         from playbooks.store import sync_folder
 
-        report = sync_folder(engine, folder, clock)
+        report = (sync_folder(engine, folder, clock) if max_bytes is None
+                  else sync_folder(engine, folder, clock, max_bytes=max_bytes))
         for path, error in report.invalid:
             log.warning("playbook %s is invalid; its last good revision stays in use:\n%s", path, error)
     return sync

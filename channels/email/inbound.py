@@ -13,13 +13,14 @@ by the candidates it carries, tried in this order by the recorder:
 """
 from __future__ import annotations
 
+import email.errors
 import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.policy import default
+from email.policy import compat32, default
 from email.utils import getaddresses, parseaddr
 from typing import Literal, Protocol
 
@@ -90,8 +91,29 @@ def message_key(msg: Message, data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+# What Python's e-mail package raises on a message it cannot read (its header parser has
+# crashed on ``From: 0@`` with an IndexError): a parser bug must not become ours.
+_UNREADABLE = (ValueError, TypeError, IndexError, KeyError, LookupError, AttributeError, AssertionError,
+               RecursionError, email.errors.MessageError)
+
+
 def classify(raw: RawMail) -> InboundMail:
-    msg = parse(raw.data)
+    """Never raises: one message nobody can read must not stop the reader (it would be
+    fetched again, and fail again, forever). Structured headers first; if Python's parser
+    trips over them, plain headers; if even that fails, ``unmatched`` for a person to see."""
+    try:
+        return _classify(raw, parse(raw.data))
+    except _UNREADABLE:
+        pass
+    try:
+        return _classify(raw, BytesParser(policy=compat32).parsebytes(raw.data))
+    except Exception as exc:  # noqa: BLE001 - see above: whatever the parser does, the reader goes on
+        return InboundMail(message_key="sha256:" + hashlib.sha256(raw.data).hexdigest(), classification="unmatched",
+                           detail=f"unreadable message ({type(exc).__name__}); not matched to any ping",
+                           uid=raw.uid, mailbox=raw.mailbox, received_at=raw.received_at)
+
+
+def _classify(raw: RawMail, msg: Message) -> InboundMail:
     if msg.get("X-Commtest-Ping") is not None:
         # One of our own pings (the demo's local server keeps pings and replies in one
         # Maildir; a misrouted copy could also land here): its link must not acknowledge it.
@@ -121,7 +143,7 @@ def classify(raw: RawMail) -> InboundMail:
     )
 
 
-def _kind(msg: EmailMessage) -> tuple[Classification, str]:
+def _kind(msg: Message) -> tuple[Classification, str]:
     if msg.get_content_type() == "multipart/report" and \
             str(msg.get_param("report-type", "", header="content-type")).lower() == "delivery-status":
         return "bounce", _dsn_detail(msg)
@@ -148,7 +170,7 @@ def auto_reply_reason(msg: Message) -> str:
     return ""
 
 
-def _dsn_detail(msg: EmailMessage) -> str:
+def _dsn_detail(msg: Message) -> str:
     """Final-Recipient and Status of the first failed recipient of a DSN (RFC 3464)."""
     for part in msg.walk():
         if part.get_content_type() != "message/delivery-status":
@@ -202,7 +224,7 @@ def _our_references(msg: Message) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
-def _body_tokens(msg: EmailMessage) -> list[str]:
+def _body_tokens(msg: Message) -> list[str]:
     found: list[str] = []
     for part in msg.walk():
         if part.is_multipart():

@@ -8,6 +8,7 @@ carries it too. ``Message-ID`` is ``<ping-ID.RANDOM@domain>`` so that a reply's
 """
 from __future__ import annotations
 
+import email.errors
 import html
 import re
 import secrets
@@ -17,6 +18,7 @@ from email.utils import format_datetime, getaddresses, make_msgid
 
 from channels.base import OutgoingPing
 from commtest.clock import Clock
+from commtest.errors import ChannelError
 from commtest.i18n import N_, Texts
 
 # Exactly what ``secrets.token_urlsafe(32)`` produces: 43 URL-safe base64 characters.
@@ -41,6 +43,9 @@ class BuiltMessage:
 def plus_address(address: str, tag: str) -> str:
     """``ack@d.example`` + ``TAG`` -> ``ack+TAG@d.example``. Token characters (A-Z a-z 0-9 - _)
     are all allowed unquoted in a local part (RFC 5322 atext)."""
+    if "@" not in address:
+        raise ChannelError(f"{address!r} is not an e-mail address (the reply address setting?)", permanent=True,
+                           code="invalid_address")
     local, domain = address.rsplit("@", 1)
     local = local.split("+", 1)[0]
     return f"{local}+{tag}@{domain}"
@@ -84,6 +89,17 @@ def default_html(ping: OutgoingPing) -> str:
 
 
 def build_message(ping: OutgoingPing, *, mail_from: str, reply_address: str, clock: Clock) -> BuiltMessage:
+    """The e-mail of ``ping``; a ``ChannelError`` (permanent: sending again cannot help) when
+    its values cannot make one, such as a line break in a header or an address without ``@``."""
+    try:
+        built = _build_message(ping, mail_from=mail_from, reply_address=reply_address, clock=clock)
+        bytes(built.message)  # what the SMTP client will send: fail here, not inside the provider call
+    except (ValueError, TypeError, IndexError, LookupError, AttributeError, email.errors.MessageError) as exc:
+        raise ChannelError(f"cannot build the e-mail: {exc}", permanent=True, code="invalid_message") from exc
+    return built
+
+
+def _build_message(ping: OutgoingPing, *, mail_from: str, reply_address: str, clock: Clock) -> BuiltMessage:
     domain = _domain(mail_from)
     random_part = secrets.token_hex(8)
     message_id = f"<{MESSAGE_ID_PREFIX}{ping.ping_id}.{random_part}@{domain}>"
@@ -107,7 +123,15 @@ def build_message(ping: OutgoingPing, *, mail_from: str, reply_address: str, clo
 
 def build_reply(original: EmailMessage, from_addr: str, text: str) -> EmailMessage:
     """A person's reply to ``original``: sent to its Reply-To, threaded with In-Reply-To and
-    References, the original quoted below (as mail clients do)."""
+    References, the original quoted below (as mail clients do). A message whose headers
+    cannot be read back is a ``ChannelError``."""
+    try:
+        return _build_reply(original, from_addr, text)
+    except (ValueError, TypeError, IndexError, LookupError, AttributeError, email.errors.MessageError) as exc:
+        raise ChannelError(f"cannot reply to this message: {exc}", permanent=True, code="invalid_message") from exc
+
+
+def _build_reply(original: EmailMessage, from_addr: str, text: str) -> EmailMessage:
     reply = EmailMessage()
     reply_to = original.get("Reply-To") or original.get("From") or ""
     reply["From"] = from_addr

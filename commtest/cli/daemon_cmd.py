@@ -18,7 +18,6 @@ import click
 from commtest.context import AppContext
 
 from .base import app_context, cli
-from .playbook_cmd import sync_playbooks
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +35,8 @@ def daemon_cmd(no_web: bool) -> None:
 
     app = app_context()
     settings = app.settings
+    # A bounded sync (size limits, template time budgets): a hostile file is reported and
+    # skipped, so it cannot keep the daemon from leading; the leader syncs again in housekeeping.
     sync_playbooks(app)
     problems = unready_playbooks(app.engine, ChannelSet(settings, app.clock))
     if problems:
@@ -51,7 +52,8 @@ def daemon_cmd(no_web: bool) -> None:
     except ImportError:
         log.info("reports package not available: no monthly report job")
     daemon = Daemon(settings, app.engine, app.clock, extra_jobs=extra,
-                    sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, app.clock))
+                    sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, app.clock,
+                                                   max_bytes=settings.max_playbook_bytes))
     server = None if no_web else _start_web(app)
     reader_stop = _start_mail_reader(app)
 

@@ -167,7 +167,7 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     click.echo(f"2. sample directory imported: {summary.count('organisations', 'created')} organisations, "
                f"{summary.count('contact_points', 'created')} contact points, "
                f"{summary.count('endpoints', 'created')} endpoints (all fictional)")
-    sync_folder(app.engine, settings.playbook_dir, clock)
+    sync_folder(app.engine, settings.playbook_dir, clock, max_bytes=settings.max_playbook_bytes)
     click.echo(f"3. playbook {PLAYBOOK} loaded from {settings.playbook_dir}")
 
     from channels.email.devserver import DevSmtpServer
@@ -199,7 +199,8 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     overrides["email"] = SmtpChannel(settings, clock, simulated=True)
     channels = ChannelSet(settings, clock, overrides)
     daemon = Daemon(settings, app.engine, clock, channels=channels,
-                    sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, clock))
+                    sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, clock,
+                                                   max_bytes=settings.max_playbook_bytes))
     thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
     thread.start()
     if not daemon.is_leader.wait(30):

@@ -25,7 +25,9 @@ def directory_import(file: Path, replace: bool, dry_run: bool) -> None:
     """Import FILE (.yaml, .yml or .csv): all or nothing, every problem listed with its line."""
     from commtest.directory import import_directory
 
-    summary = import_directory(app_context().engine, file, replace=replace, dry_run=dry_run)
+    app = app_context()
+    summary = import_directory(app.engine, file, replace=replace, dry_run=dry_run,
+                               max_bytes=app.settings.max_directory_bytes)
     click.echo(summary.render())
 
 
@@ -66,7 +68,7 @@ def directory_check(max_age_days: int | None, playbook_dir: Path | None) -> None
 
     app = app_context()
     folder = playbook_dir or app.settings.playbook_dir
-    requirements, note = playbook_requirements(folder)
+    requirements, note = playbook_requirements(folder, max_bytes=app.settings.max_playbook_bytes)
     if note:
         click.echo(note, err=True)
     max_age = max_age_days or app.settings.verified_max_age_days
@@ -80,7 +82,7 @@ def directory_check(max_age_days: int | None, playbook_dir: Path | None) -> None
     click.echo(f"no gaps ({len(requirements)} playbook requirement(s) checked, endpoints verified within {max_age} days)")
 
 
-def playbook_requirements(folder: Path) -> tuple[list[Any], str]:
+def playbook_requirements(folder: Path, *, max_bytes: int | None = None) -> tuple[list[Any], str]:
     """Requirements from the playbooks in ``folder``, and a note for the operator (or "").
 
     ``playbooks`` is imported here, not at module level: the kernel does not depend on it.
@@ -93,7 +95,7 @@ def playbook_requirements(folder: Path) -> tuple[list[Any], str]:
         return [], "note: playbook requirements unavailable (playbooks.store cannot be imported); checked endpoints only"
     if not folder.is_dir():
         return [], f"note: playbook folder {folder} does not exist; checked endpoints only"
-    loaded = load_folder(folder)
+    loaded = load_folder(folder) if max_bytes is None else load_folder(folder, max_bytes=max_bytes)
     out: list[Requirement] = []
     for playbook in loaded.valid:
         spec = playbook.spec

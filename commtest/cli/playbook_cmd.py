@@ -7,13 +7,14 @@ stderr and never replace the last good revision.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlmodel import func, select
 
 from commtest.context import AppContext
 from commtest.db import session_scope
-from commtest.errors import CommtestError, ValidationFailed
+from commtest.errors import CommtestError, Problem, ValidationFailed
 from commtest.models import Playbook, PlaybookRevision, Schedule
 
 from .base import app_context, cli
@@ -32,7 +33,7 @@ def sync_playbooks(app: AppContext, *, quiet: bool = False) -> None:
     does this first); warn about invalid files on stderr unless ``quiet``."""
     from playbooks.store import sync_folder
 
-    report = sync_folder(app.engine, app.settings.playbook_dir, app.clock)
+    report = sync_folder(app.engine, app.settings.playbook_dir, app.clock, max_bytes=app.settings.max_playbook_bytes)
     if quiet:
         return
     for path, failure in report.invalid:
@@ -48,32 +49,80 @@ def playbook() -> None:
 
 @playbook.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(files: tuple[Path, ...]) -> None:
-    """Check playbook FILES (or folders of them) without touching the database.
+@click.option("--no-directory", is_flag=True,
+              help="Check the templates with sample values only, not for the contact points of the directory.")
+def validate(files: tuple[Path, ...], no_directory: bool) -> None:
+    """Check playbook FILES (or folders of them); nothing is written.
 
+    Every template is rendered with sample values, then for every contact point that the
+    directory (in the database) gives the participants, in the language each would get.
     Prints every problem as FILE:LINE:COL: field: message and exits with 2 if there is any.
     """
-    from playbooks.store import load_file, load_folder
+    from playbooks.store import LoadedPlaybook, load_file, load_folder
 
-    failed = False
+    app = app_context()
+    max_bytes = app.settings.max_playbook_bytes
+    groups: list[tuple[list[LoadedPlaybook], list[ValidationFailed]]] = []  # per argument, in order
     for path in files:
         if path.is_dir():
-            folder = load_folder(path)
-            loaded, invalid = folder.valid, folder.invalid
+            folder = load_folder(path, max_bytes=max_bytes)
+            groups.append((folder.valid, [failure for _, failure in folder.invalid]))
         else:
             try:
-                loaded, invalid = [load_file(path)], []
+                groups.append(([load_file(path, max_bytes=max_bytes)], []))
             except ValidationFailed as exc:
-                loaded, invalid = [], [(path, exc)]
-        for item in loaded:
-            click.echo(f"OK {item.spec.id} {item.content_hash[:12]} {item.path}")
-        for _, failure in invalid:
+                groups.append(([], [exc]))
+    loaded = [item for valid, _ in groups for item in valid]
+    against = {} if no_directory or not loaded else _directory_problems(app, loaded)
+    failed = False
+    for valid, invalid in groups:
+        for item in valid:
+            problems = against.get(item.path, [])
+            if not problems:
+                click.echo(f"OK {item.spec.id} {item.content_hash[:12]} {item.path}")
+            failed = failed or bool(problems)
+            for problem in problems:
+                click.echo(str(problem))
+        for failure in invalid:
             failed = True
             for problem in failure.problems:
                 click.echo(str(problem))
     if failed:
         # An error (not click's Exit) so that every entry point turns it into exit code 2.
         raise PlaybookInvalid("invalid playbook(s): fix the problems above; nothing was loaded")
+
+
+def _directory_problems(app: AppContext, loaded: list[Any]) -> dict[Path, list[Problem]]:
+    """Render each playbook's templates for the directory's contact points (see
+    ``scheduler.template_check``); notes on stderr say what could not be checked."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from playbooks.loader import template_problem
+    from scheduler.template_check import directory_is_empty, render_for_directory
+
+    out: dict[Path, list[Problem]] = {}
+    try:
+        with session_scope(app.engine) as session:
+            if directory_is_empty(session):
+                click.echo("note: cannot check templates against the directory: it is empty; "
+                           "import one with `commtest directory import`", err=True)
+                return out
+            for item in loaded:
+                result = render_for_directory(session, item.spec, public_base_url=app.settings.public_base_url,
+                                              now=app.clock.now())
+                if result.missing:
+                    click.echo(f"note: {item.path}: no active contact point in the directory for "
+                               f"{', '.join(result.missing)}; their templates were checked with sample values only",
+                               err=True)
+                out[item.path] = [
+                    template_problem(item.text, str(item.path), ("templates", f.template, f.language, f.field),
+                                     f.describe(), f.line)
+                    for f in result.failures
+                ]
+    except (CommtestError, SQLAlchemyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        click.echo(f"note: cannot check templates against the directory: {first}", err=True)
+    return out
 
 
 @playbook.command("list")

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from commtest.errors import Problem, ValidationFailed
+from commtest.limits import DEFAULT_MAX_DIRECTORY_BYTES, read_limited
+from commtest.yaml_input import YamlRefused, bounded_yaml, refusal_problem, unreadable_problem
 
 CSV_COLUMNS = (
     "organisation_code", "organisation_name", "country", "organisation_languages", "organisation_timezone",
@@ -75,8 +76,10 @@ class RawDirectory:
     problems: list[Problem] = field(default_factory=list)
 
 
-def read_directory_file(path: Path) -> RawDirectory:
-    """Read ``path`` by its extension; a file that cannot be read at all raises ValidationFailed."""
+def read_directory_file(path: Path, *, max_bytes: int = DEFAULT_MAX_DIRECTORY_BYTES) -> RawDirectory:
+    """Read ``path`` by its extension; a file that cannot be read at all raises ValidationFailed.
+
+    A file over ``max_bytes`` (the setting ``max_directory_bytes``) is refused before it is parsed."""
     name = str(path)
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".csv"):
@@ -84,11 +87,24 @@ def read_directory_file(path: Path) -> RawDirectory:
             [Problem(name, None, "", f"unknown file type {suffix or '(none)'!r}; expected a .yaml, .yml or .csv file")]
         )
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = read_limited(path, limit=max_bytes, what="a directory file", setting="max_directory_bytes")
     except FileNotFoundError as exc:
         raise ValidationFailed([Problem(name, None, "", "file not found")]) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationFailed([Problem(name, None, "", f"cannot read the file ({exc}); expected UTF-8 text")]) from exc
+    except OSError as exc:
+        raise ValidationFailed([Problem(name, None, "", f"cannot read the file: {exc.strerror or exc}")]) from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValidationFailed(
+            [Problem(name, line, "", f"not UTF-8 text (byte {exc.start:,} cannot be decoded); "
+                                     "save the file as UTF-8 (in a spreadsheet: CSV UTF-8)")]
+        ) from exc
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ValidationFailed(
+            [Problem(name, line, "", "the file holds NUL characters: it is a binary file, not YAML or CSV text")]
+        )
     return read_csv(text, name) if suffix == ".csv" else read_yaml(text, name)
 
 
@@ -98,12 +114,16 @@ def read_directory_file(path: Path) -> RawDirectory:
 
 def read_yaml(text: str, name: str) -> RawDirectory:
     try:
-        doc = YAML(typ="rt").load(text)
+        doc = bounded_yaml().load(text)
+    except YamlRefused as exc:
+        raise ValidationFailed([refusal_problem(exc, name)]) from exc
     except MarkedYAMLError as exc:
         line, col, what = _syntax_error(exc)
         raise ValidationFailed(
             [Problem(name, line, "", f"YAML syntax error: {what}; check indentation and quoting", col)]
         ) from exc
+    except YAMLError as exc:  # e.g. a control character the YAML reader refuses
+        raise ValidationFailed([unreadable_problem(exc, text, name)]) from exc
     raw = RawDirectory(name)
     if doc is None:
         return raw
@@ -191,11 +211,11 @@ def _where(name: str, item: CommentedMap) -> Where:
 
 def read_csv(text: str, name: str) -> RawDirectory:
     raw = RawDirectory(name)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
+    rows = _rows(csv.reader(io.StringIO(text, newline="")), name, text)
+    first = next(rows, None)
+    if first is None:
         return raw
+    header = [h.strip() for h in first[1]]
     missing = [c for c in REQUIRED_CSV_COLUMNS if c not in header]
     unknown = [c for c in header if c not in CSV_COLUMNS]
     if missing:
@@ -209,9 +229,7 @@ def read_csv(text: str, name: str) -> RawDirectory:
     orgs: dict[str, RawRecord] = {}
     fields: dict[str, RawRecord] = {}
     cps: dict[str, RawContactPoint] = {}
-    end = reader.line_num
-    for values in reader:
-        start, end = end + 1, reader.line_num  # a quoted value may span several physical lines
+    for start, values in rows:
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
@@ -220,6 +238,70 @@ def read_csv(text: str, name: str) -> RawDirectory:
         row = dict(zip(header, (v.strip() for v in values)))
         _csv_row(raw, start, row, orgs, fields, cps)
     return raw
+
+
+def _rows(reader: Any, name: str, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line, values) of each row: a quoted value may span several lines.
+
+    Python's csv module refuses a value longer than ``csv.field_size_limit()`` (131,072
+    characters), most often a quote left open that swallows the rest of the file: that
+    becomes a located problem at the line where the row began, naming the column."""
+    end = 0
+    header: list[str] = []
+    while True:
+        start = end + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            column, detail = "", str(exc)
+            if "field larger than field limit" in detail:
+                index = _long_value_index(text, start, csv.field_size_limit())
+                column = header[index].strip() if index is not None and index < len(header) else ""
+                upto = f" (read up to line {reader.line_num})" if reader.line_num > start else ""
+                detail = (f"a value longer than {csv.field_size_limit():,} characters{upto}; "
+                          "close a quote left open, or shorten the value")
+            raise ValidationFailed([Problem(name, start, column, f"CSV cannot be read: {detail}")]) from exc
+        end = reader.line_num
+        if not header:
+            header = values
+        yield start, values
+
+
+def _long_value_index(text: str, line: int, limit: int) -> int | None:
+    """The 0-based column of the first value longer than ``limit`` in the row that starts on ``line``."""
+    pos = 0
+    for _ in range(line - 1):
+        pos = text.find("\n", pos) + 1
+        if pos == 0:
+            return None
+    index, length, quoted = 0, 0, False
+    while pos < len(text):
+        char = text[pos]
+        if quoted:
+            if char == '"':
+                if text.startswith('"', pos + 1):
+                    pos += 1  # "" inside quotes is one quote
+                else:
+                    quoted = False
+                    pos += 1
+                    continue
+        elif char == '"':
+            quoted = True
+            pos += 1
+            continue
+        elif char == ",":
+            index, length = index + 1, 0
+            pos += 1
+            continue
+        elif char in "\r\n":
+            return None
+        length += 1
+        if length > limit:
+            return index
+        pos += 1
+    return None
 
 
 def _csv_row(

@@ -53,8 +53,9 @@ def language_tag(value: str) -> str:
 def time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Europe/Brussels") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Europe" is a folder of zones
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise ValueError(f"unknown time zone {shown!r}; expected an IANA name such as Europe/Brussels") from exc
     return value
 
 

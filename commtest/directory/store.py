@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, SQLModel, select
 
 from commtest.db import session_scope
+from commtest.limits import DEFAULT_MAX_DIRECTORY_BYTES
 from commtest.models import (
     ContactPoint,
     Endpoint,
@@ -29,6 +30,7 @@ from commtest.models import (
     Organisation,
     Ping,
 )
+
 
 from .load import read_directory_file
 from .schema import EndpointIn, endpoint_key
@@ -93,9 +95,11 @@ class _DryRun(Exception):
         self.summary = summary
 
 
-def import_directory(engine: Engine, path: Path, *, replace: bool = False, dry_run: bool = False) -> ImportSummary:
-    """Validate ``path`` completely, then apply it in one transaction (nothing on any problem)."""
-    raw = read_directory_file(path)
+def import_directory(engine: Engine, path: Path, *, replace: bool = False, dry_run: bool = False,
+                     max_bytes: int = DEFAULT_MAX_DIRECTORY_BYTES) -> ImportSummary:
+    """Validate ``path`` completely, then apply it in one transaction (nothing on any problem).
+    A file over ``max_bytes`` (the setting ``max_directory_bytes``) is refused unread."""
+    raw = read_directory_file(path, max_bytes=max_bytes)
     try:
         with session_scope(engine) as session:
             known_orgs: dict[str, str] = {}

@@ -158,3 +158,33 @@ def test_our_own_ping_seen_in_the_mailbox_never_acknowledges_itself() -> None:
     mail = classify(RawMail("1", bytes(built())))
     assert (mail.classification, mail.tokens, mail.references) == ("unmatched", (), ())
     assert mail.detail == "our own ping, not a reply"
+
+
+# -- hostile messages (issue 9): found by tests/fuzz, kept here as fast regressions ------------
+
+def test_a_message_whose_header_crashes_pythons_parser_is_still_classified() -> None:
+    # email's structured header parser raises IndexError on this From: it once stopped the reader.
+    mail = classify(RawMail("9", b"From: 0@\r\nTo: ack+" + TOKEN.encode() + b"@coord.example\r\n\r\nok\r\n"))
+    assert mail.classification == "human"
+    assert mail.tokens == (TOKEN,)
+
+
+def test_a_message_nobody_can_read_is_unmatched_not_an_exception() -> None:
+    for data in (b"\x00\xff\xfe" * 100, b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n--", b""):
+        assert classify(RawMail("9", data)).classification == "unmatched"
+
+
+@pytest.mark.parametrize(
+    ("kw", "reply"),
+    [({"subject": "line one\nBcc: everyone@example.org"}, "ack@coord.example"),
+     ({"address": "desk@xa-one.example\r\nBcc: x@y"}, "ack@coord.example"),
+     ({"address": ":;0"}, "ack@coord.example"),
+     ({}, "no-at-sign")],
+    ids=["newline-in-subject", "newline-in-address", "an-empty-group-as-address", "reply-address-without-at"],
+)
+def test_a_ping_whose_values_cannot_make_an_email_is_a_permanent_channel_error(kw: dict[str, str], reply: str) -> None:
+    from commtest.errors import ChannelError
+
+    with pytest.raises(ChannelError) as err:
+        build_message(outgoing(**kw), mail_from="commtest@coord.example", reply_address=reply, clock=CLOCK)
+    assert err.value.permanent

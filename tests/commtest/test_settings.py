@@ -111,3 +111,41 @@ def test_an_unknown_key_in_the_toml_file_names_the_file(tmp_path: Path, monkeypa
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert f"{cfg}: bogus: unknown setting" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"a = " + b"[" * 100_000 + b"1" + b"]" * 100_000 + b"\n",
+         "not valid TOML: values nested too deeply; a commtest configuration needs two levels at most"),
+        (b"\xff\xfe\x00w", "not UTF-8 text (byte 0); save it as UTF-8"),
+        (b"commtest = 3\n", "commtest: expected a table ([commtest]) of settings"),
+        (b"# padding\n" * 120_000, "a configuration file may be at most 1 MiB; this one is larger and was not read"),
+    ],
+    ids=["nested", "binary", "not-a-table", "too-large"],
+)
+def test_a_hostile_configuration_file_is_a_config_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, message: str
+) -> None:
+    cfg = tmp_path / "commtest.toml"
+    cfg.write_bytes(content)
+    monkeypatch.setenv("COMMTEST_CONFIG", str(cfg))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert str(err.value) == f"{cfg}: {message}"
+
+
+def test_the_file_limits_are_settings_with_sensible_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.max_playbook_bytes, s.max_directory_bytes) == (1024 * 1024, 20 * 1024 * 1024)
+    monkeypatch.setenv("COMMTEST_MAX_PLAYBOOK_BYTES", "2048")
+    assert load_settings().max_playbook_bytes == 2048
+    monkeypatch.setenv("COMMTEST_MAX_PLAYBOOK_BYTES", "10")
+    with pytest.raises(ConfigError, match="COMMTEST_MAX_PLAYBOOK_BYTES: Input should be greater than or equal to 1024"):
+        load_settings()
+
+
+def test_a_time_zone_setting_that_is_a_folder_of_zones_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMMTEST_TIMEZONE", "Europe")
+    with pytest.raises(ConfigError, match="COMMTEST_TIMEZONE: Value error, unknown IANA time zone 'Europe'"):
+        load_settings()
