@@ -18,6 +18,7 @@ import click
 from commtest.context import AppContext
 
 from .base import app_context, cli
+from .playbook_cmd import sync_playbooks
 
 log = logging.getLogger(__name__)
 

@@ -101,7 +101,7 @@ def test_a_daemon_with_an_alias_bomb_in_its_playbook_folder_leads_and_serves_pro
 def test_a_slow_playbook_sync_does_not_keep_the_leader_from_sending(engine: Engine, clock: FrozenClock) -> None:
     seed_directory(engine)
     store_playbook(engine)
-    settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), tick_seconds=0.05,
+    settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), tick_seconds=0.05, sandbox=True,
                              dispatch_workers=2)
     runs = RunEngine(engine, settings, clock, ChannelSet(settings, clock, {}), actor="test")
     try:
