@@ -48,6 +48,7 @@ def daemon_cmd(no_web: bool) -> None:
     try:
         from reports.monthly import generate_monthly  # noqa: F401
 
+        extra.append(ExtraJob("directory-editions", lambda: directory_after_runs(app), "interval", {"seconds": 60}))
         extra.append(ExtraJob("monthly-report", lambda: _monthly_job(app), "cron",
                               {"day": 1, "hour": 6, "minute": 0, "timezone": ZoneInfo(settings.timezone)}))
     except ImportError:
@@ -109,6 +110,30 @@ def _start_mail_reader(app: AppContext) -> threading.Event | None:
     thread.start()
     log.info("reading replies from %s:%s/%s", app.settings.imap_host, app.settings.imap_port, app.settings.imap_mailbox)
     return stop
+
+
+def directory_after_runs(app: AppContext) -> int | None:
+    """After a run completed: a new directory edition, when something changed since the last.
+    Returns the edition published (None: no run completed since, or nothing changed)."""
+    import sqlalchemy as sa
+
+    from commtest.models import DirectoryEdition, RunStatus, TestRun, UTCDateTime
+    from reports.directory_report import publish_directory
+
+    R, DE = TestRun.__table__, DirectoryEdition.__table__  # type: ignore[attr-defined]
+    with app.engine.connect() as conn:
+        last = conn.execute(sa.select(sa.type_coerce(sa.func.max(DE.c.created_at), UTCDateTime()))).scalar()
+        q = sa.select(R.c.id).where(R.c.status == RunStatus.completed.value).order_by(R.c.finished_at.desc()).limit(1)
+        if last is not None:
+            q = q.where(R.c.finished_at > last)
+        run_id = conn.execute(q).scalar()
+    if run_id is None:
+        return None
+    report = publish_directory(app.engine, app.clock, run_id=run_id)
+    if report.new_edition:
+        log.info("directory edition %s published after run %s", report.edition_id, run_id)
+        return report.edition_id
+    return None
 
 
 def _monthly_job(app: AppContext) -> None:

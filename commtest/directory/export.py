@@ -79,7 +79,7 @@ def snapshot(session: Session) -> dict[str, Any]:
                  "active": cp.active, "notes": cp.notes, "endpoints": eps}
             )
         orgs.append(
-            {"code": org.code, "name": org.name, "country": org.country, "languages": list(org.languages),
+            {"code": org.code, "name": org.name, "names": dict(sorted((org.names or {}).items())), "country": org.country, "languages": list(org.languages),
              "timezone": org.timezone, "role": org.role, "notes": org.notes, "contact_points": cps}
         )
     fields = [{"code": f.code, "name": f.name, "names": dict(sorted(f.names.items()))} for f in rows.fields]
@@ -125,10 +125,11 @@ def _yaml(snap: dict[str, Any]) -> str:
             cp.update(languages=flow(c["languages"]), timezone=c["timezone"], active=c["active"], notes=c["notes"])
             cp["endpoints"] = eps
             cps.append(mapping(cp, ("title", "languages", "timezone", "notes", "endpoints")))
-        org = {k: o[k] for k in ("code", "name", "country")}
-        org.update(languages=flow(o["languages"]), timezone=o["timezone"], role=o["role"], notes=o["notes"])
+        org = {k: o[k] for k in ("code", "name")}
+        org.update(names=CommentedMap(o.get("names") or {}), country=o["country"], languages=flow(o["languages"]),
+                   timezone=o["timezone"], role=o["role"], notes=o["notes"])
         org["contact_points"] = cps
-        orgs.append(mapping(org, ("notes", "contact_points")))
+        orgs.append(mapping(org, ("names", "notes", "contact_points")))
     doc = CommentedMap([("fields_of_work", fields), ("organisations", orgs)])
     doc.yaml_set_start_comment(YAML_HEADER)
     yaml = YAML(typ="rt")
@@ -155,7 +156,8 @@ def _csv(snap: dict[str, Any]) -> str:
     for o in snap["organisations"]:
         org = {"organisation_code": o["code"], "organisation_name": o["name"], "country": o["country"],
                "organisation_languages": ";".join(o["languages"]), "organisation_timezone": o["timezone"],
-               "organisation_role": o["role"], "organisation_notes": o["notes"]}
+               "organisation_role": o["role"], "organisation_notes": o["notes"],
+               "organisation_names": "; ".join(f"{k}={v}" for k, v in (o.get("names") or {}).items())}
         if not o["contact_points"]:
             writer.writerow(org)
         for c in o["contact_points"]:

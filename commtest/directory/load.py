@@ -26,11 +26,13 @@ CSV_COLUMNS = (
     "languages", "active", "endpoint_kind", "address", "priority", "label", "status", "verified_at",
     # Beyond the required columns, so that a CSV export loses nothing a YAML file can say:
     "organisation_role", "organisation_notes", "field_names", "contact_point_timezone", "contact_point_notes",
+    "organisation_names",
 )  # fmt: skip
 REQUIRED_CSV_COLUMNS = CSV_COLUMNS[:19]
 
 # model field -> CSV column, per record kind (for error messages)
-_ORG_COLUMNS = {"code": "organisation_code", "name": "organisation_name", "country": "country",
+_ORG_COLUMNS = {"code": "organisation_code", "name": "organisation_name", "names": "organisation_names",
+                "country": "country",
                 "languages": "organisation_languages", "timezone": "organisation_timezone",
                 "role": "organisation_role", "notes": "organisation_notes"}  # fmt: skip
 _FIELD_COLUMNS = {"code": "field", "name": "field_name", "names": "field_names"}
@@ -315,6 +317,8 @@ def _csv_row(
     org_code, field_code = row["organisation_code"], row["field"]
     if row["organisation_name"]:
         org = _fragment(raw.file, line, row, _ORG_COLUMNS)
+        if "names" in org.data:
+            org.data["names"] = _names(org.data["names"])
         _define(raw, orgs, org_code, org, raw.organisations, "organisation")
     if row["field_name"]:
         fow = _fragment(raw.file, line, row, _FIELD_COLUMNS)

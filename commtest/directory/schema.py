@@ -185,6 +185,8 @@ class FieldOfWorkIn(_Input):
 class OrganisationIn(_Input):
     code: str
     name: str = Field(min_length=1, max_length=200)
+    # The name in other languages, for reports read in them: {fr: Centre national de crise}.
+    names: dict[str, str] = Field(default_factory=dict)
     country: str
     languages: list[str] = Field(min_length=1)
     timezone: str
@@ -202,6 +204,11 @@ class OrganisationIn(_Input):
     @classmethod
     def _country(cls, value: str) -> str:
         return country_code(value)
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return FieldOfWorkIn._names(value)
 
     @field_validator("languages", mode="before")
     @classmethod

@@ -154,7 +154,7 @@ def test_the_shape_of_the_yaml_file_is_checked_with_lines(engine: Engine, tmp_pa
         import_directory(engine, path)
     assert [str(p) for p in err.value.problems] == [
         f"{path}:11: contact_points: expected a list (items starting with '- ')",
-        f"{path}:12: ignored: unknown key; expected one of: code, name, country, languages, timezone, role, notes, "
+        f"{path}:12: ignored: unknown key; expected one of: code, name, names, country, languages, timezone, role, notes, "
         "contact_points",
         f"{path}:25: organisation: unknown key; expected organisations or fields_of_work",
     ]

@@ -222,3 +222,57 @@ def test_the_ack_pages_are_rate_limited_per_source_address(engine: Engine, clock
     clock.advance(seconds=61)
     assert client.get(url).status_code == 200
 
+
+
+def test_after_an_abort_the_link_says_the_test_was_called_off_and_an_answer_changes_nothing(web: Web) -> None:
+    from scheduler.engine import RunEngine
+
+    eng = RunEngine(web.engine, web.settings, web.clock, actor="cli:cora")
+    eng.abort_run(web.run_id, by="cora", reason="exercise called off")
+    eng.close()
+    token = web.tokens[ADDR]
+    page = web.client.get(f"/ack/{token}?lang=en")
+    assert page.status_code == 200 and "This test was called off." in page.text
+    r = web.client.post(f"/ack/{token}?lang=en", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 200 and "This test was called off" in r.text and "is recorded" in r.text
+    ping = ping_of(web.engine)
+    assert acked_events(web.engine) == 0 and ping.outcome == "aborted"
+    assert after_close_events(web.engine, ping.id) == 1
+    again = web.client.post(f"/ack/{token}?lang=en", data={"csrf": csrf_of(page.text)})
+    assert again.status_code == 200 and after_close_events(web.engine, ping.id) == 1  # kept once
+
+
+def after_close_events(engine: Engine, ping_id: int | None) -> int:
+    with session_scope(engine) as s:
+        return len(s.exec(select(Event).where(Event.ping_id == ping_id, Event.kind == "ping.answer_after_close")).all())
+
+
+def test_an_answer_after_the_test_completed_is_thanked_and_changes_no_verdict(web: Web) -> None:
+    from channels.registry import ChannelSet
+    from channels.sandbox import Rule, SandboxChannel, SandboxScript
+    from commtest.models import TestRun
+    from scheduler.engine import RunEngine
+
+    quiet = SandboxScript(default=Rule("never"))  # nobody answers anything
+    chans = ChannelSet(web.settings, web.clock, {k: SandboxChannel(k, web.clock, quiet) for k in ("email", "voice", "sms")})
+    eng = RunEngine(web.engine, web.settings, web.clock, chans, actor="test")
+    web.clock.advance(3 * 3600)  # every deadline passes; the run completes without an answer
+    for _ in range(20):
+        eng.tick()
+        web.clock.advance(600)
+    eng.close()
+    with session_scope(web.engine) as s:
+        run = s.get(TestRun, web.run_id)
+        assert run is not None and run.status == "completed"
+    token = web.tokens[ADDR]
+    page = web.client.get(f"/ack/{token}?lang=en")
+    r = web.client.post(f"/ack/{token}?lang=en", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 200 and "the test had already closed" in r.text and "no longer changes its result" in r.text
+    assert acked_events(web.engine) == 0 and ping_of(web.engine).outcome == "delivered_no_ack"
+
+
+def test_a_form_body_over_the_limit_is_refused_before_it_is_parsed(web: Web) -> None:
+    token = web.tokens[ADDR]
+    r = web.client.post(f"/ack/{token}", content=b"csrf=" + b"x" * 100_000,
+                        headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413 and acked_events(web.engine) == 0
