@@ -173,6 +173,8 @@ def format_duration(ms: int | float | None, language: str) -> str:
     minutes, secs = divmod(rest, 60)
     if hours:
         return t.gettext("%(h)d h %(m)02d min") % {"h": hours, "m": minutes}
+    if minutes and not secs:
+        return t.gettext("%(m)d min") % {"m": minutes}
     if minutes:
         return t.gettext("%(m)d min %(s)d s") % {"m": minutes, "s": secs}
     return t.gettext("%(s)d s") % {"s": secs}

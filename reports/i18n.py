@@ -117,14 +117,27 @@ class ReportTexts(Texts):
                                        "settings and the log; not the centre's fault.", outcome=what),
             "failed_before": lambda: t("Failed in run %(run)s too: a repeated failure, to settle with the centre.",
                                           run=detail),
-            "stale_endpoint": lambda: t("Not proven reachable since %(since)s: include it in the next test or "
-                                           "confirm it with the centre.",
-                                           since=self.day(_parse(detail)) if detail else t("never")),
+            "stale_endpoint": lambda: (
+                t("Not proven reachable since %(since)s: include it in the next test or confirm it with the centre.",
+                  since=self.day(_parse(detail))) if detail else
+                t("Never proven reachable: include it in the next test or confirm it with the centre.")),
+            "late_answer": lambda: (
+                t("Answered after %(took)s against a target of %(target)s: agree with the centre how its desk can "
+                  "answer sooner.", took=self.duration(_ms(detail, 0)), target=self.duration(_ms(detail, 1)))
+                if _ms(detail, 1) else
+                t("Answered, but later than the target: agree with the centre how its desk can answer sooner.")),
             "repeated_failure": lambda: t("Failed %(n)s times in a row (%(outcome)s): settle it with the centre.",
                                              n=detail, outcome=what),
         }
         make = sentences.get(kind)
         return make() if make else what
+
+
+def _ms(detail: str, index: int) -> int | None:
+    try:
+        return int(detail.split("/")[index])
+    except (ValueError, IndexError):
+        return None
 
 
 def _parse(text: str) -> datetime | None:

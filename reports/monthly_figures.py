@@ -98,7 +98,7 @@ class Freshness(_Frozen):
 
 
 class MonthActionPoint(_Frozen):
-    kind: Literal["repeated_failure", "failed_check", "fix_endpoint", "check_endpoint", "no_contact_point"]
+    kind: Literal["repeated_failure", "failed_check", "late_answer", "fix_endpoint", "check_endpoint", "no_contact_point"]
     organisation: str
     field: str
     channel: str
@@ -352,7 +352,7 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
         key = ("check", r.organisation_code, r.channel, str(r.contact_point_id))
         streak = _failure_streak(conn, r.contact_point_id, r.channel, end)
         kind = "fix_endpoint" if r.outcome in ("bounced", "invalid_endpoint", "blocked") else (
-            "repeated_failure" if streak >= 2 else "failed_check")
+            "repeated_failure" if streak >= 2 else "late_answer" if r.outcome in ANSWERED else "failed_check")
         previous = points.get(key)
         points[key] = MonthActionPoint(
             kind=kind, organisation=r.organisation_code, field=r.field_code, channel=r.channel,  # type: ignore[arg-type]
@@ -400,7 +400,7 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
         points[("gap", str(g.org), str(g.field), str(g.channel), str(g.cp))] = MonthActionPoint(
             kind="no_contact_point", organisation=g.org or "", field=g.field or "", channel=g.channel or "",
             contact_point=g.cp or "", address="", reason=g.reason or "", since=g.at)
-    order = ("repeated_failure", "fix_endpoint", "failed_check", "check_endpoint", "no_contact_point")
+    order = ("repeated_failure", "fix_endpoint", "failed_check", "late_answer", "check_endpoint", "no_contact_point")
     return sorted(points.values(), key=lambda a: (order.index(a.kind), a.organisation, a.channel, a.contact_point,
                                                   a.address))
 

@@ -27,6 +27,8 @@ class PlaybookFacts:
     titles: dict[str, str]
     timezone: str
     participants: tuple[str, ...]
+    # (organisation, field of work) pairs the playbook pings
+    participant_fields: tuple[tuple[str, str], ...]
     # Channels every participant is pinged on at run start; an organisation without a
     # ping on one of them gets "no endpoint".
     needed_channels: tuple[str, ...]
@@ -46,6 +48,7 @@ def playbook_facts(source_text: str, *, revision_id: int | None = None) -> Playb
         titles=dict(spec.titles),
         timezone=spec.timezone,
         participants=tuple(p.organisation for p in spec.participants),
+        participant_fields=tuple((p.organisation, f) for p in spec.participants for f in p.fields),
         needed_channels=tuple(dict.fromkeys(s.channel for s in spec.initial_steps())),
         targets_ms={ch: int(d.total_seconds() * 1000) for ch, d in spec.targets.items()},
         rules=spec.fact_rules(),

@@ -134,8 +134,8 @@ class Attempt(_Frozen):
 
 class ActionPoint(_Frozen):
     # What to do about it is worded by the renderer, per kind, in the reader's language.
-    kind: Literal["failed_check", "fix_endpoint", "check_endpoint", "voicemail", "possible_scanner", "no_contact_point",
-                  "not_tested", "failed_before", "stale_endpoint"]
+    kind: Literal["failed_check", "late_answer", "fix_endpoint", "check_endpoint", "voicemail", "possible_scanner",
+                  "no_contact_point", "not_tested", "failed_before", "stale_endpoint"]
     organisation: str
     field: str
     channel: str
@@ -224,7 +224,7 @@ def build_test_report(engine: Engine, run_id: int, *, clock: Clock | None = None
         names = _names(conn, {p.contact_point_id for p in pings.values()}, facts.participants)
         attempts = _attempts(conn, run_id, events)
         earlier = _failed_before(conn, run_id, run.fire_at, derived.checks)
-        state = _directory_state(conn, facts.participants, clock.now(), stale_after_days, names)
+        state = _directory_state(conn, facts.participant_fields, clock.now(), stale_after_days, names)
     checks = [_check_line(c, names) for c in derived.checks]
     matrix = [
         MatrixCell(
@@ -385,7 +385,10 @@ def _action_points(checks: list[Check], events: list[EventRow], names: _Names,
     for c in checks:
         cp = names.cp_name.get(c.contact_point_id, c.contact_point_code)
         field = c.field_code or names.cp_field.get(c.contact_point_id, "")
-        if c.status == "fail":
+        if c.status == "fail" and c.answered:
+            add("late_answer", c.organisation_code, field, c.channel, cp, c.address, c.outcome,
+                f"{c.response_ms or 0}/{c.target_ms or 0}")
+        elif c.status == "fail":
             add(_FAILED_KINDS.get(c.outcome, "failed_check"), c.organisation_code, field, c.channel, cp, c.address,
                 c.outcome)
             previous = earlier.get((c.contact_point_id, c.channel))
@@ -407,11 +410,12 @@ def _action_points(checks: list[Check], events: list[EventRow], names: _Names,
                 kind = "fix_endpoint" if e.data.get("status") == "invalid" else "check_endpoint"
                 add(kind, check.organisation_code, check.field_code, check.channel,
                     names.cp_name.get(check.contact_point_id, cp), check.address, str(e.data.get("status")))
-    order = {k: i for i, k in enumerate(("failed_check", "fix_endpoint", "voicemail", "failed_before", "check_endpoint",
-                                         "possible_scanner", "no_contact_point", "not_tested", "stale_endpoint"))}
+    order = {k: i for i, k in enumerate(("failed_check", "fix_endpoint", "voicemail", "late_answer", "failed_before",
+                                         "check_endpoint", "possible_scanner", "no_contact_point", "not_tested",
+                                         "stale_endpoint"))}
     # A failed check already says what "check the endpoint" would say about the same address.
     failing = {(p.organisation, p.channel, p.address) for p in points.values()
-               if p.kind in ("failed_check", "fix_endpoint", "voicemail")}
+               if p.kind in ("failed_check", "late_answer", "fix_endpoint", "voicemail")}
     kept = [p for p in points.values()
             if not (p.kind == "check_endpoint" and (p.organisation, p.channel, p.address) in failing)]
     return sorted(kept, key=lambda a: (order[a.kind], a.organisation, a.channel, a.contact_point))
@@ -437,17 +441,20 @@ def _failed_before(conn: sa.Connection, run_id: int, fire_at: datetime | None,
     return out
 
 
-def _directory_state(conn: sa.Connection, participants: tuple[str, ...], now: datetime,
+def _directory_state(conn: sa.Connection, participants: tuple[tuple[str, str], ...], now: datetime,
                      stale_after_days: int, names: _Names | None = None) -> DirectoryState:
+    """The endpoints of the contact points this playbook pings that were not proven reachable
+    for longer than the setting (or never)."""
     cutoff = now - timedelta(days=stale_after_days)
+    pairs = [sa.and_(ORG.c.code == org, FW.c.code == fld) for org, fld in participants]
     rows = conn.execute(
         sa.select(EP.c.kind, EP.c.address, EP.c.verified_at, CP.c.name, ORG.c.code, FW.c.code.label("field"))
         .join(CP, CP.c.id == EP.c.contact_point_id).join(ORG, ORG.c.id == CP.c.organisation_id)
         .join(FW, FW.c.id == CP.c.field_id)
-        .where(ORG.c.code.in_(participants), CP.c.active.is_(True), EP.c.status != "invalid",
+        .where(sa.or_(*pairs), CP.c.active.is_(True), EP.c.status != "invalid",
                sa.or_(EP.c.verified_at.is_(None), EP.c.verified_at < cutoff))
         .order_by(ORG.c.code, CP.c.name, EP.c.kind, EP.c.address)
-    ).all() if participants else []
+    ).all() if pairs else []
     fields = {r.code: {"": r.name, **(r.names or {})} for r in conn.execute(sa.select(FW.c.code, FW.c.name, FW.c.names))}
     orgs = {code: {"": name, **(names.org_names.get(code, {}) if names else {})}
             for code, name in (names.orgs.items() if names else [])}

@@ -10,6 +10,7 @@ import vobject
 from pypdf import PdfReader
 from sqlmodel import select
 
+from commtest import events as ev
 from commtest.clock import UTC, FrozenClock
 from commtest.db import session_scope
 from commtest.errors import PermissionDenied
@@ -345,3 +346,59 @@ def test_a_month_with_simulated_checks_is_signed_only_with_include_simulated(eng
     with session_scope(engine) as s:
         signed = s.exec(select(Event).where(Event.kind == "report.signed")).one()
     assert signed.data["includes_simulated"] is True and signed.data["name"] == "Ria Reviewer"
+
+
+@pytest.mark.parametrize("lang", ["en", "nl", "fr", "de"])
+def test_no_column_header_of_a_pdf_breaks_inside_a_word(month_log, tmp_path: Path, lang: str, request) -> None:  # type: ignore[no-untyped-def]
+    import re
+    import shutil
+    import subprocess
+
+    if "postgresql" in request.node.name:
+        pytest.skip("rendering does not depend on the database; once is enough")
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed; .ci/run installs it")
+    from reports.render import render_html
+    from reports.test_report import build_test_report, write_test_report
+
+    log, run = month_log
+    html = render_html(build_test_report(log.engine, run), lang)
+    headers = {w for th in re.findall(r"<th>(.*?)</th>", html, re.S)
+               for w in re.findall(r"\w{4,}", re.sub(r"<[^>]+>", " ", th))}
+    (pdf,) = write_test_report(log.engine, run, tmp_path, formats=("pdf",), lang=lang)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    words = set(re.findall(r"\w+", text))
+    assert sorted(h for h in headers if h not in words) == []
+
+
+def test_the_daemon_publishes_a_directory_edition_after_a_run_only_when_something_changed(month_log) -> None:  # type: ignore[no-untyped-def]
+    from commtest.cli.daemon_cmd import directory_after_runs
+    from commtest.context import AppContext
+
+    log, run = month_log
+    clock = FrozenClock(T0 + timedelta(hours=2))
+    app = AppContext(settings=load_settings(database_url=log.engine.url.render_as_string(hide_password=False)),
+                     clock=clock, _engine=log.engine)
+    first = directory_after_runs(app)
+    assert first is not None
+    assert directory_after_runs(app) is None  # no run completed since: nothing to publish
+    clock.advance(86400)
+    quiet = log.run(T0 + timedelta(days=1))  # a run that changes nothing in the directory
+    log.close(quiet)
+    assert directory_after_runs(app) is None
+    proving = log.run(T0 + timedelta(days=2))
+    log.ping(proving, "BE-NCCN", "email", sent_at=T0 + timedelta(days=2), response_s=30)
+    log.event(T0 + timedelta(days=2, seconds=31), ev.ENDPOINT_VERIFIED, run_id=proving,
+              endpoint_id=log.endpoints[("BE-NCCN", "email")])
+    with session_scope(log.engine) as s:
+        endpoint = s.get(Endpoint, log.endpoints[("BE-NCCN", "email")])
+        endpoint.verified_at = T0 + timedelta(days=2, seconds=31)
+        s.add(endpoint)
+    log.close(proving)
+    second = directory_after_runs(app)
+    assert second is not None and second > first
+    from commtest.models import DirectoryEdition
+
+    with session_scope(log.engine) as s:
+        edition = s.get(DirectoryEdition, second)
+        assert edition is not None and edition.run_id == proving
