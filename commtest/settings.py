@@ -37,7 +37,8 @@ class CapPartner(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    endpoint: str  # the CAP endpoint address in the directory: where our alert is posted
+    endpoint: str  # the CAP endpoint address in the directory
+    url: str | None = None  # where the alert is posted, when not the endpoint itself (a VPN address, the demo's fake)
     address: str = ""  # the partner's CAP address (<addresses> of our alert; empty = the partner's name)
     auth: Literal["hmac", "bearer", "basic", "none"] = "hmac"  # how our POST proves itself
     username: str | None = None  # for basic auth (the password is the partner's secret)
@@ -45,9 +46,11 @@ class CapPartner(BaseModel):
     client_key: Path | None = None  # ... and its key
     ca_file: Path | None = None  # the CA that signed the partner's certificate, if not a public one
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "url")
     @classmethod
-    def _https(cls, value: str) -> str:
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         if not (value.startswith("https://") or value.startswith("http://127.0.0.1") or value.startswith("http://localhost")):
             raise ValueError(f"{value!r}: expected an https:// URL (plain http only to 127.0.0.1 or localhost)")
         return value

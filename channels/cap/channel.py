@@ -86,7 +86,7 @@ class CapChannel:
         elif partner.auth == "basic":
             auth = (partner.username or name, key)
         try:
-            r = self._client(name, partner).post(partner.endpoint, content=body, headers=headers,
+            r = self._client(name, partner).post(partner.url or partner.endpoint, content=body, headers=headers,
                                                  **({"auth": auth} if auth else {}))
         except _NOT_SENT as exc:
             raise ChannelError(f"CAP partner {name} unreachable: {type(exc).__name__}: {exc}",

@@ -72,6 +72,7 @@ class FakeJitsi:
         self.ended: list[str] = []  # rooms ended through /end-meeting
         self.outbox: list[tuple[str, dict[str, Any]]] = []
         self.sent: list[tuple[str, dict[str, Any], int]] = []
+        self.by_token: dict[str, Occupant] = {}  # who came in with which link
         self._lock = threading.Lock()
 
     # -- guests ------------------------------------------------------------------
@@ -87,7 +88,9 @@ class FakeJitsi:
         if claims.get("room") not in (room, "*"):
             raise JoinRefused(f"the token is for room {claims.get('room')!r}, not {room!r}")
         user = (claims.get("context") or {}).get("user") or {}
-        return self._enter(room, user.get("id"), user.get("name"))
+        occupant = self._enter(room, user.get("id"), user.get("name"))
+        self.by_token[token] = occupant
+        return occupant
 
     def join_as_guest(self, room: str, name: str) -> Occupant:
         """Someone without a token (only when guests are allowed): event_sync reports no id."""
