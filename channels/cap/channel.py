@@ -77,17 +77,19 @@ class CapChannel:
                            language=ping.language, headline=ping.subject, text=ping.body,
                            sender_name=self.settings.cap_sender)
         headers = {"Content-Type": "application/xml; charset=utf-8"}
-        auth: tuple[str, str] | None = None
+        auth: httpx.Auth | None = None
         key = secret.get_secret_value() if secret is not None else ""
         if partner.auth == "hmac":
             headers[HEADER] = sign(key, body)
         elif partner.auth == "bearer":
             headers["Authorization"] = f"Bearer {key}"
         elif partner.auth == "basic":
-            auth = (partner.username or name, key)
+            auth = httpx.BasicAuth(partner.username or name, key)
         try:
-            r = self._client(name, partner).post(partner.url or partner.endpoint, content=body, headers=headers,
-                                                 **({"auth": auth} if auth else {}))
+            client = self._client(name, partner)
+            url = partner.url or partner.endpoint
+            r = client.post(url, content=body, headers=headers, auth=auth) if auth is not None else \
+                client.post(url, content=body, headers=headers)
         except _NOT_SENT as exc:
             raise ChannelError(f"CAP partner {name} unreachable: {type(exc).__name__}: {exc}",
                                code="cap-unreachable") from exc

@@ -93,7 +93,7 @@ def build_alert(*, identifier: str, sender: str, sent: datetime, addresses: str,
         par = ET.SubElement(info, f"{{{NS}}}parameter")
         sub(par, "valueName", name)
         sub(par, "value", value)
-    return ET.tostring(alert, encoding="utf-8", xml_declaration=True)
+    return bytes(ET.tostring(alert, encoding="utf-8", xml_declaration=True))
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class CapMessage:
 def read_cap(body: bytes) -> CapMessage:
     """Parse and validate one CAP 1.2 message; ``CapRefused`` (400 or 422) otherwise."""
     try:
-        root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: ET.Element = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
         raise CapRefused(f"refused: the XML declares a DTD or entities ({type(exc).__name__}); CAP needs neither",
                          400, "cap-entities") from exc
@@ -148,4 +148,4 @@ def build_ack(*, identifier: str, sender: str, sent: datetime, addresses: str,
     if note:
         ET.SubElement(alert, f"{{{NS}}}note").text = note
     ET.SubElement(alert, f"{{{NS}}}references").text = " ".join(",".join(r) for r in references)
-    return ET.tostring(alert, encoding="utf-8", xml_declaration=True)
+    return bytes(ET.tostring(alert, encoding="utf-8", xml_declaration=True))

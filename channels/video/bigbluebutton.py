@@ -161,7 +161,7 @@ class BigBlueButtonBridge:
             raise ChannelError(f"BigBlueButton's answer to {call} is larger than {MAX_RESPONSE_BYTES} bytes",
                                code="bbb-response")
         try:
-            doc = SafeET.fromstring(r.content)
+            doc: Element = SafeET.fromstring(r.content)
         except (SafeET.ParseError, DefusedXmlException) as exc:
             raise ChannelError(f"BigBlueButton's answer to {call} is not XML: {exc}", code="bbb-response") from exc
         if doc.findtext("returncode") == "SUCCESS":
