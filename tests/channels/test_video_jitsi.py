@@ -54,7 +54,7 @@ def test_the_join_link_is_a_jwt_for_the_runs_room_with_the_contact_points_identi
 
 
 def test_the_page_of_a_video_ping_offers_the_join_link_and_no_confirm_button(links: Links) -> None:
-    page = links.client.get(links.invite_of("XA-ONE").ping.ack_url.replace("http://testserver", ""))
+    page = links.client.get(links.invite_of("XA-ONE").ping.ack_url.replace("http://testserver", "") + "?lang=en")
     assert page.status_code == 200
     assert "Join the video room" in page.text and ">Confirm<" not in page.text
     assert "I am in the video room" not in page.text  # the bridge sees who joins
