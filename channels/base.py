@@ -43,6 +43,9 @@ class OutgoingPing:
     organisation_code: str
     contact_name: str
     attempt: int = 1
+    # Video: the mailbox the invitation goes to (the contact point's best e-mail endpoint).
+    # A bridge hosts the room but delivers no message; ``address`` stays the video endpoint.
+    invite_address: str | None = None
 
 
 @dataclass(frozen=True)

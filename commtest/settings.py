@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -31,6 +31,30 @@ MANUAL_PROVIDER = "coordinator"
 def shipped_playbook_dir() -> Path:
     """The folder of playbooks shipped with commtest (the ``playbooks`` package)."""
     return Path(__file__).resolve().parent.parent / "playbooks"
+
+
+class CapPartner(BaseModel):
+    """One CAP partner platform (docs/channels/cap.md). Its shared secret is in ``cap_secrets``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str  # the CAP endpoint address in the directory
+    url: str | None = None  # where the alert is posted, when not the endpoint itself (a VPN address, the demo's fake)
+    address: str = ""  # the partner's CAP address (<addresses> of our alert; empty = the partner's name)
+    auth: Literal["hmac", "bearer", "basic", "none"] = "hmac"  # how our POST proves itself
+    username: str | None = None  # for basic auth (the password is the partner's secret)
+    client_cert: Path | None = None  # mutual TLS: our certificate (PEM) ...
+    client_key: Path | None = None  # ... and its key
+    ca_file: Path | None = None  # the CA that signed the partner's certificate, if not a public one
+
+    @field_validator("endpoint", "url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not (value.startswith("https://") or value.startswith("http://127.0.0.1") or value.startswith("http://localhost")):
+            raise ValueError(f"{value!r}: expected an https:// URL (plain http only to 127.0.0.1 or localhost)")
+        return value
 
 
 class Settings(BaseSettings):
@@ -107,6 +131,69 @@ class Settings(BaseSettings):
     imap_password: SecretStr | None = Field(None, description="IMAP password (secret).")
     imap_mailbox: str = Field("INBOX", description="Folder the reader watches.")
     imap_poll_seconds: float = Field(30.0, description="Polling interval when the server offers no IDLE.")
+
+    # --- video bridges and CAP links (docs/channels/video.md, docs/channels/cap.md) ---------
+    jitsi_url: str | None = Field(
+        None, description="Base URL of the self-hosted Jitsi Meet (https://meet.example); rooms are {jitsi_url}/{room}."
+    )
+    jitsi_app_id: str = Field("commtest", description="JWT issuer: the app_id of Prosody's token authentication.")
+    jitsi_app_secret: SecretStr | None = Field(
+        None, description="The app_secret of Prosody's token authentication: signs the join links (HS256). Secret."
+    )
+    jitsi_audience: str = Field("jitsi", description="JWT audience ('aud') that Prosody accepts (asap_accepted_audiences).")
+    jitsi_subject: str | None = Field(
+        None, description="JWT 'sub': the Jitsi domain or tenant; unset = the host name of COMMTEST_JITSI_URL."
+    )
+    jitsi_presence: Literal["webhook", "none"] = Field(
+        "webhook",
+        description="webhook: Prosody's event_sync module reports joins to /hooks/jitsi; none: the bridge reports "
+        "nothing, and the ping's page offers 'I am in the video room' (recorded as self-reported, never as a join).",
+    )
+    jitsi_webhook_token: SecretStr | None = Field(
+        None, description="Bearer token event_sync sends (api_headers Authorization); unsigned webhooks get 403. Secret."
+    )
+    jitsi_end_meeting_url: str | None = Field(
+        None, description="Prosody's mod_muc_end_meeting endpoint (https://meet.example/end-meeting) that closes a "
+        "run's room when the run ends; unset = the room empties by itself and its links expire.",
+    )
+    jitsi_muc_domain: str | None = Field(
+        None, description="The MUC domain of the rooms (conference.meet.example); unset = 'conference.' + the subject."
+    )
+    bigbluebutton_url: str | None = Field(
+        None, description="BigBlueButton API base URL (https://bbb.example/bigbluebutton/api)."
+    )
+    bigbluebutton_secret: SecretStr | None = Field(
+        None, description="BigBlueButton shared secret (bbb-conf --secret): signs every API call. Secret."
+    )
+    bigbluebutton_checksum: Literal["sha1", "sha256", "sha384", "sha512"] = Field(
+        "sha256", description="Checksum algorithm of the API calls; the server must allow it (supportedChecksumAlgorithms)."
+    )
+    bigbluebutton_poll_seconds: float = Field(
+        10.0, gt=0, description="How often getMeetingInfo is asked who is in a run's room (and once more just before "
+        "each deadline).",
+    )
+    video_timeout_seconds: float = Field(10.0, gt=0, description="Give up on a video bridge's API after this long.")
+    video_join_grace: timedelta = Field(
+        timedelta(hours=1), description="A join link stays valid this long after its deadline (a late join is recorded late)."
+    )
+    video_room_max_minutes: int = Field(
+        240, ge=10, description="The longest a run's room may stay open on the bridge, if the run's end never closes it."
+    )
+    cap_partners: dict[str, CapPartner] = Field(
+        default_factory=dict,
+        description="CAP partner platforms by name: {nl-lcms = {endpoint = 'https://...', address = 'lcms@...', "
+        "auth = 'hmac'}}; 'endpoint' is the CAP endpoint address in the directory, where alerts are posted.",
+    )
+    cap_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Shared secret per CAP partner name (JSON in the environment or in a _FILE): signs our alerts and "
+        "verifies the partner's Ack (HMAC-SHA256). Secret.",
+    )
+    cap_sender: str = Field("commtest@commtest.example", description="Our CAP <sender>, which the partner's Ack references.")
+    cap_timeout_seconds: float = Field(10.0, gt=0, description="Give up on a CAP partner's endpoint after this long.")
+    cap_max_body_bytes: int = Field(
+        65536, ge=1024, le=1_048_576, description="Largest CAP message accepted on /hooks/cap (refused before parsing)."
+    )
 
     # --- web ---------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the web app listens on.")
@@ -189,6 +276,29 @@ class Settings(BaseSettings):
         object.__setattr__(self, "channels", {k: filled[k] for k in CHANNEL_KINDS if k in filled})
         return self
 
+    @field_validator("cap_secrets", "cap_partners", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        # A _FILE holds the mapping as JSON text (the environment's JSON is decoded before).
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError('expected a JSON object, e.g. {"nl-lcms": "..."}') from exc
+        return value
+
+    @field_validator("cap_partners")
+    @classmethod
+    def _partner_names(cls, value: dict[str, CapPartner]) -> dict[str, CapPartner]:
+        import re
+
+        bad = [name for name in value if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", name)]
+        if bad:
+            raise ValueError(f"partner name {bad[0]!r}: expected lowercase letters, digits and '-' (e.g. nl-lcms)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _driver(cls, value: str) -> str:
@@ -238,6 +348,10 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else ""
+            elif isinstance(value, dict) and any(isinstance(v, SecretStr) for v in value.values()):
+                value = {k: "********" for k in value}
+            elif isinstance(value, dict) and any(isinstance(v, BaseModel) for v in value.values()):
+                value = {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in value.items()}
             elif name in ("database_url", "public_base_url", "twilio_base_url"):
                 value = mask_url(value) if isinstance(value, str) else value
             elif isinstance(value, (Path, timedelta)):

@@ -101,8 +101,19 @@ def _prepare(s: Session, ping: Ping, run: TestRun, who: tuple[ContactPoint, Orga
         ping_id=ping.id or 0, run_id=ping.run_id, channel=ping.channel, address=ping.address,
         language=msg.language, subject=msg.subject, body=msg.body, html=msg.html, ack_url=ack_url,
         ack_code=code, token=token, deadline_at=deadline, organisation_code=ping.organisation_code,
-        contact_name=cp.name, attempt=ping.attempt,
+        contact_name=cp.name, attempt=ping.attempt, invite_address=_invite_address(s, ping),
     ), step.ack_deadline.total_seconds())
+
+
+def _invite_address(s: Session, ping: Ping) -> str | None:
+    """Where a video ping's invitation goes: the contact point's best e-mail endpoint
+    (a video bridge hosts the room but delivers no message)."""
+    if ping.channel != "video":
+        return None
+    from scheduler.planner import usable_endpoints
+
+    endpoints = usable_endpoints(s, ping.contact_point_id, "email")
+    return endpoints[0].address if endpoints else None
 
 
 def _template_failed(s: Session, ping: Ping, now: datetime, actor: str, exc: Exception) -> None:

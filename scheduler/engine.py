@@ -50,6 +50,7 @@ from scheduler.followup import follow_up
 from scheduler.planner import initial_plan
 from scheduler.reports_in import apply_report, apply_reports
 from scheduler.specs import spec_for_revision
+from scheduler.video_rooms import close_rooms_of_ended_runs
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +283,8 @@ class RunEngine:
         stats.reports = self.poll_channels(seen)
         stats.expired = self.expire_due(seen)
         stats.completed = self.complete_finished(self.clock.now())
+        # A run that ended takes its video room with it (nothing is read while no room is open).
+        close_rooms_of_ended_runs(self.engine, self.channels)
         return stats
 
     def _ensure_leader(self) -> None:

@@ -26,6 +26,7 @@ from commtest.vocabulary import name_of
 from scheduler.acks import AckOutcome, TokenInfo, acknowledge_token, is_well_formed, lookup_token
 from web.csrf import CSRF_FIELD, CsrfSigner
 from web.i18n import pick_language
+from web.officer_video import join_of, not_by_link, video_page
 from web.pages import message, page, texts
 
 METHOD = "link"
@@ -100,6 +101,7 @@ def ack_router(ctx: AckContext) -> APIRouter:
             deadline=format_moment(info.deadline_at, info.timezone, language),
             csrf=ctx.signer.issue(info.token_hash), action=f"{base}?lang={language}",
             closed=closed, called_off=info.run_status == RunStatus.aborted.value,
+            video=video_page(ctx, info, base.rsplit("/", 1)[-1], language),  # join link instead of "Confirm"
         )
 
     @router.post("/ack/{token}", response_class=HTMLResponse)
@@ -123,6 +125,8 @@ def ack_router(ctx: AckContext) -> APIRouter:
             return message(request, language, "expired", 410)
         if not ctx.signer.check(info.token_hash, form.get(CSRF_FIELD, "")):
             return message(request, language, "csrf", 403, again=f"/ack/{token}?lang={language}")
+        if info.channel == "video" and await run_in_threadpool(join_of, ctx, info) is not None:
+            return not_by_link(request, language, token)  # a video ping is answered by joining the room
         name = form.get("name")
         outcome: AckOutcome = await run_in_threadpool(
             lambda: acknowledge_token(

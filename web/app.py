@@ -24,6 +24,9 @@ from commtest.clock import Clock
 from commtest.settings import Settings
 from web.ack import AckContext, ack_router
 from web.console import console_router
+from web.hooks.cap import cap_router
+from web.hooks.jitsi import jitsi_router
+from web.officer_video import video_ack_router
 from web.csrf import CsrfSigner
 from web.i18n import pick_language
 from web.pages import message
@@ -77,6 +80,9 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
 
     app.include_router(ack_router(ctx))
     app.include_router(console_router(settings, engine, clock, ctx.signer))  # same key as the ack CSRF
+    app.include_router(jitsi_router(settings, engine, clock))
+    app.include_router(cap_router(settings, engine, clock))
+    app.include_router(video_ack_router(ctx))
     app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
 
     @app.exception_handler(StarletteHTTPException)

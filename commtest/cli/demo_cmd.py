@@ -37,8 +37,6 @@ OFFICERS: dict[str, Any] = {
         # The Netherlands: the first call goes to voicemail, the retry is answered.
         {"match": "+31705550110", "channel": "voice", "attempt": 1, "behaviour": "voicemail", "after": "25s"},
         {"match": "+31705550110", "channel": "voice", "behaviour": "ack", "after": "30s"},
-        # Luxembourg: answers the video late (after its 20-minute deadline).
-        {"match": "https://video.commtest.example/room/lu-cnc", "behaviour": "ack", "after": "24m"},
         # North Rhine-Westphalia: the call is not answered; the SMS escalation is.
         {"match": "+492115550110", "channel": "voice", "behaviour": "never"},
         {"channel": "sms", "behaviour": "ack", "after": "2m"},
@@ -159,6 +157,10 @@ def demo_cmd(speed: float, workdir: Path) -> None:
         playbook_dir=REPO / "playbooks" if (REPO / "playbooks").is_dir() else load_settings().playbook_dir,
     )
     clock = ScaledClock(speed)
+    from channels.video.demo import DemoLinks  # video through a fake Jitsi, CAP through a fake partner
+
+    links = DemoLinks.start(settings, clock, workdir, REPO / "playbooks" / f"{PLAYBOOK}.yaml")
+    settings = links.settings
     app = AppContext(settings=settings, clock=clock)
     t0 = time.monotonic()
 
@@ -168,7 +170,8 @@ def demo_cmd(speed: float, workdir: Path) -> None:
                f"{summary.count('contact_points', 'created')} contact points, "
                f"{summary.count('endpoints', 'created')} endpoints (all fictional)")
     sync_folder(app.engine, settings.playbook_dir, clock, max_bytes=settings.max_playbook_bytes)
-    click.echo(f"3. playbook {PLAYBOOK} loaded from {settings.playbook_dir}")
+    click.echo(f"3. playbook {links.playbook_id} (the shipped {PLAYBOOK} with a CAP step) loaded from "
+               f"{settings.playbook_dir}")
 
     from channels.email.devserver import DevSmtpServer
     from channels.email.maildir import MaildirSource
@@ -197,6 +200,8 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     # The e-mail really goes through SMTP, but simulated officers read and answer it: simulated too.
     overrides: dict[str, Any] = {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX if k != "email"}
     overrides["email"] = SmtpChannel(settings, clock, simulated=True)
+    overrides.update(links.channels())
+    links.run(mail)
     channels = ChannelSet(settings, clock, overrides)
     daemon = Daemon(settings, app.engine, clock, channels=channels,
                     sync_playbooks=playbook_syncer(app.engine, settings.playbook_dir, clock,
@@ -209,7 +214,7 @@ def demo_cmd(speed: float, workdir: Path) -> None:
                "(it also planned the playbook's own unannounced spring and autumn tests)")
 
     queue = RunEngine(app.engine, settings, clock, actor="demo")
-    run_id = queue.create_run(PLAYBOOK, started_by="demo coordinator")
+    run_id = queue.create_run(links.playbook_id, started_by="demo coordinator")
     queue.close()
     click.echo(f"5. test run {run_id} started now by the demo coordinator; the duty officers are answering...")
     from .runview import progress_counts
@@ -231,9 +236,10 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     thread.join(30)
     stop.set()
     web.should_exit = True
+    links.stop()
     mail.stop()
-    click.echo("6. run completed; what the e-mail officers did:")
-    for line in officers.log:
+    click.echo("6. run completed; what the e-mail, video and CAP officers did:")
+    for line in officers.log + links.log:
         click.echo(f"   {line}")
     click.echo("   the result:\n")
     show_run(app, run_id, pings=False)

@@ -28,6 +28,14 @@ def test_the_demo_runs_a_whole_test_and_writes_the_reports(tmp_path: Path, monke
     assert "fail" in rows[("DE-NW-LZ", "email")]
     assert "acked_late" in rows[("LU-CNC", "email")] and "fail" in rows[("LU-CNC", "email")]
     assert "pass" in rows[("DE-NW-LZ", "sms")]  # the escalation was answered
+    # video through the Jitsi fake (real JWT links and event_sync webhooks), CAP through a fake partner
+    assert "followed the join link and entered the video room (HTTP 200)" in out
+    assert "answered the CAP alert with a signed CAP Ack (HTTP 200)" in out
+    assert "ended when the run ended" in out
+    for org in ("BE-NCCN", "NL-NCC", "DE-NW-LZ"):
+        assert "pass" in rows[(org, "video")]
+    assert "acked_late" in rows[("LU-CNC", "video")]
+    assert "pass" in rows[("NL-NCC", "cap")] and "no endpoint" in rows[("BE-NCCN", "cap")]
     reports = tmp_path / "demo" / "reports"
     written = {p.suffix for p in reports.iterdir()}
     assert {".html", ".pdf", ".csv", ".vcf"} <= written
