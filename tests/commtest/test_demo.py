@@ -35,7 +35,7 @@ def test_the_demo_runs_a_whole_test_and_writes_the_reports(tmp_path: Path, monke
     for org in ("BE-NCCN", "NL-NCC", "DE-NW-LZ"):
         assert "pass" in rows[(org, "video")]
     assert "acked_late" in rows[("LU-CNC", "video")]
-    assert "pass" in rows[("NL-NCC", "cap")] and "no endpoint" in rows[("BE-NCCN", "cap")]
+    assert "pass" in rows[("NL-NCC", "cap")] and "no_endpoint" in rows[("BE-NCCN", "cap")]
     reports = tmp_path / "demo" / "reports"
     written = {p.suffix for p in reports.iterdir()}
     assert {".html", ".pdf", ".csv", ".vcf"} <= written

@@ -72,8 +72,11 @@ def test_self_reported_is_shown_as_such_in_runs_show_the_checks_and_the_test_rep
                      if c.organisation_code == "XA-ONE" and c.channel == "video")
     assert (check.outcome, check.method) == ("self_reported", "self-reported")
     report = build_test_report(links.engine, links.run_id)
-    line = next(p for p in report.pings if p.organisation == "XA-ONE" and p.channel == "video")
+    line = next(c for c in report.checks if c.organisation == "XA-ONE" and c.channel == "video")
     assert (line.outcome, line.method) == ("self_reported", "self-reported")
+    from reports.render import render_html
+
+    assert "said they joined the video room" in render_html(report, "en")  # never shown as a verified join
 
 
 def test_a_plain_confirmation_of_a_video_ping_is_refused(links: Links) -> None:
