@@ -25,6 +25,7 @@ from commtest.settings import Settings
 from web.ack import AckContext, ack_router
 from web.console import console_router
 from web.csrf import CsrfSigner
+from web.hooks.twilio import twilio_router
 from web.i18n import pick_language
 from web.pages import message
 from web.ratelimit import SlidingWindowLimiter
@@ -77,6 +78,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
 
     app.include_router(ack_router(ctx))
     app.include_router(console_router(settings, engine, clock, ctx.signer))  # same key as the ack CSRF
+    app.include_router(twilio_router(settings, engine, clock))
     app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,0 +1,1 @@
+"""Provider webhooks (``/hooks/<provider>/...``): verified, bounded, applied off the event loop."""
