@@ -18,7 +18,15 @@ from sqlalchemy.engine import Engine
 from commtest import events as ev
 from commtest.clock import UTC
 from commtest.errors import CommtestError
-from commtest.models import ContactPoint, Endpoint, EndpointStatus, Organisation, Outcome, PlaybookRevision
+from commtest.models import (
+    CHANNEL_TEST_TRIGGER,
+    ContactPoint,
+    Endpoint,
+    EndpointStatus,
+    Organisation,
+    Outcome,
+    PlaybookRevision,
+)
 from reports.playbook_facts import playbook_facts
 from reports.queries import E, P, R, acknowledged, last_settled, nearest_rank_percentiles, running_statuses, ts, verdicts
 
@@ -27,6 +35,8 @@ CP = ContactPoint.__table__  # type: ignore[attr-defined]
 REV = PlaybookRevision.__table__  # type: ignore[attr-defined]
 ORG = Organisation.__table__  # type: ignore[attr-defined]
 TREND_MONTHS = 12
+# A channel test (`commtest channel test`) checks one endpoint, not a centre's readiness: not counted.
+COUNTED = R.c.trigger != CHANNEL_TEST_TRIGGER
 FRESH_MONTHS = 6
 
 
@@ -146,7 +156,7 @@ def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/
         *((sa.and_(R.c.fire_at >= bounds[i], R.c.fire_at < bounds[i + 1]), labels[i]) for i in range(TREND_MONTHS)),
         else_=sa.null(),
     )
-    year_runs = sa.select(R.c.id).where(R.c.fire_at >= bounds[0], R.c.fire_at < end)
+    year_runs = sa.select(R.c.id).where(R.c.fire_at >= bounds[0], R.c.fire_at < end, COUNTED)
 
     with engine.connect() as conn:
         settled = last_settled(E.c.run_id.in_(year_runs))
@@ -198,7 +208,7 @@ def _runs(conn: sa.Connection, start: datetime, end: datetime, settled: sa.Subqu
     rows = conn.execute(
         sa.select(R, per_run.c.n, per_run.c.acked)
         .outerjoin(per_run, per_run.c.run_id == R.c.id)
-        .where(R.c.fire_at >= start, R.c.fire_at < end)
+        .where(R.c.fire_at >= start, R.c.fire_at < end, COUNTED)
         .order_by(R.c.fire_at, R.c.id)
     )
     return [
@@ -286,7 +296,7 @@ def _trend(conn: sa.Connection, enriched: sa.Subquery, labels: list[str], bounds
                 ).label("m"),
                 sa.func.count(),
             )
-            .where(R.c.fire_at >= bounds[0], R.c.fire_at < bounds[-1])
+            .where(R.c.fire_at >= bounds[0], R.c.fire_at < bounds[-1], COUNTED)
             .group_by("m")
         ).all()
     )
