@@ -93,4 +93,5 @@ def append_code(body: str, code: str, language: str) -> str:
     if code in body:
         return body
     t = Texts("officer", language)
-    return f"{body}\n{t('Reply %(code)s to confirm.', code=code)}"
+    reply = t("Reply %(code)s to confirm.", code=code)
+    return f"{body}\n{reply}"
