@@ -104,8 +104,9 @@ class FakeTwilio:
             return [(p.rsplit("/", 1)[-1].removesuffix(".json"), f) for m, p, f in self.requests if m == "POST"]
 
     # -- on loopback (the demo, the crash tests) -----------------------------------------
-    def serve(self, host: str = "127.0.0.1", port: int = 0, *, tick_s: float = 0.02) -> str:
-        """Serve the API on ``host:port`` (0: a free port) and play due events in the background."""
+    def serve(self, host: str = "127.0.0.1", port: int = 0, *, tick_s: float = 0.02, play: bool = True) -> str:
+        """Serve the API on ``host:port`` (0: a free port) and play due events in the background
+        (``play=False``: the caller plays them with ``advance``, on a frozen clock)."""
         import uvicorn
 
         if port == 0:
@@ -115,7 +116,8 @@ class FakeTwilio:
         self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning",
                                                      access_log=False))
         threading.Thread(target=self._server.run, name="fake-twilio", daemon=True).start()
-        threading.Thread(target=self._loop, args=(tick_s,), name="fake-twilio-play", daemon=True).start()
+        if play:
+            threading.Thread(target=self._loop, args=(tick_s,), name="fake-twilio-play", daemon=True).start()
         deadline = time.monotonic() + 10
         while not self._server.started and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -100,12 +100,12 @@ def show_run(app: AppContext, run_id: int, *, pings: bool) -> None:
             cp_codes = dict(s.exec(select(ContactPoint.id, ContactPoint.code)
                                    .where(col(ContactPoint.id).in_(cp_ids))).all()) if cp_ids else {}
             t = Table(title="pings")
-            for c in ("ping", "organisation", "contact point", "step", "channel", "attempt", "address", "state",
-                      "outcome", "sent", "acknowledged", "response", "method"):
+            for c in ("ping", "organisation", "contact point", "step", "channel", "provider", "attempt", "address",
+                      "state", "outcome", "sent", "acknowledged", "response", "method"):
                 t.add_column(c)
             for p in all_pings:
                 cp_code = cp_codes.get(p.contact_point_id, str(p.contact_point_id))
-                t.add_row(str(p.id), p.organisation_code, cp_code, p.step, p.channel, str(p.attempt),
+                t.add_row(str(p.id), p.organisation_code, cp_code, p.step, p.channel, p.provider or "-", str(p.attempt),
                           p.address, p.state, p.outcome or "-", local(p.sent_at, tz)[11:19] if p.sent_at else "-",
                           local(p.acked_at, tz)[11:19] if p.acked_at else "-", duration(_response_ms(p)),
                           (p.ack_method or "-") + (" (!)" if p.ack_suspicious else ""))

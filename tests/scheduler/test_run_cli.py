@@ -119,7 +119,7 @@ def test_runs_show_pings_names_each_contact_point_by_its_code(cli: Cli) -> None:
     shown = ok(cli.run("runs", "show", str(run.id), "--pings"))
     section = shown.split("pings", 2)[-1]
     rows = [[c.strip() for c in line.strip().strip("│").split("│")] for line in section.splitlines()]
-    rows = [cells for cells in rows if len(cells) == 13 and cells[0].isdigit()]
+    rows = [cells for cells in rows if len(cells) == 14 and cells[0].isdigit()]
     assert {(cells[1], cells[2]) for cells in rows} == {
         ("XA-ONE", "XA-ONE/crisis-desk"), ("XB-TWO", "XB-TWO/crisis-desk")
     }
