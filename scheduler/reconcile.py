@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -72,8 +73,8 @@ def reconcile_dispatching(engine: Engine, clock: Clock, channels: ChannelSet, ac
         if found is None:
             continue
         provider, record, simulated = found
-        if run_write(engine, lambda s, i=item, p=provider, r=record, sim=simulated: _record(s, i, p, r, sim, actor, now),
-                     durable=True):
+        if run_write(engine, partial(_record, item=item, provider=provider, record=record, simulated=simulated,
+                                     actor=actor, now=now), durable=True):
             n += 1
     if n:
         log.warning("%d ping(s) found dispatching after a crash were found at their provider: recorded as sent", n)

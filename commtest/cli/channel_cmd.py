@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import click
@@ -42,10 +43,12 @@ def channel_test(kind: str, address: str, deadline: str, wait: bool, by: str, se
     """Send one test message or call of KIND to ADDRESS (an endpoint of the directory) and wait for the answer."""
     from channels.registry import not_configured_message
     from playbooks.durations import parse_duration
-    from scheduler.channel_test import start_channel_test
+    from scheduler.channel_test import TESTABLE_KINDS, start_channel_test
     from scheduler.engine import RunEngine
     from scheduler.leader import leader_lock_for
 
+    if kind not in TESTABLE_KINDS:
+        raise ConfigError(f"{kind!r}: a channel test sends on {', '.join(TESTABLE_KINDS)}; a manual check needs a person")
     app = app_context()
     settings = app.settings
     providers = settings.providers(kind)
@@ -129,4 +132,7 @@ def _serve_web(app: AppContext) -> Any:
     server = uvicorn.Server(uvicorn.Config(create_app(app.settings, app.engine, app.clock), host=app.settings.web_host,
                                            port=app.settings.web_port, log_level="warning", access_log=False))
     threading.Thread(target=server.run, name="web", daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:  # the webhooks must find it listening
+        time.sleep(0.02)
     return server
