@@ -218,6 +218,15 @@ class Settings(BaseSettings):
         object.__setattr__(self, "channels", {k: filled[k] for k in CHANNEL_KINDS if k in filled})
         return self
 
+    @field_validator("twilio_voices")
+    @classmethod
+    def _voices(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, voice in value.items():
+            code, sep, name = voice.partition(":")
+            if not sep or len(code) != 5 or code[2] != "-" or not name:
+                raise ValueError(f"{key}: {voice!r}: expected 'language-code:voice', e.g. 'fr-BE:Polly.Isabelle-Neural'")
+        return value
+
     @field_validator("provider_configs")
     @classmethod
     def _named_configs(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

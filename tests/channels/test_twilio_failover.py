@@ -201,3 +201,9 @@ def test_check_config_accepts_a_complete_twilio_setup(run_cli: Any, monkeypatch:
     assert result.exit_code == 0, result.output
     assert TOKEN not in result.output
     assert "twilio_auth_token" in result.output and "********" in result.output
+
+
+def test_a_voice_override_that_is_not_language_code_and_voice_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(twilio_voices={"nl-BE": "Polly.Lisa"})
+    assert "COMMTEST_TWILIO_VOICES" in str(info.value) and "expected 'language-code:voice'" in str(info.value)
