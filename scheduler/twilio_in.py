@@ -101,7 +101,7 @@ def acknowledge_keypress(engine: Engine, settings: Settings, clock: Clock, ping_
 
 @dataclass(frozen=True)
 class SmsReplyOutcome:
-    # acked | already | closed | wrong_code | blocked | unknown_sender
+    # acked | already | closed | wrong_code | blocked | keyword | unknown_sender
     status: str
     language: str
     ping_id: int | None = None
@@ -110,6 +110,9 @@ class SmsReplyOutcome:
 def apply_sms_reply(engine: Engine, settings: Settings, clock: Clock, sms: InboundSms, actor: str) -> SmsReplyOutcome:
     """An SMS from an officer's number: the reply code acknowledges the ping that carried it;
     a wrong code is kept as an event (once per message) and answered politely; STOP blocks."""
+    if sms.keyword:
+        return SmsReplyOutcome("keyword", settings.default_language)
+
     def work(s: Session) -> SmsReplyOutcome:
         now = clock.now()
         candidates = list(s.exec(

@@ -18,8 +18,10 @@ from commtest.i18n import Texts
 
 __all__ = ["InboundSms", "OPT_OUT_WORDS", "codes_in", "inbound_sms", "message_status_report", "reply_text"]
 
-# Twilio's default opt-out keywords (Messaging > Opt-out management).
+# Twilio's default opt-out keywords (Messaging > Opt-out management), and the opt-in and help
+# keywords Twilio answers itself: none of them is a reply to our message.
 OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+KEYWORDS = frozenset({"START", "YES", "UNSTOP", "HELP", "INFO"})
 _DIGITS = re.compile(r"\d+")
 MAX_BODY = 1600
 
@@ -32,6 +34,7 @@ class InboundSms:
     to: str  # our number
     body: str
     opt_out: bool
+    keyword: bool = False  # START, HELP...: Twilio answers it; it is not a reply to a ping
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -49,9 +52,10 @@ def inbound_sms(form: Mapping[str, str]) -> InboundSms:
     body = form.get("Body", "")[:MAX_BODY]
     words = body.strip().upper().split()
     opt_out = form.get("OptOutType", "").upper() == "STOP" or (len(words) == 1 and words[0] in OPT_OUT_WORDS)
+    keyword = form.get("OptOutType", "").upper() in ("START", "HELP") or (len(words) == 1 and words[0] in KEYWORDS)
     return InboundSms(message_sid=form.get("MessageSid") or form.get("SmsSid", ""),
                       account_sid=form.get("AccountSid", ""), sender=form.get("From", ""), to=form.get("To", ""),
-                      body=body, opt_out=opt_out)
+                      body=body, opt_out=opt_out, keyword=keyword and not opt_out)
 
 
 def message_status_report(form: Mapping[str, str], ping_id: int, now: datetime) -> ChannelReport | None:

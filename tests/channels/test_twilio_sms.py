@@ -102,3 +102,12 @@ def test_the_code_is_found_however_the_officer_types_it() -> None:
     assert "482913" in codes_in("Ontvangen: 482 913, groet")
     assert "482913" in codes_in("ok 482913!")
     assert "482913" not in codes_in("48291")
+
+
+def test_start_and_help_are_left_to_twilio_not_called_a_wrong_code(engine: Engine, clock: FrozenClock) -> None:
+    w = twilio_world(engine, clock, FakeScript(calls=NOBODY_CALLS,
+                                               messages={TWO_SMS: [SmsScript(replies=(("HELP", 20), ("Start", 40)))]}))
+    run_id = w.run()
+    assert answers(w) == []
+    assert w.events(run_id, "ping.reply_refused") == []
+    w.close()
