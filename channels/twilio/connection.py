@@ -60,13 +60,15 @@ class TwilioConnection:
                                code="twilio-answer") from exc
 
     # -- what Twilio has (recovery after a crash) -------------------------------------
+    # The newest 50 to the number, filtered by creation time here: Twilio's StartTime and DateSent
+    # filters would leave out a call still queued or a message not yet sent, the very ones we look for.
     def calls_to(self, to: str, since: datetime) -> list[SentRecord]:
-        rows = self.call(to, lambda c: c.calls.list(to=to, start_time_after=since, limit=50, page_size=50))
-        return [_record(r, "") for r in rows]
+        rows = self.call(to, lambda c: c.calls.list(to=to, limit=50, page_size=50))
+        return [r for r in (_record(row, "") for row in rows) if r.created_at >= since]
 
     def messages_to(self, to: str, since: datetime) -> list[SentRecord]:
-        rows = self.call(to, lambda c: c.messages.list(to=to, date_sent_after=since, limit=50, page_size=50))
-        return [_record(r, str(getattr(r, "body", "") or "")) for r in rows]
+        rows = self.call(to, lambda c: c.messages.list(to=to, limit=50, page_size=50))
+        return [r for r in (_record(row, str(getattr(row, "body", "") or "")) for row in rows) if r.created_at >= since]
 
     def close(self) -> None:
         self.http.close()
