@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from commtest.clock import UTC, FrozenClock  # noqa: E402
 from commtest.db import make_engine, upgrade  # noqa: E402
 from commtest.models import (  # noqa: E402
+    CheckFact,
     ContactPoint,
     Endpoint,
     Event,
@@ -35,6 +36,7 @@ from commtest.models import (  # noqa: E402
     Playbook,
     PlaybookRevision,
     TestRun,
+    VerdictFact,
 )
 
 PLAYBOOK = """\
@@ -62,7 +64,7 @@ def generate(url: str, n_pings: int, orgs: int = 25, cps_per_org: int = 8, year_
     rnd = random.Random(5)
     year_end = year_end or datetime(2026, 1, 1, tzinfo=UTC)
     t = {m.__tablename__: m.__table__ for m in (ContactPoint, Endpoint, Event, FieldOfWork, Organisation, Ping,  # type: ignore[attr-defined]
-                                                 Playbook, PlaybookRevision, TestRun)}
+                                                 Playbook, PlaybookRevision, TestRun, CheckFact, VerdictFact)}
     parts = "\n".join(f"  - {{organisation: ORG-{i:02d}, fields: [desk]}}" for i in range(orgs))
     with engine.begin() as c:
         c.execute(t["field_of_work"].insert(), [{"id": 1, "code": "desk", "name": "Desk", "names": {}}])
@@ -93,6 +95,9 @@ def generate(url: str, n_pings: int, orgs: int = 25, cps_per_org: int = 8, year_
     ping_id = event_id = 0
     pings: list[dict[str, object]] = []
     events: list[dict[str, object]] = []
+    checks: list[dict[str, object]] = []
+    verdicts: list[dict[str, object]] = []
+    targets = {"email": 900_000, "voice": 300_000, "sms": 600_000}
     with engine.begin() as c:
         for r in range(n_runs):
             run_id = r + 1
@@ -101,6 +106,7 @@ def generate(url: str, n_pings: int, orgs: int = 25, cps_per_org: int = 8, year_
                 "id": run_id, "playbook_id": "bench", "revision_id": 1, "dedupe_key": f"bench@{run_id}",
                 "trigger": "schedule", "announced": False, "status": "completed", "fire_at": fire,
                 "started_at": fire, "finished_at": fire + timedelta(hours=1), "started_by": "", "note": ""}])
+            run_verdicts: dict[tuple[str, str], list[dict[str, object]]] = {}
             for cp in cps:
                 org = f"ORG-{int(cp['organisation_id']) - 1:02d}"
                 for j, ch in enumerate(CHANNELS):
@@ -127,11 +133,40 @@ def generate(url: str, n_pings: int, orgs: int = 25, cps_per_org: int = 8, year_
                         event_id += 1
                         events.append({"id": event_id, "at": at, "kind": kind, "outcome": out, "response_ms": rms,
                                        "data": data, **common})
+                    # One attempt per check here: its fact is what commtest.facts derives from these events.
+                    contact = sent + timedelta(seconds=1)
+                    response = None if ms is None else max(0, ms - 1000)
+                    answered = ms is not None
+                    in_target = answered and outcome == "acked" and response is not None and response <= targets[ch]
+                    tested = outcome != "provider_failure"
+                    check = {"run_id": run_id, "fire_at": fire, "organisation_code": org, "contact_point_id": cp["id"],
+                             "contact_point_code": cp["code"], "field_code": "desk", "channel": ch,
+                             "attempts_planned": 1, "attempts_sent": 1, "first_contact_at": contact,
+                             "answered_at": sent + timedelta(milliseconds=ms) if ms is not None else None,
+                             "response_ms": response, "outcome": outcome,
+                             "status": ("pass" if in_target else "fail") if tested else "not_tested",
+                             "method": "link" if answered else None, "answered_by": None,
+                             "late": outcome == "acked_late", "suspicious": False, "simulated": False,
+                             "target_ms": targets[ch], "endpoint_id": int(cp["id"]) * 3 + j, "address": "",
+                             "provider": "sandbox", "detail": ""}
+                    checks.append(check)
+                    run_verdicts.setdefault((org, ch), []).append(check)
                     if len(events) >= CHUNK:
-                        _flush(c, t, pings, events)
+                        _flush(c, t, pings, events, checks)
+            for (org, ch), items in run_verdicts.items():
+                passed = sum(1 for x in items if x["status"] == "pass")
+                answered_n = sum(1 for x in items if x["answered_at"] is not None)
+                times = [x["response_ms"] for x in items if x["response_ms"] is not None]
+                verdicts.append({"run_id": run_id, "fire_at": fire, "organisation_code": org, "channel": ch,
+                                 "verdict": "pass" if passed else "fail", "answer": "any", "checks": len(items),
+                                 "answered": answered_n, "in_target": passed, "gaps": 0,
+                                 "best_response_ms": min(times) if times else None, "target_ms": targets[ch],
+                                 "simulated": False})
+            c.execute(t["verdict_fact"].insert(), verdicts)
+            verdicts.clear()
             if run_id % max(1, n_runs // 10) == 0:
                 print(f"  generated run {run_id}/{n_runs}: {ping_id:,} pings, {event_id:,} events", flush=True)
-        _flush(c, t, pings, events)
+        _flush(c, t, pings, events, checks)
         # Half of the endpoints were proven reachable recently, for the freshness figure.
         c.execute(t["endpoint"].update().where(t["endpoint"].c.id % 2 == 0).values(verified_at=year_end - timedelta(days=20)))
     engine.dispose()
@@ -139,13 +174,17 @@ def generate(url: str, n_pings: int, orgs: int = 25, cps_per_org: int = 8, year_
     return f"{last:%Y-%m}"
 
 
-def _flush(c: sa.Connection, t: dict[str, sa.Table], pings: list[dict[str, object]], events: list[dict[str, object]]) -> None:
+def _flush(c: sa.Connection, t: dict[str, sa.Table], pings: list[dict[str, object]], events: list[dict[str, object]],
+           checks: list[dict[str, object]]) -> None:
     if pings:
         c.execute(t["ping"].insert(), pings)
     if events:
         c.execute(t["event"].insert(), events)
+    if checks:
+        c.execute(t["check_fact"].insert(), checks)
     pings.clear()
     events.clear()
+    checks.clear()
 
 
 def main() -> None:
@@ -190,12 +229,14 @@ def main() -> None:
     (pdf_path,) = write_monthly(engine, month, clock, out, formats=("pdf",))
     t_pdf = time.perf_counter() - t0
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"month {month}: {len(figures.runs)} runs, {figures.totals.pings:,} pings, ack rate {figures.totals.ack_rate}, "
+    print(f"month {month}: {len(figures.runs)} runs, {figures.totals.checks:,} checks, ack rate {figures.totals.ack_rate}, "
           f"median {figures.totals.median_ms} ms, p90 {figures.totals.p90_ms} ms")
     print(f"figures only (SQL, 12-month trend): {t_fig:.2f} s")
     print(f"monthly report to HTML (figures + render): {t_html:.2f} s -> {html_path}")
     print(f"monthly report to PDF  (figures + render): {t_pdf:.2f} s -> {pdf_path}")
     print(f"peak memory: tracemalloc {peak / 1e6:.1f} MB while computing the figures; process max RSS {maxrss_mb:.0f} MB")
+    print(f"RESULT pings={n_pings} figures_s={t_fig:.2f} html_s={t_html:.2f} pdf_s={t_pdf:.2f} rss_mb={maxrss_mb:.0f} "
+          f"html_target_s=2 pdf_target_s=10 rss_target_mb=300")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,20 @@ ReportKind = Literal[
 ]
 
 
+# Kinds whose providers speak the message and may not speak every language (no text-to-speech
+# has Luxembourgish): the engine also renders these in the contact's next languages.
+SPOKEN_KINDS = frozenset({"voice"})
+
+
+@dataclass(frozen=True)
+class AlternativeText:
+    """The same message rendered in another of the contact's languages, preferred first."""
+
+    language: str
+    subject: str
+    body: str
+
+
 @dataclass(frozen=True)
 class OutgoingPing:
     """One message to one endpoint. ``token`` is the raw acknowledgement token: only its
@@ -46,6 +60,9 @@ class OutgoingPing:
     # Video: the mailbox the invitation goes to (the contact point's best e-mail endpoint).
     # A bridge hosts the room but delivers no message; ``address`` stays the video endpoint.
     invite_address: str | None = None
+    country: str = ""  # the organisation's: ISO 3166-1 alpha-2, or a subdivision such as DE-NW
+    # For SPOKEN_KINDS: the message in the contact's other languages (then the playbook's default).
+    alternatives: tuple[AlternativeText, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ say ``sandbox = true``, so nothing is silently simulated.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -58,6 +59,13 @@ def check_channel_providers(settings: Settings) -> None:
             f"installed: {', '.join(available()) or 'none'} (set {ENV_PREFIX}CHANNELS, e.g. "
             '\'{"email": "smtp"}\', or name a provider_configs entry with its type)'
         )
+    # A provider that can check its own settings (accounts, numbers) does so now, not at 03:00.
+    for kind, provs in settings.channels.items():
+        for prov in provs:
+            factory: Any = _entry_points()[plugin_of(kind, prov, settings) or ""].load()
+            check = getattr(factory, "check_config", None)
+            if callable(check):
+                check(kind, prov, settings)
 
 
 def missing_kinds(settings: Settings, kinds: list[str] | tuple[str, ...] | set[str]) -> list[str]:
@@ -103,22 +111,27 @@ def guard_simulated(channel: Channel, settings: Settings) -> None:
 class ChannelSet:
     """The channel instances of one process, created lazily by kind and provider."""
 
-    def __init__(self, settings: Settings, clock: Clock, overrides: dict[str, Channel] | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock,
+                 overrides: Mapping[str, Channel | Sequence[Channel]] | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self._channels: dict[tuple[str, str], Channel] = {}
-        for kind, channel in (overrides or {}).items():
-            guard_simulated(channel, settings)
-            self._channels[(kind, channel.provider)] = channel
-        self._overridden = set((overrides or {}).keys())
+        # An override is one channel, or several in failover order (tests, the demo).
+        self._override_order: dict[str, list[str]] = {}
+        for kind, given in (overrides or {}).items():
+            chosen = list(given) if isinstance(given, Sequence) else [given]
+            for channel in chosen:
+                guard_simulated(channel, settings)
+                self._channels[(kind, channel.provider)] = channel
+            self._override_order[kind] = [c.provider for c in chosen]
         # Dispatch workers ask concurrently: one instance per kind, or the reports queued
         # in a second, discarded instance would never be polled (lost acknowledgements).
         self._lock = threading.Lock()
 
     def providers(self, kind: str) -> list[str]:
-        """The provider names of ``kind`` in failover order (an override stands alone)."""
-        if kind in self._overridden:
-            return [next(p for (k, p) in self._channels if k == kind)]
+        """The provider names of ``kind`` in failover order (overrides replace the settings')."""
+        if kind in self._override_order:
+            return list(self._override_order[kind])
         return self.settings.providers(kind)
 
     def get(self, kind: str, provider: str | None = None) -> Channel:

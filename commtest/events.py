@@ -30,6 +30,8 @@ Pings (``run_id`` and ``ping_id`` set; ``organisation_code`` and ``channel`` alw
     ping.answered    by           (someone or something picked up a call; the key press acknowledges)
     ping.unknown     reason        (found in ``dispatching`` at start-up; never resent)
     ping.cancelled   reason
+    ping.reply_refused reason, message_sid, sender (masked): an SMS reply from the endpoint's number
+                     without this ping's code; answered politely, it acknowledges nothing
     ping.answer_after_close  method, by, source, run_status: an answer that arrived after the run
                      completed or was aborted; kept, but it changes no verdict and no figure
     ping.settled     the outcome is decided (or changed, e.g. a late acknowledgement after
@@ -73,6 +75,7 @@ PING_CANCELLED = "ping.cancelled"
 PING_SETTLED = "ping.settled"
 PING_ANSWERED = "ping.answered"
 PING_ANSWER_AFTER_CLOSE = "ping.answer_after_close"
+PING_REPLY_REFUSED = "ping.reply_refused"
 
 ENDPOINT_STATUS = "endpoint.status"
 ENDPOINT_VERIFIED = "endpoint.verified"

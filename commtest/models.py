@@ -231,6 +231,10 @@ class Schedule(SQLModel, table=True):
 # runs, pings, events
 
 
+# A run of ``commtest channel test``: one ping to one endpoint; the monthly report leaves it out.
+CHANNEL_TEST_TRIGGER = "channel-test"
+
+
 class TestRun(SQLModel, table=True):
     __tablename__ = "test_run"
     __test__ = False  # not a pytest test class
@@ -243,7 +247,7 @@ class TestRun(SQLModel, table=True):
     # "<schedule id>@<fire time ISO>" for scheduled runs, "manual:<uuid>" otherwise:
     # a run is unique on (schedule, fire time) even with several replicas.
     dedupe_key: str = Field(max_length=200)
-    trigger: str = Field(default="manual", max_length=16)  # schedule | manual
+    trigger: str = Field(default="manual", max_length=16)  # schedule | manual | channel-test
     announced: bool = Field(default=False)
     status: str = Field(default=RunStatus.planned.value, max_length=16, index=True)
     fire_at: datetime | None = _ts(nullable=False, index=True)  # planned or drawn moment
@@ -455,6 +459,7 @@ class DirectoryEdition(SQLModel, table=True):
 
 
 __all__ = [
+    "CHANNEL_TEST_TRIGGER",
     "ChannelKind",
     "CheckFact",
     "VerdictFact",

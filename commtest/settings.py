@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -26,6 +26,9 @@ CHANNEL_KINDS = ("email", "voice", "sms", "video", "cap", "manual")
 SANDBOX_PROVIDER = "sandbox"
 MANUAL_KIND = "manual"
 MANUAL_PROVIDER = "coordinator"
+# A key of a named provider configuration that holds a secret: refused there, read from the
+# environment instead (``COMMTEST_PROVIDER_<NAME>_<KEY>`` or ``..._FILE``).
+SECRET_KEY_WORDS = ("token", "password", "secret")
 
 
 def shipped_playbook_dir() -> Path:
@@ -59,6 +62,7 @@ class CapPartner(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+    _provider_secrets: dict[str, dict[str, SecretStr]] = PrivateAttr(default_factory=dict)
 
     # --- storage -----------------------------------------------------------
     database_url: str = Field(
@@ -195,6 +199,42 @@ class Settings(BaseSettings):
         65536, ge=1024, le=1_048_576, description="Largest CAP message accepted on /hooks/cap (refused before parsing)."
     )
 
+    # --- Twilio: the voice and sms providers `twilio` (docs/channels/voice-sms.md) ----------
+    twilio_account_sid: str | None = Field(
+        None, description="Account SID (AC...) of the Twilio account that places the calls and sends the SMS."
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None, description="Its auth token (secret: environment or _FILE only); also checks the webhooks' signatures."
+    )
+    twilio_caller_id: str | None = Field(
+        None, description="E.164 number the calls come from: a Twilio number of the account or a verified caller ID."
+    )
+    twilio_sms_from: str | None = Field(
+        None, description="E.164 number (or Messaging Service SID, MG...) the SMS come from; replies come back to it."
+    )
+    twilio_base_url: str = Field(
+        "https://api.twilio.com",
+        description="Twilio's REST API. Anything else (a local fake) makes the provider simulated: it then needs "
+        "COMMTEST_SANDBOX=true.",
+    )
+    twilio_rate_per_second: float = Field(
+        1.0, gt=0, le=100, description="Calls (and, separately, SMS) started per second on this account: Twilio "
+        "queues beyond the account's limit, 1 call per second by default."
+    )
+    twilio_timeout_seconds: float = Field(
+        15.0, gt=0, le=120, description="Give up on one Twilio API request after this long; a create that timed out "
+        "is never resent (its outcome is unknown)."
+    )
+    twilio_ring_seconds: int = Field(30, ge=5, le=600, description="How long a call rings before it is no-answer.")
+    twilio_machine_detection: Literal["Enable", "DetectMessageEnd", "off"] = Field(
+        "Enable", description="Answering-machine detection (charged per call): Enable, DetectMessageEnd or off."
+    )
+    twilio_voices: dict[str, str] = Field(
+        default_factory=dict,
+        description="Text-to-speech per language, overriding the built-in table: {'fr-BE' = 'fr-BE:Polly.Isabelle-Neural'} "
+        "maps a language (or language-COUNTRY of the organisation) to 'language-code:voice'.",
+    )
+
     # --- web ---------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the web app listens on.")
     web_port: int = Field(8080, ge=0, le=65535, description="Port of the web app.")
@@ -299,6 +339,53 @@ class Settings(BaseSettings):
             raise ValueError(f"partner name {bad[0]!r}: expected lowercase letters, digits and '-' (e.g. nl-lcms)")
         return value
 
+    @field_validator("twilio_voices")
+    @classmethod
+    def _voices(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, voice in value.items():
+            code, sep, name = voice.partition(":")
+            if not sep or len(code) != 5 or code[2] != "-" or not name:
+                raise ValueError(f"{key}: {voice!r}: expected 'language-code:voice', e.g. 'fr-BE:Polly.Isabelle-Neural'")
+        return value
+
+    @field_validator("provider_configs")
+    @classmethod
+    def _named_configs(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, config in value.items():
+            if not config.get("type"):
+                raise ValueError(f"{name}: 'type' is missing; it names the provider plugin, e.g. type = 'twilio'")
+            leaked = sorted(k for k in config if any(word in k.lower() for word in SECRET_KEY_WORDS))
+            if leaked:
+                env = provider_secret_env(name, leaked[0])
+                raise ValueError(f"{name}.{leaked[0]}: a secret of a named provider configuration is refused here; "
+                                 f"set {env} (or {env}_FILE) in the environment")
+        return value
+
+    @model_validator(mode="after")
+    def _read_provider_secrets(self) -> Settings:
+        """The secrets of named provider configurations, read once from the environment."""
+        found: dict[str, dict[str, SecretStr]] = {}
+        for name in self.provider_configs:
+            prefix = provider_secret_env(name, "")
+            for key, text in os.environ.items():
+                if not key.startswith(prefix) or not key[len(prefix):]:
+                    continue
+                field = key[len(prefix):].lower()
+                if field.endswith("_file"):
+                    try:
+                        text = Path(text).read_text(encoding="utf-8").strip()
+                    except OSError as exc:
+                        raise ValueError(f"{key}: cannot read {text}: {exc.strerror}") from exc
+                    field = field.removesuffix("_file")
+                found.setdefault(name, {}).setdefault(field, SecretStr(text))
+        self._provider_secrets = found
+        return self
+
+    def provider_secret(self, name: str, key: str) -> SecretStr | None:
+        """A secret of the named provider configuration ``name`` (``auth_token``), from the
+        environment: ``COMMTEST_PROVIDER_<NAME>_<KEY>`` or the file ``..._<KEY>_FILE`` names."""
+        return self._provider_secrets.get(name, {}).get(key.lower())
+
     @field_validator("database_url")
     @classmethod
     def _driver(cls, value: str) -> str:
@@ -358,6 +445,12 @@ class Settings(BaseSettings):
                 value = str(value)
             out[name] = value
         return out
+
+
+def provider_secret_env(name: str, key: str) -> str:
+    """``COMMTEST_PROVIDER_TWILIO_BACKUP_AUTH_TOKEN`` for (``twilio-backup``, ``auth_token``)."""
+    norm = "".join(c if c.isalnum() else "_" for c in name).upper()
+    return f"{ENV_PREFIX}PROVIDER_{norm}_{key.upper()}"
 
 
 def secret_fields() -> list[str]:

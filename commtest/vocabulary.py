@@ -67,7 +67,8 @@ RUN_STATUSES = {
     "missed": N_("missed"),
 }
 
-TRIGGERS = {"schedule": N_("scheduled"), "manual": N_("started by hand")}
+TRIGGERS = {"schedule": N_("scheduled"), "manual": N_("started by hand"),
+            "channel-test": N_("channel test of one endpoint (not counted in reports)")}
 
 DELIVERY = {"delivered": N_("delivered"), "ringing": N_("ringing")}
 
@@ -92,6 +93,7 @@ EVENTS = {
     "ping.cancelled": N_("cancelled"),
     "ping.settled": N_("outcome recorded"),
     "ping.answer_after_close": N_("answered after the test closed"),
+    "ping.reply_refused": N_("SMS reply with a wrong code"),
     "endpoint.status": N_("endpoint flagged"),
     "endpoint.verified": N_("endpoint proven reachable"),
     "report.signed": N_("report signed"),

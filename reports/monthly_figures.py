@@ -22,7 +22,16 @@ from sqlalchemy.engine import Engine
 from commtest import events as ev
 from commtest.clock import UTC
 from commtest.errors import CommtestError
-from commtest.models import CheckFact, ContactPoint, Endpoint, EndpointStatus, FieldOfWork, Organisation, VerdictFact
+from commtest.models import (
+    CHANNEL_TEST_TRIGGER,
+    CheckFact,
+    ContactPoint,
+    Endpoint,
+    EndpointStatus,
+    FieldOfWork,
+    Organisation,
+    VerdictFact,
+)
 from reports.queries import E, R, nearest_rank_percentiles, ts
 
 EP = Endpoint.__table__  # type: ignore[attr-defined]
@@ -32,6 +41,8 @@ FW = FieldOfWork.__table__  # type: ignore[attr-defined]
 CF = CheckFact.__table__  # type: ignore[attr-defined]
 VF = VerdictFact.__table__  # type: ignore[attr-defined]
 TREND_MONTHS = 12
+# A channel test (`commtest channel test`) checks one endpoint, not a centre's readiness: not counted.
+COUNTED = R.c.trigger != CHANNEL_TEST_TRIGGER
 FRESH_MONTHS = 6
 ANSWERED = ("acked", "acked_late", "manual", "self_reported")
 COUNTED = ("pass", "fail")
@@ -237,7 +248,7 @@ def _runs(conn: sa.Connection, start: datetime, end: datetime) -> list[MonthRun]
     rows = conn.execute(
         sa.select(R, per_run.c.checks, per_run.c.answered, per_run.c.simulated)
         .outerjoin(per_run, per_run.c.run_id == R.c.id)
-        .where(R.c.fire_at >= start, R.c.fire_at < end, R.c.trigger != "channel-test")
+        .where(R.c.fire_at >= start, R.c.fire_at < end, R.c.trigger != CHANNEL_TEST_TRIGGER)
         .order_by(R.c.fire_at, R.c.id)
     )
     return [
@@ -264,7 +275,7 @@ def _trend(conn: sa.Connection, real_year: Any, labels: list[str], bounds: list[
     run_counts: dict[str, int] = dict(conn.execute(
         sa.select(run_month, sa.func.count())
         .where(R.c.fire_at >= bounds[0], R.c.fire_at < bounds[-1], R.c.status == "completed",
-               R.c.trigger != "channel-test")
+               R.c.trigger != CHANNEL_TEST_TRIGGER)
         .group_by("m")).all())
     points = []
     for label in labels:

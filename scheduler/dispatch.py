@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from channels.base import OutgoingPing
+from channels.base import SPOKEN_KINDS, AlternativeText, OutgoingPing
 from commtest import events as ev
 from commtest.models import ContactPoint, FieldOfWork, Organisation, Outcome, Ping, PingState, RunStatus, TestRun
 from commtest.settings import Settings
 from playbooks.schema import PlaybookSpec
+from playbooks.templates import RenderedMessage
 from scheduler import records
 from scheduler.messages import render_ping
 from scheduler.specs import spec_for_revision
@@ -92,16 +94,24 @@ def _prepare(s: Session, ping: Ping, run: TestRun, who: tuple[ContactPoint, Orga
     ack_url = f"{settings.public_base_url.rstrip('/')}/ack/{token}"
     if spec.owner not in senders:
         senders[spec.owner] = s.exec(select(Organisation.name).where(Organisation.code == spec.owner)).first() or spec.owner
-    msg = render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
-                      organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
-                      field_code=fld.code, language=ping.language, timezone=cp.timezone or org.timezone,
-                      ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=senders[spec.owner],
-                      test_at=run.fire_at)
+    def render(language: str) -> RenderedMessage:
+        return render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
+                           organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
+                           field_code=fld.code, language=language, timezone=cp.timezone or org.timezone,
+                           ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=senders[spec.owner],
+                           test_at=run.fire_at)
+
+    msg = render(ping.language)
+    alternatives: tuple[AlternativeText, ...] = ()
+    if ping.channel in SPOKEN_KINDS:
+        alternatives = _alternatives(render, msg.language, (*(cp.languages or ()), *(org.languages or ()),
+                                                            spec.default_language))
     return Claimed(ping.id or 0, OutgoingPing(
         ping_id=ping.id or 0, run_id=ping.run_id, channel=ping.channel, address=ping.address,
         language=msg.language, subject=msg.subject, body=msg.body, html=msg.html, ack_url=ack_url,
         ack_code=code, token=token, deadline_at=deadline, organisation_code=ping.organisation_code,
-        contact_name=cp.name, attempt=ping.attempt, invite_address=_invite_address(s, ping),
+        contact_name=cp.name, attempt=ping.attempt, country=org.country, alternatives=alternatives,
+        invite_address=_invite_address(s, ping),
     ), step.ack_deadline.total_seconds())
 
 
@@ -114,6 +124,23 @@ def _invite_address(s: Session, ping: Ping) -> str | None:
 
     endpoints = usable_endpoints(s, ping.contact_point_id, "email")
     return endpoints[0].address if endpoints else None
+
+
+def _alternatives(render: Callable[[str], RenderedMessage], first: str,
+                  languages: tuple[str, ...]) -> tuple[AlternativeText, ...]:
+    """The message in each further language the template has, in the contact's order: a voice
+    provider that cannot speak the first one (Luxembourgish) speaks the next it can."""
+    out: list[AlternativeText] = []
+    seen = {first}
+    for language in languages:
+        try:
+            msg = render(language)
+        except Exception:  # noqa: BLE001 - an alternative that fails is simply not offered
+            continue
+        if msg.language not in seen:
+            seen.add(msg.language)
+            out.append(AlternativeText(msg.language, msg.subject, msg.body))
+    return tuple(out)
 
 
 def _template_failed(s: Session, ping: Ping, now: datetime, actor: str, exc: Exception) -> None:

@@ -48,6 +48,7 @@ from scheduler import records
 from scheduler.dispatch import Claimed, claim_due
 from scheduler.followup import follow_up
 from scheduler.planner import initial_plan
+from scheduler.reconcile import reconcile_dispatching
 from scheduler.reports_in import apply_report, apply_reports
 from scheduler.specs import spec_for_revision
 from scheduler.video_rooms import close_rooms_of_ended_runs
@@ -251,7 +252,9 @@ class RunEngine:
 
     # ------------------------------------------------------------------ recovery
     def recover(self) -> int:
-        """Mark pings left ``dispatching`` by a crash as ``unknown``: never resend them."""
+        """Mark pings left ``dispatching`` by a crash as ``unknown``: never resend them (those
+        their provider turns out to have are recorded as sent first: scheduler.reconcile)."""
+        reconcile_dispatching(self.engine, self.clock, self.channels, self.actor)
         now = self.clock.now()
 
         def work(s: Session) -> int:

@@ -35,6 +35,7 @@ _ENDINGS: dict[str, tuple[Outcome, PingState, EndpointStatus | None]] = {
     "bounced": (Outcome.bounced, PingState.failed, EndpointStatus.suspect),
     "blocked": (Outcome.blocked, PingState.failed, EndpointStatus.suspect),
 }
+_ENDABLE = (PingState.dispatching.value, *records.AWAITING_ACK)
 
 
 def apply_report(s: Session, report: ChannelReport, settings: Settings, actor: str,
@@ -64,8 +65,10 @@ def apply_report(s: Session, report: ChannelReport, settings: Settings, actor: s
         log.warning("report kind %r for ping %s not understood; ignored", report.kind, ping.id)
         return None
     # Only an attempt still waiting for its answer ends here: a late voicemail or bounce
-    # after the deadline changes nothing (the conditional write loses cleanly).
-    if not records.settle(s, ping, outcome, at, actor, state=state, from_states=records.AWAITING_ACK,
+    # after the deadline changes nothing (the conditional write loses cleanly). A busy line
+    # can be reported before the engine recorded the send (``dispatching``): it counts, and
+    # the engine then only adds the send's facts.
+    if not records.settle(s, ping, outcome, at, actor, state=state, from_states=_ENDABLE,
                           reason=records.mask_reason(report.detail or report.kind)):
         return None
     if flag is not None:

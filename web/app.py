@@ -28,6 +28,7 @@ from web.hooks.cap import cap_router
 from web.hooks.jitsi import jitsi_router
 from web.officer_video import video_ack_router
 from web.csrf import CsrfSigner
+from web.hooks.twilio import twilio_router
 from web.i18n import pick_language
 from web.pages import message
 from web.ratelimit import SlidingWindowLimiter
@@ -83,6 +84,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
     app.include_router(jitsi_router(settings, engine, clock))
     app.include_router(cap_router(settings, engine, clock))
     app.include_router(video_ack_router(ctx))
+    app.include_router(twilio_router(settings, engine, clock))
     app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
 
     @app.exception_handler(StarletteHTTPException)

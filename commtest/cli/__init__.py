@@ -29,6 +29,7 @@ from . import runs_cmd as _runs_cmd  # noqa: F401,E402
 from . import report_cmd as _report_cmd  # noqa: F401,E402
 from . import demo_cmd as _demo_cmd  # noqa: F401,E402
 from . import user_cmd as _user_cmd  # noqa: F401,E402
+from . import channel_cmd as _channel_cmd  # noqa: F401,E402
 
 __all__ = ["cli", "main"]
 

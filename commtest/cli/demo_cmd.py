@@ -1,8 +1,9 @@
 """``commtest demo``: a whole communication test, end to end, in about a minute.
 
 Everything is real except the far side: a fresh SQLite database, the sample directory
-and the shipped playbook, the daemon as leader, the web app, and sandbox providers
-playing the duty officers (some answer quickly, some late, one never, one voicemail).
+and the shipped playbook, the daemon as leader, the web app, a local SMTP server, the
+Twilio providers against a local fake of Twilio, and sandbox providers for video: the duty
+officers are simulated (some answer quickly, some late, one never, one voicemail).
 Simulated time runs ``--speed`` times faster than the wall clock so a 40-minute
 playbook fits in about a minute; every component sees the same simulated clock.
 """
@@ -28,18 +29,12 @@ from .base import cli
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = "benelux-nrw-crisis-centres"
 
-# How the fictional duty officers answer (sandbox script; times are simulated).
+# How the fictional duty officers answer the sandbox channels (times are simulated). The phone
+# and SMS officers are played by the fake Twilio: channels.twilio.demo.
 OFFICERS: dict[str, Any] = {
     "default": {"behaviour": "ack", "after": "90s"},
     "rules": [
-        # Belgium: quick on every channel.
-        {"match": "+3225550110", "channel": "voice", "behaviour": "ack", "after": "40s"},
-        # The Netherlands: the first call goes to voicemail, the retry is answered.
-        {"match": "+31705550110", "channel": "voice", "attempt": 1, "behaviour": "voicemail", "after": "25s"},
-        {"match": "+31705550110", "channel": "voice", "behaviour": "ack", "after": "30s"},
-        # North Rhine-Westphalia: the call is not answered; the SMS escalation is.
-        {"match": "+492115550110", "channel": "voice", "behaviour": "never"},
-        {"channel": "sms", "behaviour": "ack", "after": "2m"},
+        # (the video rooms and the CAP partner are fakes of their own: channels.video.demo)
     ],
 }
 
@@ -141,9 +136,14 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     workdir.mkdir(parents=True)
     port = _free_port()
     smtp_port = _free_port()
+    from channels.twilio.demo import TwilioDemo
+
+    clock = ScaledClock(speed)
+    phones = TwilioDemo.start(clock, f"http://127.0.0.1:{port}")  # the fake Twilio and its officers
     settings = load_settings(
         sandbox=True,  # the officers are simulated: every figure of this run is marked SIMULATED
-        channels={"email": "smtp"},
+        channels={"email": "smtp", **phones.channels},
+        **phones.settings,
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,
         smtp_security="none",
@@ -156,7 +156,6 @@ def demo_cmd(speed: float, workdir: Path) -> None:
         secret_key=secrets.token_urlsafe(32),  # one process serves every page of the demo
         playbook_dir=REPO / "playbooks" if (REPO / "playbooks").is_dir() else load_settings().playbook_dir,
     )
-    clock = ScaledClock(speed)
     from channels.video.demo import DemoLinks  # video through a fake Jitsi, CAP through a fake partner
 
     links = DemoLinks.start(settings, clock, workdir, REPO / "playbooks" / f"{PLAYBOOK}.yaml")
@@ -198,8 +197,10 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     from channels.email.smtp import SmtpChannel
 
     # The e-mail really goes through SMTP, but simulated officers read and answer it: simulated too.
-    overrides: dict[str, Any] = {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX if k != "email"}
+    overrides: dict[str, Any] = {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX
+                                 if k not in ("email", "voice", "sms")}
     overrides["email"] = SmtpChannel(settings, clock, simulated=True)
+    overrides.update(phones.providers(settings, clock))  # real Twilio providers, against the fake
     overrides.update(links.channels())
     links.run(mail)
     channels = ChannelSet(settings, clock, overrides)
@@ -238,8 +239,12 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     web.should_exit = True
     links.stop()
     mail.stop()
+    phones.stop()
     click.echo("6. run completed; what the e-mail, video and CAP officers did:")
     for line in officers.log + links.log:
+        click.echo(f"   {line}")
+    click.echo(f"   and the phone officers (a fake Twilio on {phones.base_url}, through the real webhooks):")
+    for line in phones.officers_log():
         click.echo(f"   {line}")
     click.echo("   the result:\n")
     show_run(app, run_id, pings=False)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import phonenumbers
 from pydantic import BaseModel, ValidationError
 
 from commtest.errors import Problem, ValidationFailed
@@ -87,6 +88,9 @@ def validate(
             ep = _model(problems, ep_raw, EndpointIn, context={"region": region.get(str(org))})
             if ep is None:
                 continue
+            if ep.kind == "sms" and (refusal := _sms_refusal(ep.address)):
+                problems.append(ep_raw.where.problem("address", refusal))
+                continue
             key = (cp_code or "", ep.kind, endpoint_key(ep.kind, ep.address))
             if cp_code is not None and key in seen_endpoints:
                 first_line, first_address = seen_endpoints[key]
@@ -106,6 +110,18 @@ def validate(
         # In file order, so that the operator fixes them top to bottom.
         raise ValidationFailed(sorted(problems, key=lambda p: p.line or 0))
     return DirectoryData(tuple(fields), tuple(orgs), tuple(contact_points), tuple(endpoints))
+
+
+def _sms_refusal(address: str) -> str | None:
+    """Why an SMS endpoint's number cannot receive SMS (a fixed line), or None."""
+    try:
+        kind = phonenumbers.number_type(phonenumbers.parse(address, None))
+    except phonenumbers.NumberParseException:
+        return None  # the address check has said so already
+    if kind == phonenumbers.PhoneNumberType.FIXED_LINE:
+        return (f"{address} is a fixed line (landline), which cannot receive SMS; give a mobile number for this "
+                "sms endpoint, or make it a voice endpoint")
+    return None
 
 
 def _model(

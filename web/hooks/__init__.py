@@ -1,2 +1,1 @@
-"""Provider webhooks: one module per provider, each a router the app includes."""
-from __future__ import annotations
+"""Provider webhooks (``/hooks/<provider>/...``): verified, bounded, applied off the event loop."""

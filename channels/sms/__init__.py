@@ -1,0 +1,1 @@
+"""The SMS channel: a message with a reply code (provider ``sms.twilio``)."""
