@@ -175,6 +175,11 @@ def _rate(part: int, total: int) -> float | None:
     return round(part / total, 6) if total else None
 
 
+def _not_channel_test(run_col: Any) -> Any:
+    """Channel tests (`commtest channel test`) check one new endpoint: they count in no figure."""
+    return run_col.not_in(sa.select(R.c.id).where(R.c.trigger == CHANNEL_TEST_TRIGGER))
+
+
 def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/Brussels") -> MonthlyFigures:
     year, mon = parse_month(month)
     months = [shift_month(year, mon, -i) for i in range(TREND_MONTHS - 1, -1, -1)]
@@ -188,7 +193,8 @@ def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/
     with engine.connect() as conn:
         real_year = (
             sa.select(CF, bucket.label("month"))
-            .where(CF.c.fire_at >= bounds[0], CF.c.fire_at < end, CF.c.simulated.is_(False))
+            .where(CF.c.fire_at >= bounds[0], CF.c.fire_at < end, CF.c.simulated.is_(False),
+                   _not_channel_test(CF.c.run_id))
             .subquery("real_year")
         )
         this_month = sa.select(real_year).where(real_year.c.month == month).subquery("this_month")
@@ -294,7 +300,7 @@ def _trend(conn: sa.Connection, real_year: Any, labels: list[str], bounds: list[
 def _breaches(conn: sa.Connection, start: datetime, end: datetime) -> list[Breach]:
     rows = conn.execute(
         sa.select(VF).where(VF.c.fire_at >= start, VF.c.fire_at < end, VF.c.simulated.is_(False),
-                            VF.c.verdict.in_(("fail", "no_endpoint")))
+                            VF.c.verdict.in_(("fail", "no_endpoint")), _not_channel_test(VF.c.run_id))
         .order_by(VF.c.fire_at, VF.c.run_id, VF.c.organisation_code, VF.c.channel)
     ).all()
     return [Breach(run_id=r.run_id, organisation=r.organisation_code, channel=r.channel, verdict=r.verdict,
@@ -322,7 +328,7 @@ def _simulated(conn: sa.Connection, start: datetime, end: datetime) -> Simulated
     checks, answered, _ = _aggregates(CF)
     n, a, runs = conn.execute(
         sa.select(checks, answered, sa.func.count(sa.distinct(CF.c.run_id)))
-        .where(CF.c.fire_at >= start, CF.c.fire_at < end, CF.c.simulated.is_(True))
+        .where(CF.c.fire_at >= start, CF.c.fire_at < end, CF.c.simulated.is_(True), _not_channel_test(CF.c.run_id))
     ).one()
     return SimulatedTotals(checks=int(n or 0), answered=int(a or 0), runs=int(runs or 0))
 
@@ -355,7 +361,8 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
     failed = conn.execute(
         sa.select(CF.c.organisation_code, CF.c.field_code, CF.c.channel, CF.c.contact_point_code, CF.c.contact_point_id,
                   CF.c.address, CF.c.outcome, ts(CF.c.fire_at).label("at"), CF.c.run_id)
-        .where(CF.c.fire_at >= start, CF.c.fire_at < end, CF.c.status == "fail", CF.c.simulated.is_(False))
+        .where(CF.c.fire_at >= start, CF.c.fire_at < end, CF.c.status == "fail", CF.c.simulated.is_(False),
+               _not_channel_test(CF.c.run_id))
         .order_by(CF.c.fire_at, CF.c.run_id)
     ).all()
     names = dict(conn.execute(sa.select(CP.c.id, CP.c.name)).all()) if failed else {}

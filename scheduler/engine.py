@@ -220,7 +220,7 @@ class RunEngine:
         if missing:
             raise ConfigError(refusal(spec, missing) + "; nothing was started")
 
-    def abort_run(self, run_id: int, *, by: str, reason: str = "") -> int:
+    def abort_run(self, run_id: int, *, by: str, reason: str = "", actor: str | None = None) -> int:
         """Abort a run: attempts not sent yet are cancelled, attempts waiting for their answer
         end ``aborted``; answers recorded before the abort still count."""
         now = self.clock.now()
@@ -232,19 +232,19 @@ class RunEngine:
             if run.status in records.CLOSED_RUN:
                 raise CommtestError(f"run {run_id} is already {run.status}; there is nothing to abort")
             cancelled = 0
-            actor = f"cli:{by}"
+            who = actor or f"cli:{by}"
             for ping in s.exec(select(Ping).where(Ping.run_id == run_id, col(Ping.state).in_(records.OPEN_STATES))
                                .order_by(col(Ping.id))).all():
                 if ping.state == PingState.pending.value:
-                    cancelled += records.settle(s, ping, Outcome.cancelled, now, actor, state=PingState.cancelled,
+                    cancelled += records.settle(s, ping, Outcome.cancelled, now, who, state=PingState.cancelled,
                                                 from_states=(PingState.pending.value,), reason="run aborted")
                 elif ping.state in records.AWAITING_ACK:
-                    records.settle(s, ping, Outcome.aborted, now, actor, state=PingState.expired,
+                    records.settle(s, ping, Outcome.aborted, now, who, state=PingState.expired,
                                    from_states=records.AWAITING_ACK, reason="run aborted before an answer came")
             run.status = RunStatus.aborted.value
             run.finished_at = now
             s.add(run)
-            ev.record_event(s, at=now, actor=actor, kind=ev.RUN_ABORTED, run_id=run_id, by=by, reason=reason)
+            ev.record_event(s, at=now, actor=who, kind=ev.RUN_ABORTED, run_id=run_id, by=by, reason=reason)
             self._close_facts(s, run)
             return cancelled
 
@@ -374,14 +374,18 @@ class RunEngine:
         last: ChannelError | None = None
         names = self.channels.providers(kind)
         for i, name in enumerate(names):
+            simulated = False
             try:
                 channel = self.channels.get(kind, name)
-                return Sent(channel.send(claimed.outgoing), name, is_simulated(channel))
+                simulated = is_simulated(channel)
+                return Sent(channel.send(claimed.outgoing), name, simulated)
             except ChannelError as exc:
                 last = exc
             except Exception as exc:  # a provider bug must not stop the other pings
                 log.exception("provider %s raised for ping %s", name, claimed.ping_id)
                 last = ChannelError(f"{type(exc).__name__}: {exc}", permanent=False)
+            # A simulated provider's refusal says nothing about the real endpoint (see _fail).
+            last.simulated = simulated  # type: ignore[attr-defined]
             if last.permanent or last.ambiguous or i + 1 == len(names):
                 break
             log.warning("ping %s: provider %s failed (%s); trying %s", claimed.ping_id, name, last.message, names[i + 1])
@@ -424,6 +428,9 @@ class RunEngine:
 
     def _fail(self, s: Session, ping: Ping, error: ChannelError, now: datetime) -> None:
         reason = records.mask_reason(error.message)
+        if getattr(error, "simulated", False) and not ping.simulated:
+            # A sandbox or a fake refused it: the attempt is simulated, and the directory untouched.
+            records.update_ping(s, ping, (PingState.dispatching.value,), simulated=True)
         if error.permanent:
             outcome = Outcome.bounced if error.code == "bounced" else (
                 Outcome.blocked if error.code == "blocked" else Outcome.invalid_endpoint)

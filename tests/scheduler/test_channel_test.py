@@ -80,7 +80,8 @@ def test_the_monthly_report_leaves_channel_tests_out(engine: Engine, run_cli: An
     assert run_cli("channel", "test", "voice", "+3225550100").exit_code == 0
     month = datetime.now(timezone.utc).strftime("%Y-%m")
     figures = compute_monthly_figures(engine, month)
-    assert figures.runs == [] and figures.totals.pings == 0 and figures.trend[-1].runs == 0
+    assert figures.runs == [] and figures.totals.checks == 0 and figures.trend[-1].runs == 0
+    assert figures.simulated.checks == 0 and figures.trend[-1].checks == 0
 
 
 def test_an_address_that_is_not_in_the_directory_is_refused_with_what_to_do(run_cli: Any, phones: FakeTwilio) -> None:

@@ -213,3 +213,17 @@ def test_an_abort_cancels_what_was_never_sent_ends_what_waited_aborted_and_later
     assert {m.verdict for m in report.matrix} == {"aborted"}
     assert [a.ping_id for a in report.answers_after_close] == [ping.id]
     eng.close()
+
+
+def test_a_simulated_providers_refusal_marks_the_attempt_simulated_and_leaves_the_directory_alone(
+        world: Engine, clock: FrozenClock) -> None:
+    eng = sandbox_engine(world, clock, Rule("invalid"))  # the sandbox refuses every address as invalid
+    run_id = eng.create_run("test-playbook")
+    eng.start_run(run_id)
+    eng.tick()
+    with session_scope(world) as s:
+        failed = s.exec(select(Ping).where(Ping.run_id == run_id, Ping.outcome == "invalid_endpoint")).all()
+        assert failed and all(p.simulated for p in failed)
+        assert {e.status for e in s.exec(select(Endpoint)).all()} == {"active"}
+        assert s.exec(select(Event).where(Event.kind == "endpoint.status")).all() == []
+    eng.close()

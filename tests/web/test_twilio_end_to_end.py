@@ -45,12 +45,13 @@ def test_a_run_against_the_fake_tells_key_press_sms_voicemail_and_busy_apart(
     assert shown.exit_code == 0, shown.output
     rows = [[c.strip() for c in line.strip().strip("│").split("│")] for line in shown.output.splitlines()]
     by_ping = {cells[0]: cells for cells in rows if len(cells) == 14 and cells[0].isdigit()}
-    seen = {(cells[4], cells[6], cells[9], cells[13]) for cells in by_ping.values()}
+    seen = {(cells[4], cells[5], cells[9], cells[13]) for cells in by_ping.values()}
     assert ("voice", "1", "acked", "keypress") in seen
     assert ("voice", "1", "voicemail", "-") in seen
     assert ("voice", "2", "busy", "-") in seen
     assert ("sms", "1", "acked", "sms-reply") in seen
-    assert all(cells[5] == "twilio" for cells in by_ping.values())
+    # The fake Twilio answered: the provider is named and the attempt marked simulated.
+    assert all(cells[7] == "twilio (SIMULATED)" for cells in by_ping.values())
 
     from reports.test_report import write_test_report
 
