@@ -108,7 +108,7 @@ def report_sign(month: str, username: str, comment: str, password_stdin: bool) -
         raise click.UsageError("no terminal to ask the password on: pass it with --password-stdin")
     if not check_password(app.engine, username, password):
         raise PermissionDenied(f"wrong user name or password for {username!r}; nothing was signed "
-                               "(a user without a password sets one with `commtest user add ... --password-stdin`)")
+                               "(a user without a password sets one with `commtest user passwd NAME`)")
     row = sign_monthly(app.engine, month, username, comment, app.clock, app.settings.timezone)
     click.echo(f"{month}: signed by {row.signed_by} at {row.signed_at:%Y-%m-%d %H:%M} UTC; sha256 {row.content_hash}")
 
