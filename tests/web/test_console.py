@@ -25,7 +25,7 @@ from tests.reports.builder import LogBuilder
 from tests.web.conftest import web_settings
 from web.app import create_app
 from web.console import LOGIN_ATTEMPTS_PER_MINUTE
-from web.console_session import COOKIE_NAME
+from web.console_auth import COOKIE_NAME
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 PASSWORD = "fictional-pass-phrase-42"
@@ -103,7 +103,7 @@ def sign(c: Console, comment: str = "Read; NL phone to be fixed.", **override: s
 
 def test_the_right_password_signs_in_with_a_strict_httponly_cookie_for_eight_hours(console: Console) -> None:
     r = console.login("rvw")
-    assert r.status_code == 303 and r.headers["location"] == "/console/reports/monthly?lang=en"
+    assert r.status_code == 303 and r.headers["location"] == "/console?lang=en"
     cookie = r.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE_NAME}=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
     assert "Max-Age=28800" in cookie and "Path=/console" in cookie and "Secure" not in cookie
@@ -127,7 +127,7 @@ def test_a_wrong_login_is_401_on_the_same_page_with_an_error_and_no_cookie(conso
 
 
 def test_login_attempts_are_rate_limited_per_address(console: Console) -> None:
-    codes = [console.login("nobody", "x").status_code for _ in range(LOGIN_ATTEMPTS_PER_MINUTE)]
+    codes = [console.login(f"nobody{i}", "x").status_code for i in range(LOGIN_ATTEMPTS_PER_MINUTE)]
     assert codes == [401] * LOGIN_ATTEMPTS_PER_MINUTE
     r = console.login("rvw")  # even the right password waits: the limit is per address
     assert r.status_code == 429 and r.headers["retry-after"] == "60" and "Too many requests" in r.text
@@ -153,7 +153,7 @@ def test_after_login_the_browser_goes_back_to_the_page_it_asked_for_but_never_el
     for target in ("https://evil.example/", "//evil.example", "/console/../ack"):
         r = console.client.post("/console/login", data={"username": "rvw", "password": PASSWORD, "next": target},
                                 follow_redirects=False)
-        assert r.headers["location"].startswith("/console/reports/monthly?"), target
+        assert r.headers["location"].startswith("/console?"), target
         console.client.cookies.clear()
 
 
@@ -168,20 +168,23 @@ def test_a_session_ends_after_eight_hours(console: Console) -> None:
 def test_a_forged_or_tampered_cookie_is_not_a_session(console: Console) -> None:
     value = console.login("vera").cookies[COOKIE_NAME]
     console.client.cookies.clear()
-    user, stamp = value.split(".", 1)
     admin = base64.urlsafe_b64encode(b"adam").decode().rstrip("=")
-    for forged in (f"{admin}.{stamp}", "garbage", f"{user}.1.{'0' * 64}"):
+    for forged in (value[:-1] + ("A" if value[-1] != "A" else "B"), "garbage", f"{admin}.1.{'0' * 64}", "x" * 43):
         console.client.cookies.set(COOKIE_NAME, forged, path="/console")
         assert console.client.get("/console/reports/monthly", follow_redirects=False).status_code == 303, forged
         console.client.cookies.clear()
 
 
-def test_signing_out_ends_the_session(console: Console) -> None:
-    console.login("rvw")
+def test_signing_out_ends_the_session_on_the_server_so_a_copied_cookie_is_refused(console: Console) -> None:
+    copied = console.login("rvw").cookies[COOKIE_NAME]
     r = console.client.post("/console/logout?lang=nl", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/console/login?lang=nl"
     assert f'{COOKIE_NAME}=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
     assert console.client.get("/console/reports/monthly", follow_redirects=False).status_code == 303
+    console.client.cookies.set(COOKIE_NAME, copied, path="/console")  # the cookie, copied before signing out
+    assert console.client.get("/console/reports/monthly", follow_redirects=False).status_code == 303
+    r = console.client.post("/console/reports/monthly?lang=en", data={"month": "2026-02"}, follow_redirects=False)
+    assert r.status_code == 401 and row(console.engine, "2026-02") is None
 
 
 # --- listing and generating -------------------------------------------------------------------
