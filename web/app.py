@@ -24,6 +24,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from commtest.clock import Clock
 from commtest.settings import Settings
 from web.ack import AckContext, ack_router
+from web.metrics import metrics_router
+from web.officer_calendar import calendar_router
+from web.officer_correction import correction_router
 from web.console import console_router
 from web.client_address import client_address
 from web.csrf import CsrfSigner
@@ -77,6 +80,9 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
 
     app.include_router(ack_router(ctx))
+    app.include_router(correction_router(ctx))
+    app.include_router(calendar_router(ctx))
+    app.include_router(metrics_router(settings, engine, clock))
     app.include_router(console_router(settings, engine, clock, ctx.signer))  # same key as the ack CSRF
     app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
 
