@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from commtest.clock import Clock
 from commtest.settings import Settings
 from web.ack import AckContext, ack_router
+from web.api import PREFIX as API_PREFIX, api_app
 from web.metrics import metrics_router
 from web.officer_calendar import calendar_router
 from web.officer_correction import correction_router
@@ -83,6 +84,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
     app.include_router(correction_router(ctx))
     app.include_router(calendar_router(ctx))
     app.include_router(metrics_router(settings, engine, clock))
+    app.mount(API_PREFIX, api_app(settings, engine, clock))
     app.include_router(console_router(settings, engine, clock, ctx.signer))  # same key as the ack CSRF
     app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
 
