@@ -88,7 +88,7 @@ async def validate(request: Request, user: UserInfo = Depends(current_user)) -> 
     return {"valid": True, "id": spec.id, "title": spec.title, "channels": spec.channels()}
 
 
-@router.put("/playbooks/{playbook_id}", response_model=PlaybookOut, summary="Upload a playbook (a new revision)",
+@router.put("/playbooks/{playbook_id}", response_model=PlaybookDetail, summary="Upload a playbook (a new revision)",
             openapi_extra=YAML_BODY)
 async def upload(request: Request, playbook_id: str = PlaybookId, user: UserInfo = Depends(operator)) -> dict[str, Any]:
     api = api_of(request)
