@@ -40,7 +40,7 @@ LOGIN_ATTEMPTS_PER_MINUTE = 10  # per source address; a person mistypes a few ti
 GENERATING_ROLES = (Role.coordinator, Role.reviewer, Role.admin)
 MAX_COMMENT = 4000
 LIST = "/console/reports/monthly"
-_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$")  # a year Python can shift either way
 _NEXT = re.compile(r"^/console[A-Za-z0-9/_.-]*$")  # only back into the console: no open redirect
 STATUS_NAMES = {"draft": N_("Draft"), "signed": N_("Signed")}
 

@@ -18,7 +18,7 @@ from web.api.problems import ProblemError
 from web.api.schemas import MonthlyDetail, MonthlyOut, Page, SignMonthly
 
 router = APIRouter(tags=["reports"])
-Month = PathParam(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+Month = PathParam(pattern=r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$", description="YYYY-MM (1970 to 2999)")
 
 
 def _monthly(row: MonthlyReport) -> dict[str, Any]:
