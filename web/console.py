@@ -231,17 +231,17 @@ def _monthly_routes(router: APIRouter, ctx: ConsoleContext) -> None:
             return found
         lang, _session, row = found
         embedded = embed_monthly(monthly_view(row), lang, settings.timezone)
-        return HTMLResponse(embedded.document, headers={"Content-Security-Policy": embedded.csp,
-                                                        "Cache-Control": "no-store"})
+        # Its own document (framed by the report page, or printed alone): it keeps the report's fonts.
+        return HTMLResponse(embedded.document, headers={
+            "Content-Security-Policy": embedded.csp.replace("frame-ancestors 'none'", "frame-ancestors 'self'"),
+            "X-Frame-Options": "SAMEORIGIN", "Cache-Control": "no-store"})
 
     def report_page(request: Request, lang: str, session: Session, row: MonthlyReport, status: int = 200,
                     error: str | None = None, comment: str = "") -> HTMLResponse:
         t = ctx.texts(lang)
-        embedded = embed_monthly(monthly_view(row), lang, settings.timezone)
         can_sign = row.status == "draft" and session.user.role in SIGNING_ROLES
         return ctx.render(request, "console_monthly.html", lang, status, title=t("Monthly report %(month)s", month=row.month),
-                          session=session, csp=embedded.csp, report_style=embedded.head_style, report_body=embedded.body,
-                          row=row, generated=t.when(row.generated_at), signed=t.when(row.signed_at) if row.signed_at else "",
+                          session=session, row=row, generated=t.when(row.generated_at), signed=t.when(row.signed_at) if row.signed_at else "",
                           can_sign=can_sign, error=error, comment=comment, max_comment=MAX_COMMENT)
 
     @router.get(LIST + "/{month}", response_class=HTMLResponse)

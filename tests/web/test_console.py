@@ -231,22 +231,27 @@ def test_a_viewer_sees_no_generate_form_and_cannot_generate(console: Console) ->
 # --- the report page --------------------------------------------------------------------------
 
 
-def test_the_report_page_renders_the_figures_and_allows_exactly_its_styles(console: Console) -> None:
+def test_the_report_page_frames_the_report_which_keeps_its_own_styles_and_allows_exactly_them(console: Console) -> None:
     console.login("vera")
     r = console.client.get(REPORT + "?lang=en")
     assert r.status_code == 200
     assert "Monthly report 2026-03" in r.text and f"Draft generated at 14 Apr 2026 10:00 CEST" in r.text
+    # The report is its own document in a frame: the console's fonts and styles do not reach it.
+    assert f'<iframe class="report-frame" src="{REPORT}.html?lang=en"' in r.text and "<svg" not in r.text
+    assert "frame-src 'self'" in r.headers["content-security-policy"]
+    doc = console.client.get(REPORT + ".html?lang=en")
+    assert doc.headers["x-frame-options"] == "SAMEORIGIN" and "/static/console.css" not in doc.text
     # The figures of the report: 4 settled pings, 3 acknowledged, 75 %; one row per organisation x channel.
-    totals = re.search(r'<table class="meta">(.*?)</table>', r.text, re.S)
+    totals = re.search(r'<table class="meta">(.*?)</table>', doc.text, re.S)
     assert totals and re.findall(r'class="num">([^<]+)<', totals.group(1))[:3] == ["4", "3", "75.0%"]
-    assert "BE-NCCN" in r.text and "NL-NCC" in r.text and r.text.count("<svg") == 2
-    assert "<script" not in r.text
-    csp = r.headers["content-security-policy"]
-    head_style = re.search(r"<head>.*?<style>(.*?)</style>", r.text, re.S)
+    assert "BE-NCCN" in doc.text and "NL-NCC" in doc.text and doc.text.count("<svg") == 2
+    assert "<script" not in doc.text
+    csp = doc.headers["content-security-policy"]
+    head_style = re.search(r"<head>.*?<style>(.*?)</style>", doc.text, re.S)
     assert head_style is not None
     digest = base64.b64encode(hashlib.sha256(head_style.group(1).encode()).digest()).decode()
     assert f"'sha256-{digest}'" in csp and "unsafe-inline" not in csp and "script-src" not in csp
-    assert csp.startswith("default-src 'none'; style-src 'self' 'sha256-") and "frame-ancestors 'none'" in csp
+    assert csp.startswith("default-src 'none'; style-src 'self' 'sha256-") and "frame-ancestors 'self'" in csp
 
 
 def test_the_printable_version_is_the_report_of_the_command_line(console: Console) -> None:
