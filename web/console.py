@@ -241,7 +241,8 @@ def _monthly_routes(router: APIRouter, ctx: ConsoleContext) -> None:
         t = ctx.texts(lang)
         can_sign = row.status == "draft" and session.user.role in SIGNING_ROLES
         return ctx.render(request, "console_monthly.html", lang, status, title=t("Monthly report %(month)s", month=row.month),
-                          session=session, row=row, generated=t.when(row.generated_at), signed=t.when(row.signed_at) if row.signed_at else "",
+                          session=session, row=row, generated=t.when(row.generated_at),
+                          signed=t.when(row.signed_at) if row.signed_at else "",
                           can_sign=can_sign, error=error, comment=comment, max_comment=MAX_COMMENT)
 
     @router.get(LIST + "/{month}", response_class=HTMLResponse)

@@ -160,7 +160,8 @@ def run_rows(engine: Engine, t: Texts, *, limit: int, offset: int = 0) -> tuple[
             out.append({
                 "id": run.id, "playbook_id": run.playbook_id, "status": run.status,
                 "status_text": name_of("run_status", run.status, t), "trigger": name_of("trigger", run.trigger, t),
-                "when": t.when(run.started_at or run.fire_at) if may_show_moment(run) else t("unannounced: the moment is not shown"),
+                "when": (t.when(run.started_at or run.fire_at) if may_show_moment(run)
+                         else t("unannounced: the moment is not shown")),
                 "started_by": run.started_by, "counts": counts,
                 "summary": ", ".join(f"{n} {name_of('verdict', k, t)}" for k, n in sorted(counts.items())),
                 "simulated": any(c.simulated for c in facts.checks),

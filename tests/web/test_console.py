@@ -196,7 +196,7 @@ def test_the_list_shows_each_month_with_its_state_and_who_signed(console: Consol
     generate_monthly(console.engine, "2026-02", console.clock)
     page = console.client.get("/console/reports/monthly?lang=en").text
     assert page.index("2026-03") < page.index("2026-02")  # newest first
-    assert f"Signed</td><td>14 Apr 2026 10:00 CEST</td><td>rvw</td><td>14 Apr 2026 10:00 CEST" in page
+    assert "Signed</td><td>14 Apr 2026 10:00 CEST</td><td>rvw</td><td>14 Apr 2026 10:00 CEST" in page
     assert "Draft</td>" in page and 'href="/console/reports/monthly/2026-02?lang=en"' in page
 
 
@@ -235,7 +235,7 @@ def test_the_report_page_frames_the_report_which_keeps_its_own_styles_and_allows
     console.login("vera")
     r = console.client.get(REPORT + "?lang=en")
     assert r.status_code == 200
-    assert "Monthly report 2026-03" in r.text and f"Draft generated at 14 Apr 2026 10:00 CEST" in r.text
+    assert "Monthly report 2026-03" in r.text and "Draft generated at 14 Apr 2026 10:00 CEST" in r.text
     # The report is its own document in a frame: the console's fonts and styles do not reach it.
     assert f'<iframe class="report-frame" src="{REPORT}.html?lang=en"' in r.text and "<svg" not in r.text
     assert "frame-src 'self'" in r.headers["content-security-policy"]
@@ -305,7 +305,7 @@ def test_a_reviewer_signs_with_a_comment_and_the_report_is_frozen(console: Conso
         event = s.exec(select(Event).where(Event.kind == "report.signed")).one()
     assert event.data["by"] == "rvw" and event.data["content_hash"] == stored.content_hash
     shown = console.client.get(REPORT + "?lang=en").text
-    assert f"Signed by rvw at 14 Apr 2026 10:05 CEST." in shown
+    assert "Signed by rvw at 14 Apr 2026 10:05 CEST." in shown
     assert "Comment: Read; NL phone &lt;to be&gt; fixed." in shown and "Sign off this report" not in shown
     # Frozen: an event for March arriving later does not move the figures.
     console.log.ping(console.run_id, "BE-NCCN", "email", sent_at=T0 + timedelta(days=1), response_s=30, attempt=2)
@@ -353,7 +353,7 @@ def test_a_signed_report_cannot_be_signed_again(console: Console) -> None:
     r = console.client.post(REPORT + "/sign?lang=en", data={"csrf": console.token(), "comment": "twice",
                                                           "content_hash": field(stale, "content_hash")})
     assert r.status_code == 409 and "Already signed" in r.text
-    assert f"was signed by rvw at 14 Apr 2026 10:00 CEST. A signed report is frozen" in r.text
+    assert "was signed by rvw at 14 Apr 2026 10:00 CEST. A signed report is frozen" in r.text
     stored = row(console.engine)
     assert stored is not None and stored.signed_by == "rvw" and signed_events(console.engine) == 1
 

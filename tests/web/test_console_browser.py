@@ -40,7 +40,7 @@ class Keeping:
 
 
 def test_a_coordinator_starts_a_test_watches_it_turn_green_approves_a_correction_and_downloads_the_report(
-        engine: Engine, clock: FrozenClock, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        engine: Engine, clock: FrozenClock, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     script = SandboxScript(default=Rule("ack", timedelta(seconds=60)))

@@ -74,7 +74,8 @@ def get_playbook(request: Request, playbook_id: str = PlaybookId, user: UserInfo
         spec = spec_for_revision(s, current.id) if current is not None and current.id else None
     return {"id": pb.id, "title": current.title if current else "", "current_revision": _revision(current),
             "last_error": pb.last_error, "revisions": [_revision(r) for r in revs],
-            "channels": spec.channels() if spec else [], "participants": [p.organisation for p in spec.participants] if spec else []}
+            "channels": spec.channels() if spec else [],
+            "participants": [p.organisation for p in spec.participants] if spec else []}
 
 
 @router.post("/playbooks/validate", response_model=ValidationResult, summary="Validate a playbook file; stores nothing",
