@@ -5,9 +5,12 @@ test report. The run engine's ticks run in this test, on a frozen clock it moves
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -17,8 +20,26 @@ from commtest.db import session_scope
 from commtest.models import Endpoint
 from tests.channels.email_support import free_port
 from tests.web.console_support import PASSWORD, make_world
-from tests.web.test_email_end_to_end import Served, browser  # noqa: F401  (the session's Chromium)
+from tests.web.test_email_end_to_end import CHROMIUM, Served
 from web.app import create_app
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """Debian's Chromium for this module only: Playwright's sync API holds an event loop while it
+    runs, which later tests (asyncio.run) must not meet."""
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    pw = sync_api.sync_playwright().start()
+    b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"])
+    try:
+        yield b
+    finally:
+        b.close()
+        pw.stop()
 
 
 class Keeping:
@@ -40,7 +61,8 @@ class Keeping:
 
 
 def test_a_coordinator_starts_a_test_watches_it_turn_green_approves_a_correction_and_downloads_the_report(
-        engine: Engine, clock: FrozenClock, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+        engine: Engine, clock: FrozenClock, chromium, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    browser = chromium
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     script = SandboxScript(default=Rule("ack", timedelta(seconds=60)))
@@ -69,7 +91,7 @@ def test_a_coordinator_starts_a_test_watches_it_turn_green_approves_a_correction
                 call = next(p for p in kept["voice"].sent if p.address.startswith("+32"))  # type: ignore[attr-defined]
                 officer = browser.new_page()
                 officer.goto(f"{base}/ack/{call.token}?lang=en")  # type: ignore[attr-defined]
-                officer.click("summary")
+                officer.click("text=Our contact details changed")
                 officer.fill("#c-phone", "+32 2 555 01 99")
                 officer.fill("#c-name", "J. Peeters (fictional)")
                 officer.click("text=Send the new details")

@@ -12,8 +12,11 @@ from tests.web.conftest import Web
 
 
 def correction_form(web: Web, token: str) -> tuple[str, str]:
-    page = web.client.get(f"/ack/{token}?lang=nl").text
-    assert "Onze contactgegevens zijn gewijzigd" in page  # the optional form, in the officer's language
+    ack = web.client.get(f"/ack/{token}?lang=nl").text
+    assert ack.count("<button") == 1  # the confirmation page keeps its one button
+    link = re.search(r'<a href="([^"]+/correction\?lang=nl)">Onze contactgegevens zijn gewijzigd</a>', ack)
+    assert link, "the confirmation page links to the optional form, in the officer's language"
+    page = web.client.get(link.group(1)).text
     action = re.search(r'<form method="post" action="([^"]+/correction[^"]*)"', page)
     csrf = re.findall(r'name="csrf" value="([^"]+)"', page)
     assert action and csrf
