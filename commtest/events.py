@@ -42,8 +42,31 @@ Directory
     endpoint.status  endpoint_id, status, reason       (no run, or the run that caused it)
     endpoint.verified endpoint_id                       (proven reachable by the run)
 
+    endpoint.edited  endpoint_id, contact_point, kind, before, after (addresses masked), by: a
+                     coordinator changed an endpoint in the console or the API
+    directory.imported file, replace, counts, by (the API's import)
+    correction.filed  correction_id, contact_point, fields (which details changed), by: a duty
+                     officer sent new contact details from an acknowledgement page
+    correction.approved correction_id, by, changes (what changed in the directory, masked)
+    correction.rejected correction_id, by, note
+
 Reports
     report.signed    month, by, comment, content_hash
+
+Coordinators' actions (the audit trail; ``actor`` is ``console:<user>`` or ``api:<user>``)
+    user.login       user, source
+    user.login_failed user (the name typed), source, locked_until (when this failure locked it)
+    user.logout      user
+    schedule.paused  schedule (PLAYBOOK:KEY), by, withdrawn (planned runs withdrawn)
+    schedule.resumed schedule, by
+    playbook.uploaded playbook_id, content_hash, by
+    token.created    token_id, user, name
+    token.revoked    token_id, user, name
+    feed.created     feed_id, organisation_code, by (a calendar feed URL)
+    feed.revoked     feed_id, organisation_code, by
+Runs started and aborted from the console or the API are ``run.planned`` / ``run.aborted``
+events whose actor (or ``by``) names the user; a manual outcome is a ``ping.acked`` with
+method ``manual:<how>`` and actor ``console:<user>``.
 """
 from __future__ import annotations
 
@@ -80,6 +103,26 @@ PING_REPLY_REFUSED = "ping.reply_refused"
 ENDPOINT_STATUS = "endpoint.status"
 ENDPOINT_VERIFIED = "endpoint.verified"
 REPORT_SIGNED = "report.signed"
+ENDPOINT_EDITED = "endpoint.edited"
+DIRECTORY_IMPORTED = "directory.imported"
+CORRECTION_FILED = "correction.filed"
+CORRECTION_APPROVED = "correction.approved"
+CORRECTION_REJECTED = "correction.rejected"
+
+USER_LOGIN = "user.login"
+USER_LOGIN_FAILED = "user.login_failed"
+USER_LOGOUT = "user.logout"
+SCHEDULE_PAUSED = "schedule.paused"
+SCHEDULE_RESUMED = "schedule.resumed"
+PLAYBOOK_UPLOADED = "playbook.uploaded"
+TOKEN_CREATED = "token.created"
+TOKEN_REVOKED = "token.revoked"
+FEED_CREATED = "feed.created"
+FEED_REVOKED = "feed.revoked"
+# What the console's audit page lists (besides runs started or aborted by a person).
+AUDIT_KINDS = (USER_LOGIN, USER_LOGIN_FAILED, USER_LOGOUT, SCHEDULE_PAUSED, SCHEDULE_RESUMED, PLAYBOOK_UPLOADED,
+               TOKEN_CREATED, TOKEN_REVOKED, FEED_CREATED, FEED_REVOKED, ENDPOINT_EDITED, DIRECTORY_IMPORTED,
+               CORRECTION_FILED, CORRECTION_APPROVED, CORRECTION_REJECTED, REPORT_SIGNED)
 
 
 def record_event(

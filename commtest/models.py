@@ -411,6 +411,102 @@ class User(SQLModel, table=True):
     created_at: datetime | None = _ts()
 
 
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in console session. The cookie carries a random token; only its sha256 is
+    stored, and signing out deletes the row, so a copied cookie stops working at once."""
+
+    __tablename__ = "console_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="app_user.id", index=True)
+    created_at: datetime | None = _ts(nullable=False)
+    expires_at: datetime | None = _ts(nullable=False, index=True)
+    last_seen_at: datetime | None = _ts()
+    source: str = Field(default="", max_length=64)  # the address it signed in from
+    user_agent: str = Field(default="", max_length=300)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed sign-ins per user name (whatever the source address, existing or not): after a
+    few, the name is locked for a growing time."""
+
+    __tablename__ = "login_throttle"
+
+    username: str = Field(primary_key=True, max_length=100)
+    failures: int = Field(default=0)
+    last_failed_at: datetime | None = _ts()
+    locked_until: datetime | None = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    """A personal API token: shown once when created, stored as its sha256; acts with its
+    user's current role."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", index=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)  # the first characters, to recognise it in a list
+    created_at: datetime | None = _ts(nullable=False)
+    last_used_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class DirectoryCorrection(SQLModel, table=True):
+    """New contact details sent by a duty officer from an acknowledgement page, waiting for
+    a coordinator to approve (the directory changes) or reject them."""
+
+    __tablename__ = "directory_correction"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ping_id: int = Field(foreign_key="ping.id", index=True)
+    run_id: int = Field(foreign_key="test_run.id")
+    contact_point_id: int = Field(foreign_key="contact_point.id", index=True)
+    organisation_code: str = Field(max_length=32)
+    channel: str = Field(max_length=16)  # of the ping it came with
+    phone: str | None = Field(default=None, max_length=32)  # E.164, validated
+    email: str | None = Field(default=None, max_length=320)
+    contact_name: str | None = Field(default=None, max_length=200)
+    note: str = Field(default="", max_length=1000)
+    submitted_by: str = Field(default="", max_length=200)
+    submitted_at: datetime | None = _ts(nullable=False)
+    source: str = Field(default="", max_length=64)
+    status: str = Field(default="pending", max_length=16, index=True)  # pending | approved | rejected
+    decided_by: str | None = Field(default=None, max_length=100)
+    decided_at: datetime | None = _ts()
+    decision_note: str = Field(default="", max_length=1000)
+
+
+class CalendarFeed(SQLModel, table=True):
+    """A secret iCalendar URL of one organisation's announced tests."""
+
+    __tablename__ = "calendar_feed"
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_code: str = Field(max_length=32, index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime | None = _ts(nullable=False)
+    created_by: str = Field(default="", max_length=100)
+    revoked_at: datetime | None = _ts()
+
+
+class LeaderHeartbeat(SQLModel, table=True):
+    """Written by the scheduler leader every few seconds: who leads, when it last ticked and
+    how late its ticks ran (what ``/metrics`` reports, read-only)."""
+
+    __tablename__ = "leader_heartbeat"
+
+    id: int = Field(default=1, primary_key=True)
+    holder: str = Field(default="", max_length=200)
+    beat_at: datetime | None = _ts(nullable=False)
+    ticks: int = Field(default=0)
+    tick_lateness_ms: int = Field(default=0)  # the latest tick
+    tick_lateness_max_ms: int = Field(default=0)  # the worst since the previous beat
+
+
 class InboundMessage(SQLModel, table=True):
     """Each e-mail the reader processed, so a restart or a duplicate delivery counts once."""
 
@@ -460,8 +556,14 @@ class DirectoryEdition(SQLModel, table=True):
 
 __all__ = [
     "CHANNEL_TEST_TRIGGER",
+    "ApiToken",
+    "CalendarFeed",
     "ChannelKind",
     "CheckFact",
+    "ConsoleSession",
+    "DirectoryCorrection",
+    "LeaderHeartbeat",
+    "LoginThrottle",
     "VerdictFact",
     "ContactPoint",
     "DirectoryEdition",

@@ -250,6 +250,31 @@ class Settings(BaseSettings):
     )
     ack_rate_limit_per_minute: int = Field(30, ge=1, description="Requests per minute per source address on /ack.")
 
+    # --- console, API and metrics -----------------------------------------
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For header is believed (rate "
+        "limits, sign-in lock-outs, the audit log). Empty (the default): the header is ignored and the connecting "
+        "address is the client's.",
+    )
+    session_hours: float = Field(8.0, gt=0, le=168, description="A console session ends this many hours after sign-in.")
+    login_lockout_failures: int = Field(
+        5, ge=1, description="Failed sign-ins in a row for one user name (from any address) before it is locked."
+    )
+    login_lockout_seconds: float = Field(
+        60.0, gt=0, description="First lock-out; each further failure doubles it, up to an hour."
+    )
+    api_max_body_bytes: int = Field(
+        2_000_000, ge=1024, description="Largest request body the JSON API reads (directory and playbook uploads); "
+        "larger ones get 413 before anything is parsed."
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="When set, /metrics wants 'Authorization: Bearer <token>' (secret: environment or _FILE only)."
+    )
+    heartbeat_seconds: float = Field(
+        5.0, gt=0, description="How often the scheduler leader records its heartbeat and tick lateness for /metrics."
+    )
+
     # --- reports -----------------------------------------------------------
     reviewers: list[str] = Field(default_factory=list, description="E-mail addresses that receive the monthly report.")
 
@@ -266,6 +291,27 @@ class Settings(BaseSettings):
     # --- daemon ------------------------------------------------------------
     leader_wait: bool = Field(True, description="A second daemon waits as a standby instead of exiting.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # COMMTEST_TRUSTED_PROXIES=10.0.0.5,10.0.1.0/24 as well as JSON
+            stripped = value.strip()
+            if not stripped.startswith("["):
+                return [v.strip() for v in stripped.split(",") if v.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or CIDR range (e.g. 10.0.0.5 or 10.0.0.0/24)") from exc
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -97,6 +97,21 @@ EVENTS = {
     "endpoint.status": N_("endpoint flagged"),
     "endpoint.verified": N_("endpoint proven reachable"),
     "report.signed": N_("report signed"),
+    "endpoint.edited": N_("endpoint edited"),
+    "directory.imported": N_("directory imported"),
+    "correction.filed": N_("new contact details sent by a duty officer"),
+    "correction.approved": N_("contact details correction approved"),
+    "correction.rejected": N_("contact details correction rejected"),
+    "user.login": N_("signed in"),
+    "user.login_failed": N_("failed sign-in"),
+    "user.logout": N_("signed out"),
+    "schedule.paused": N_("schedule paused"),
+    "schedule.resumed": N_("schedule resumed"),
+    "playbook.uploaded": N_("playbook uploaded"),
+    "token.created": N_("API token created"),
+    "token.revoked": N_("API token revoked"),
+    "feed.created": N_("calendar link created"),
+    "feed.revoked": N_("calendar link revoked"),
 }
 
 ENDPOINT_STATUSES = {"active": N_("active"), "suspect": N_("suspect"), "invalid": N_("invalid")}

@@ -25,6 +25,7 @@ from commtest.clock import Clock, SystemClock
 from commtest.errors import CommtestError, LeadershipLost
 from commtest.settings import Settings
 from scheduler.engine import RunEngine
+from scheduler.heartbeat import Heartbeat
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.planning import announce_due, mark_fired, plan_schedules
 
@@ -70,6 +71,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self._lost = threading.Event()
         self.runs: RunEngine | None = None
+        self.heartbeat: Heartbeat | None = None
         self.is_leader = threading.Event()
 
     # ---------------------------------------------------------------- lifecycle
@@ -110,6 +112,8 @@ class Daemon:
     def _lead(self) -> None:
         self.runs = RunEngine(self.engine, self.settings, self.clock, self.channels or ChannelSet(self.settings, self.clock),
                               leader_check=self.lock.check)
+        self.heartbeat = Heartbeat(self.engine, self.clock, holder=self.runs.actor, tick_seconds=self.settings.tick_seconds,
+                                   every_seconds=self.settings.heartbeat_seconds)
         self.runs.recover()
         sched = BackgroundScheduler(
             executors={"default": APThreadPool(4)},
@@ -156,6 +160,8 @@ class Daemon:
         runs = self.runs
         if runs is None or self._lost.is_set() or self.stop_event.is_set():
             return
+        if self.heartbeat is not None:
+            self.heartbeat.tick()
         try:
             runs.tick()
         except LeadershipLost:

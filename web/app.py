@@ -1,10 +1,11 @@
-"""The FastAPI app: acknowledgement pages, the console (monthly report sign-off) and ``/healthz``.
+"""The FastAPI app: acknowledgement pages, the coordinator console, the JSON API
+(``/api/v1``), the calendar feeds, ``/metrics`` and ``/healthz``.
 
 Composed by the CLI (``commtest daemon``); nothing else imports ``web``. Every response
 carries the security headers; ``/ack`` and the console login are rate limited per source
-address. ``commtest daemon`` runs uvicorn with its defaults, which trust
-``X-Forwarded-For`` from 127.0.0.1 only: put the reverse proxy on the same host (or set
-``FORWARDED_ALLOW_IPS``) so the source address is the officer's, not the proxy's.
+address. The source address is the connecting one; ``X-Forwarded-For`` is believed only
+from the proxies ``COMMTEST_TRUSTED_PROXIES`` names (none by default: ``web.client_address``),
+and uvicorn's own proxy-header handling is switched off by the daemon.
 """
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from commtest.clock import Clock
 from commtest.settings import Settings
 from web.ack import AckContext, ack_router
+from web.api import PREFIX as API_PREFIX, api_app
+from web.metrics import metrics_router
+from web.officer_calendar import calendar_router
+from web.officer_correction import correction_router
 from web.console import console_router
 from web.hooks.cap import cap_router
 from web.hooks.jitsi import jitsi_router
 from web.officer_video import video_ack_router
+from web.client_address import client_address
 from web.csrf import CsrfSigner
 from web.hooks.twilio import twilio_router
 from web.i18n import pick_language
@@ -57,8 +63,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if request.url.path.startswith("/ack"):
-            source = request.client.host if request.client else "unknown"
-            if not limiter.allow(source):
+            if not limiter.allow(client_address(request, settings)):
                 response: Response = message(request, lang_of(request), "ratelimited", 429)
                 response.headers["Retry-After"] = "60"
             else:
@@ -80,6 +85,10 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
 
     app.include_router(ack_router(ctx))
+    app.include_router(correction_router(ctx))
+    app.include_router(calendar_router(ctx))
+    app.include_router(metrics_router(settings, engine, clock))
+    app.mount(API_PREFIX, api_app(settings, engine, clock))
     app.include_router(console_router(settings, engine, clock, ctx.signer))  # same key as the ack CSRF
     app.include_router(jitsi_router(settings, engine, clock))
     app.include_router(cap_router(settings, engine, clock))

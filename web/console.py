@@ -1,191 +1,227 @@
-"""The console: staff sign in, list the monthly reports, generate a draft, read it, sign it off.
+"""The console: sign in and out, and the monthly reports (list, generate a draft, read, sign off).
 
-Server-rendered forms only (no JavaScript). Every POST needs the session cookie (else 401)
-and the form token bound to that session (else 403); the role is checked before anything is
-written. GETs change nothing. Pages are in nl, fr, de or en (``?lang=``).
+The other pages live in their own modules (``console_overview``, ``console_playbooks``,
+``console_schedules``, ``console_runs``, ``console_directory``, ``console_audit``,
+``console_tokens``); ``console_router`` composes them. Sessions are kept on the server
+(``commtest.access``): signing out deletes the session, so a copied cookie stops working.
+Sign-in is limited per source address and, whatever the address, per user name
+(a growing lock-out after repeated failures). Argon2 runs in the thread pool.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import select
+from starlette.concurrency import run_in_threadpool
 
+from commtest import events as ev
+from commtest.access import clear_failures, close_session, lockout_of, open_session, record_failure
 from commtest.clock import Clock
-from commtest.db import session_scope
+from commtest.db import read_session, session_scope
 from commtest.errors import PermissionDenied
+from commtest.i18n import N_
 from commtest.models import MonthlyReport, Role
 from commtest.settings import Settings
-from commtest.users import check_password
+from commtest.users import verify_login
 from reports.monthly import SIGNING_ROLES, AlreadySigned, NotSignable, content_hash, generate_monthly, monthly_view, sign_monthly
 from reports.monthly_figures import compute_monthly_figures
+from web.ack import BodyTooLarge, read_small_form
+from web.console_auth import COOKIE_NAME, COOKIE_PATH, ConsoleContext, Session
 from web.console_report import embed_monthly
-from web.console_session import COOKIE_NAME, COOKIE_PATH, Session, SessionKeeper
-from web.csrf import CSRF_FIELD, CsrfSigner
-from web.i18n import CONSOLE_LANGUAGES, LANGUAGE_NAMES, console_texts, format_when, pick_console_language
-from web.pages import TEMPLATES
+from web.csrf import CsrfSigner
 from web.ratelimit import SlidingWindowLimiter
 
 LOGIN_ATTEMPTS_PER_MINUTE = 10  # per source address; a person mistypes a few times, a script a lot more
 GENERATING_ROLES = (Role.coordinator, Role.reviewer, Role.admin)
 MAX_COMMENT = 4000
 LIST = "/console/reports/monthly"
-_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-_NEXT = re.compile(r"^/console/[A-Za-z0-9/_.-]*$")  # only back into the console: no open redirect
+_MONTH = re.compile(r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$")  # a year Python can shift either way
+_NEXT = re.compile(r"^/console[A-Za-z0-9/_.-]*$")  # only back into the console: no open redirect
+STATUS_NAMES = {"draft": N_("Draft"), "signed": N_("Signed")}
 
 
 def console_router(settings: Settings, engine: Engine, clock: Clock, signer: CsrfSigner) -> APIRouter:
+    from web import console_audit, console_directory, console_overview, console_playbooks, console_runs
+    from web import console_schedules, console_tokens
+
+    ctx = ConsoleContext(settings, engine, clock, signer)
     router = APIRouter()
-    sessions = SessionKeeper(signer, engine)
-    limiter = SlidingWindowLimiter(LOGIN_ATTEMPTS_PER_MINUTE, clock)
-    secure_cookie = settings.public_base_url.lower().startswith("https://")
+    _sign_in_routes(router, ctx)
+    _monthly_routes(router, ctx)
+    for module in (console_overview, console_playbooks, console_schedules, console_runs, console_directory,
+                   console_audit, console_tokens):
+        router.include_router(module.router(ctx))
+    return router
 
-    def lang_of(request: Request) -> str:
-        return pick_console_language(request.query_params.get("lang"), settings.default_language)
 
-    def when(at: Any, lang: str) -> str:
-        return format_when(at, settings.timezone, lang)
+def _audit(engine: Engine, at: datetime, actor: str, kind: str, **data: Any) -> None:
+    with session_scope(engine) as s:
+        ev.record_event(s, at=at, actor=actor, kind=kind, **data)
 
-    def render(request: Request, template: str, lang: str, status: int = 200, *, title: str,
-               session: Session | None = None, csp: str | None = None, **context: Any) -> HTMLResponse:
-        response = TEMPLATES.TemplateResponse(
-            request, template,
-            {"lang": lang, "t": console_texts(lang), "title": title, "session": session,
-             "role_name": console_texts(lang)[f"role_{session.user.role.value}"] if session else "",
-             "languages": [(c, LANGUAGE_NAMES[c]) for c in CONSOLE_LANGUAGES], "switch_base": request.url.path,
-             "logout_token": sessions.form_token(session) if session else "", **context},
-            status_code=status,
-        )
-        response.headers["Cache-Control"] = "no-store"
-        if csp:
-            response.headers["Content-Security-Policy"] = csp
-        return response
 
-    def notice(request: Request, lang: str, key: str, status: int, session: Session | None = None,
-               link: tuple[str, str] | None = None, **fmt: str) -> HTMLResponse:
-        t = console_texts(lang)
-        return render(request, "console_message.html", lang, status, title=t[f"{key}_title"], session=session,
-                      text=t[f"{key}_text"].format(**fmt), link=link or (f"{LIST}?lang={lang}", t["back"]))
+def _sign_in_routes(router: APIRouter, ctx: ConsoleContext) -> None:
+    limiter = SlidingWindowLimiter(LOGIN_ATTEMPTS_PER_MINUTE, ctx.clock)
+    lifetime = timedelta(hours=ctx.settings.session_hours)
 
-    def roles_text(roles: Iterable[Role], lang: str) -> str:
-        t = console_texts(lang)
-        return f" {t['or']} ".join(t[f"role_{r.value}"] for r in roles)
+    def login_form(request: Request, lang: str, status: int, *, error: str | None, username: str = "",
+                   target: str = "/console") -> HTMLResponse:
+        t = ctx.texts(lang)
+        return ctx.render(request, "console_login.html", lang, status, title=t("Sign in to the console"),
+                          next=_safe_next(target), error=error, username=username)
 
-    def forbidden(request: Request, lang: str, session: Session, roles: Iterable[Role], action: str) -> HTMLResponse:
-        t = console_texts(lang)
-        return notice(request, lang, "forbidden", 403, session, role=t[f"role_{session.user.role.value}"],
-                      roles=roles_text(roles, lang), action=t[action])
+    def locked(request: Request, lang: str, until: datetime) -> HTMLResponse:
+        t = ctx.texts(lang)
+        page = ctx.notice(request, lang, t("Too many failed sign-ins"),
+                          t("After repeated failed sign-ins this user name is locked until %(when)s, whatever "
+                            "address the attempts come from. Try again then, or ask an admin to set a new password "
+                            "(`commtest user passwd`).", when=t.when(until, seconds=True)), 429,
+                          link=(f"/console/login?lang={lang}", t("Go to the sign-in page")))
+        page.headers["Retry-After"] = str(max(1, int((until - ctx.clock.now()).total_seconds()) + 1))
+        return page
 
-    def login_redirect(request: Request, lang: str) -> RedirectResponse:
-        return RedirectResponse(f"/console/login?lang={lang}&next={request.url.path}", status_code=303)
-
-    def must_sign_in(request: Request, lang: str) -> HTMLResponse:
-        return notice(request, lang, "login_required", 401,
-                      link=(f"/console/login?lang={lang}", console_texts(lang)["sign_in_link"]))
-
-    async def posted(request: Request, lang: str) -> tuple[Session | None, dict[str, Any], HTMLResponse | None]:
-        """Session and form of a POST, or the refusal page (401 not signed in, 403 bad form token)."""
-        session = sessions.read(request.cookies.get(COOKIE_NAME))
-        if session is None:
-            return None, {}, must_sign_in(request, lang)
-        form = dict(await request.form())
-        if not sessions.check_form_token(session, form.get(CSRF_FIELD)):
-            return session, form, notice(request, lang, "console_csrf", 403, session)
-        return session, form, None
-
-    def load_row(month: str) -> MonthlyReport | None:
-        with session_scope(engine) as s:
-            return s.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()
-
-    # --- sign in / out -------------------------------------------------------------------
-    @router.get("/console", response_class=HTMLResponse)
-    def home(request: Request) -> Response:
-        return RedirectResponse(f"{LIST}?lang={lang_of(request)}", status_code=303)
+    def attempt(username: str, password: str, source: str, agent: str) -> tuple[str, Any]:
+        """("ok", cookie) | ("failed", None) | ("locked", until); blocking (Argon2, database)."""
+        now = ctx.clock.now()
+        lock = lockout_of(ctx.engine, username, now)
+        if lock is not None:
+            _audit(ctx.engine, now, f"console:{username}", ev.USER_LOGIN_FAILED, user=username, source=source,
+                   reason="locked", locked_until=lock.until)
+            return "locked", lock.until
+        user = verify_login(ctx.engine, username, password) if username and password else None
+        if user is None:
+            lock = record_failure(ctx.engine, username or "-", now, threshold=ctx.settings.login_lockout_failures,
+                                  first_seconds=ctx.settings.login_lockout_seconds)
+            _audit(ctx.engine, now, f"console:{username or '-'}", ev.USER_LOGIN_FAILED, user=username, source=source,
+                   reason="wrong user name or password", locked_until=lock.until if lock else None)
+            return ("locked", lock.until) if lock else ("failed", None)
+        clear_failures(ctx.engine, username)
+        cookie = open_session(ctx.engine, user.id, now, lifetime, source=source, user_agent=agent)
+        _audit(ctx.engine, now, f"console:{username}", ev.USER_LOGIN, user=username, source=source)
+        return "ok", cookie
 
     @router.get("/console/login", response_class=HTMLResponse)
-    def login_page(request: Request, next: str = LIST) -> Response:
-        lang = lang_of(request)
-        if sessions.read(request.cookies.get(COOKIE_NAME)) is not None:
+    def login_page(request: Request, next: str = "/console") -> Response:
+        lang = ctx.lang(request)
+        if ctx.session(request) is not None:
             return RedirectResponse(f"{_safe_next(next)}?lang={lang}", status_code=303)
-        t = console_texts(lang)
-        return render(request, "console_login.html", lang, title=t["login_title"], next=_safe_next(next),
-                      error=None, username="")
+        return login_form(request, lang, 200, error=None, target=next)
 
     @router.post("/console/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
-        lang = lang_of(request)
-        t = console_texts(lang)
-        if not limiter.allow(request.client.host if request.client else "unknown"):
-            limited = notice(request, lang, "ratelimited", 429, link=(f"/console/login?lang={lang}", t["sign_in_link"]))
+        lang = ctx.lang(request)
+        t = ctx.texts(lang)
+        source = ctx.client(request)
+        if not limiter.allow(source):
+            limited = ctx.notice(request, lang, t("Too many requests"),
+                                 t("Too many sign-in attempts came from your address. Wait a minute and try again."),
+                                 429, link=(f"/console/login?lang={lang}", t("Go to the sign-in page")))
             limited.headers["Retry-After"] = "60"
             return limited
-        form = await request.form()
-        username, password, target = (str(form.get(k) or "") for k in ("username", "password", "next"))
-        username = username.strip().lower()[:100]
-        if not (username and password and check_password(engine, username, password)):
-            return render(request, "console_login.html", lang, 401, title=t["login_title"], next=_safe_next(target),
-                          error=t["login_failed"], username=username)
+        try:
+            form = await read_small_form(request)
+        except BodyTooLarge:
+            return login_form(request, lang, 413, error=t("This form is larger than the console accepts. Nothing "
+                                                          "was recorded."))
+        username = form.get("username", "").strip().lower()[:100]
+        password, target = form.get("password", ""), form.get("next", "/console")
+        outcome, value = await run_in_threadpool(attempt, username, password, source,
+                                                 request.headers.get("user-agent", ""))
+        if outcome == "locked":
+            return locked(request, lang, value)
+        if outcome == "failed":
+            return login_form(request, lang, 401, error=t("Wrong user name or password, or the account is "
+                                                          "deactivated."), username=username, target=target)
         response = RedirectResponse(f"{_safe_next(target)}?lang={lang}", status_code=303)
-        response.set_cookie(COOKIE_NAME, sessions.issue(username), max_age=int(sessions.lifetime.total_seconds()),
-                            path=COOKIE_PATH, secure=secure_cookie, httponly=True, samesite="strict")
+        response.set_cookie(COOKIE_NAME, value, max_age=int(lifetime.total_seconds()), path=COOKIE_PATH,
+                            secure=ctx.secure_cookie(request), httponly=True, samesite="strict")
         return response
 
     @router.post("/console/logout", response_class=HTMLResponse)
     def logout(request: Request) -> Response:
-        # No form token needed: signing out is harmless, and the cookie is SameSite=Strict anyway.
-        response = RedirectResponse(f"/console/login?lang={lang_of(request)}", status_code=303)
-        response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, secure=secure_cookie, httponly=True, samesite="strict")
+        # No form token needed: signing out only ever ends a session (and SameSite=Strict
+        # keeps other sites from sending the cookie).
+        session = ctx.session(request)
+        if close_session(ctx.engine, request.cookies.get(COOKIE_NAME)) and session is not None:
+            _audit(ctx.engine, ctx.clock.now(), f"console:{session.user.username}", ev.USER_LOGOUT,
+                   user=session.user.username)
+        response = RedirectResponse(f"/console/login?lang={ctx.lang(request)}", status_code=303)
+        response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, secure=ctx.secure_cookie(request), httponly=True,
+                               samesite="strict")
         return response
 
-    # --- monthly reports -----------------------------------------------------------------
+
+def _monthly_routes(router: APIRouter, ctx: ConsoleContext) -> None:
+    settings, engine, clock = ctx.settings, ctx.engine, ctx.clock
+
+    def load_row(month: str) -> MonthlyReport | None:
+        with read_session(engine) as s:
+            return s.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()
+
+    def no_report(request: Request, lang: str, session: Session, month: str) -> HTMLResponse:
+        t = ctx.texts(lang)
+        return ctx.notice(request, lang, t("No report for this month"),
+                          t("There is no report for %(month)s yet. A coordinator, reviewer or admin can generate a "
+                            "draft from the list.", month=month[:20]), 404, session,
+                          link=(f"{LIST}?lang={lang}", t("Back to the monthly reports")))
+
+    def signed_already(request: Request, lang: str, session: Session, row: MonthlyReport) -> HTMLResponse:
+        t = ctx.texts(lang)
+        return ctx.notice(request, lang, t("Already signed"),
+                          t("The report of %(month)s was signed by %(by)s at %(when)s. A signed report is frozen and "
+                            "cannot be signed again. Nothing was recorded.", month=row.month, by=row.signed_by or "",
+                            when=t.when(row.signed_at)), 409, session,
+                          link=(f"{LIST}/{row.month}?lang={lang}", t("Monthly report %(month)s", month=row.month)))
+
     def list_page(request: Request, lang: str, session: Session, status: int = 200, error: str | None = None,
                   month_value: str = "") -> HTMLResponse:
-        with session_scope(engine) as s:
+        with read_session(engine) as s:
             rows = list(s.exec(select(MonthlyReport).order_by(MonthlyReport.month.desc())))  # type: ignore[attr-defined]
-        t = console_texts(lang)
-        listed = [{"month": r.month, "status": t[f"status_{r.status}"], "signed_by": r.signed_by or "",
-                   "signed_at": when(r.signed_at, lang) if r.signed_at else "",
-                   "generated_at": when(r.generated_at, lang)} for r in rows]
-        return render(request, "console_monthly_list.html", lang, status, title=t["monthly_title"], session=session,
-                      reports=listed, can_generate=session.user.role in GENERATING_ROLES,
-                      form_token=sessions.form_token(session), error=error, month_value=month_value)
+        t = ctx.texts(lang)
+        listed = [{"month": r.month, "status": t(STATUS_NAMES.get(r.status, r.status)), "signed_by": r.signed_by or "",
+                   "signed_at": t.when(r.signed_at) if r.signed_at else "", "generated_at": t.when(r.generated_at)}
+                  for r in rows]
+        return ctx.render(request, "console_monthly_list.html", lang, status, title=t("Monthly reports"),
+                          session=session, reports=listed, can_generate=session.user.role in GENERATING_ROLES,
+                          error=error, month_value=month_value)
 
     @router.get(LIST, response_class=HTMLResponse)
     def monthly_list(request: Request) -> Response:
-        lang = lang_of(request)
-        session = sessions.read(request.cookies.get(COOKIE_NAME))
+        lang = ctx.lang(request)
+        session = ctx.session(request)
         if session is None:
-            return login_redirect(request, lang)
+            return ctx.login_redirect(request, lang)
         return list_page(request, lang, session)
 
     @router.post(LIST, response_class=HTMLResponse)
     async def generate(request: Request) -> Response:
-        lang = lang_of(request)
-        session, form, refusal = await posted(request, lang)
+        lang = ctx.lang(request)
+        session, form, refusal = await ctx.posted(request, lang)
         if refusal is not None or session is None:
-            return refusal or must_sign_in(request, lang)
+            return refusal or ctx.must_sign_in(request, lang)
         if session.user.role not in GENERATING_ROLES:
-            return forbidden(request, lang, session, GENERATING_ROLES, "action_generate")
-        month = str(form.get("month") or "").strip()
+            return ctx.forbidden(request, lang, session, GENERATING_ROLES, N_("generate a monthly report"))
+        month = form.get("month", "").strip()
         if not _MONTH.match(month):
-            return list_page(request, lang, session, 400, console_texts(lang)["bad_month"].format(month=month[:20]),
-                             month[:20])
-        generate_monthly(engine, month, clock, settings.timezone)
+            t = ctx.texts(lang)
+            return await run_in_threadpool(list_page, request, lang, session, 400,
+                                           t("“%(month)s” is not a month: write YYYY-MM, e.g. 2026-03.", month=month[:20]),
+                                           month[:20])
+        await run_in_threadpool(generate_monthly, engine, month, clock, settings.timezone)
         return RedirectResponse(f"{LIST}/{month}?lang={lang}", status_code=303)
 
     def open_report(request: Request, month: str) -> Response | tuple[str, Session, MonthlyReport]:
-        """The logged-in reader and the month's report, or the page to answer instead."""
-        lang = lang_of(request)
-        session = sessions.read(request.cookies.get(COOKIE_NAME))
+        lang = ctx.lang(request)
+        session = ctx.session(request)
         if session is None:
-            return login_redirect(request, lang)
+            return ctx.login_redirect(request, lang)
         row = load_row(month) if _MONTH.match(month) else None
         if row is None:
-            return notice(request, lang, "noreport", 404, session, month=month[:20])
+            return no_report(request, lang, session, month)
         return lang, session, row
 
     @router.get(LIST + "/{month}.html", response_class=HTMLResponse)
@@ -193,22 +229,21 @@ def console_router(settings: Settings, engine: Engine, clock: Clock, signer: Csr
         found = open_report(request, month)
         if isinstance(found, Response):
             return found
-        lang, session, row = found
+        lang, _session, row = found
         embedded = embed_monthly(monthly_view(row), lang, settings.timezone)
-        return HTMLResponse(embedded.document, headers={"Content-Security-Policy": embedded.csp,
-                                                        "Cache-Control": "no-store"})
+        # Its own document (framed by the report page, or printed alone): it keeps the report's fonts.
+        return HTMLResponse(embedded.document, headers={
+            "Content-Security-Policy": embedded.csp.replace("frame-ancestors 'none'", "frame-ancestors 'self'"),
+            "X-Frame-Options": "SAMEORIGIN", "Cache-Control": "no-store"})
 
     def report_page(request: Request, lang: str, session: Session, row: MonthlyReport, status: int = 200,
                     error: str | None = None, comment: str = "") -> HTMLResponse:
-        t = console_texts(lang)
-        embedded = embed_monthly(monthly_view(row), lang, settings.timezone)
+        t = ctx.texts(lang)
         can_sign = row.status == "draft" and session.user.role in SIGNING_ROLES
-        return render(request, "console_monthly.html", lang, status, title=t["report_title"].format(month=row.month),
-                      session=session, csp=embedded.csp, report_style=embedded.head_style, report_body=embedded.body,
-                      row=row, generated=when(row.generated_at, lang),
-                      signed=when(row.signed_at, lang) if row.signed_at else "", can_sign=can_sign,
-                      form_token=sessions.form_token(session) if can_sign else "", error=error, comment=comment,
-                      max_comment=MAX_COMMENT)
+        return ctx.render(request, "console_monthly.html", lang, status, title=t("Monthly report %(month)s", month=row.month),
+                          session=session, row=row, generated=t.when(row.generated_at),
+                          signed=t.when(row.signed_at) if row.signed_at else "",
+                          can_sign=can_sign, error=error, comment=comment, max_comment=MAX_COMMENT)
 
     @router.get(LIST + "/{month}", response_class=HTMLResponse)
     def monthly_page(request: Request, month: str) -> Response:
@@ -218,43 +253,45 @@ def console_router(settings: Settings, engine: Engine, clock: Clock, signer: Csr
         lang, session, row = found
         return report_page(request, lang, session, row)
 
-    @router.post(LIST + "/{month}/sign", response_class=HTMLResponse)
-    async def sign(request: Request, month: str) -> Response:
-        lang = lang_of(request)
-        session, form, refusal = await posted(request, lang)
-        if refusal is not None or session is None:
-            return refusal or must_sign_in(request, lang)
-        if session.user.role not in SIGNING_ROLES:
-            return forbidden(request, lang, session, SIGNING_ROLES, "action_sign")
+    def sign_now(request: Request, lang: str, session: Session, month: str, form: dict[str, str]) -> Response:
+        t = ctx.texts(lang)
         row = load_row(month) if _MONTH.match(month) else None
         if row is None:
-            return notice(request, lang, "noreport", 404, session, month=month[:20])
-        back = (f"{LIST}/{month}?lang={lang}", console_texts(lang)["report_title"].format(month=month))
+            return no_report(request, lang, session, month)
         if row.status == "signed":
-            return notice(request, lang, "signed_already", 409, session, back, month=month, by=row.signed_by or "",
-                          when=when(row.signed_at, lang))
-        comment = str(form.get("comment") or "").strip()
+            return signed_already(request, lang, session, row)
+        comment = form.get("comment", "").strip()
         if not comment or len(comment) > MAX_COMMENT:
-            return report_page(request, lang, session, row, 400, console_texts(lang)["comment_required"], comment[:MAX_COMMENT])
+            return report_page(request, lang, session, row, 400, t("Write a comment before signing. Nothing was "
+                                                                   "recorded."), comment[:MAX_COMMENT])
         # The reviewer signs what the page showed: refuse when the figures moved since.
         now_hash = content_hash(compute_monthly_figures(engine, month, settings.timezone).model_dump(mode="json"))
         if form.get("content_hash") != now_hash:
             generate_monthly(engine, month, clock, settings.timezone)  # so the page shows the new figures
-            return notice(request, lang, "changed", 409, session, back, month=month)
+            return ctx.notice(request, lang, t("The figures have changed"),
+                              t("The figures of %(month)s changed since you opened the page (new events arrived). Read "
+                                "them again before signing. Nothing was recorded.", month=month), 409, session,
+                              link=(f"{LIST}/{month}?lang={lang}", t("Monthly report %(month)s", month=month)))
         try:
             sign_monthly(engine, month, session.user.username, comment, clock, settings.timezone, via="console")
         except AlreadySigned:
-            row = load_row(month) or row
-            return notice(request, lang, "signed_already", 409, session, back, month=month, by=row.signed_by or "",
-                          when=when(row.signed_at, lang))
+            return signed_already(request, lang, session, load_row(month) or row)
         except PermissionDenied:  # deactivated or demoted between the page and the press
-            return forbidden(request, lang, session, SIGNING_ROLES, "action_sign")
+            return ctx.forbidden(request, lang, session, SIGNING_ROLES, N_("sign a monthly report"))
         except NotSignable as exc:  # the month is not over, a run is open, or it holds simulated checks
             return report_page(request, lang, session, row, 409, str(exc), comment[:MAX_COMMENT])
         return RedirectResponse(f"{LIST}/{month}?lang={lang}", status_code=303)
 
-    return router
+    @router.post(LIST + "/{month}/sign", response_class=HTMLResponse)
+    async def sign(request: Request, month: str) -> Response:
+        lang = ctx.lang(request)
+        session, form, refusal = await ctx.posted(request, lang)
+        if refusal is not None or session is None:
+            return refusal or ctx.must_sign_in(request, lang)
+        if session.user.role not in SIGNING_ROLES:
+            return ctx.forbidden(request, lang, session, SIGNING_ROLES, N_("sign a monthly report"))
+        return await run_in_threadpool(sign_now, request, lang, session, month, form)
 
 
 def _safe_next(target: str) -> str:
-    return target if _NEXT.match(target or "") and "//" not in target and ".." not in target else LIST
+    return target if _NEXT.match(target or "") and "//" not in target and ".." not in target else "/console"

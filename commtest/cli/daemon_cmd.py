@@ -84,7 +84,7 @@ def _start_web(app: AppContext) -> Any:
     except ImportError:
         log.warning("web app not available; serving no acknowledgement pages")
         return None
-    config = uvicorn.Config(create_app(app.settings, app.engine, app.clock), host=app.settings.web_host,
+    config = uvicorn.Config(create_app(app.settings, app.engine, app.clock), host=app.settings.web_host, proxy_headers=False,
                             port=app.settings.web_port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="web", daemon=True)

@@ -191,6 +191,9 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     threading.Thread(target=officers.run, name="officers", daemon=True).start()
     click.echo(f"   local SMTP server on 127.0.0.1:{smtp_port} (mail kept in {workdir / 'mail'}), "
                f"web app on {settings.public_base_url}")
+    from .demo_console import after_the_run, announce, before_the_run, demo_login
+
+    announce(settings.public_base_url, demo_login(app))
 
     script = SandboxScript.from_data(OFFICERS, "demo officers")
     record = SandboxRecord(settings.sandbox_log)
@@ -214,6 +217,7 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     click.echo(f"4. daemon leading; simulated time runs {speed:g}x faster than real time "
                "(it also planned the playbook's own unannounced spring and autumn tests)")
 
+    before_the_run()
     queue = RunEngine(app.engine, settings, clock, actor="demo")
     run_id = queue.create_run(links.playbook_id, started_by="demo coordinator")
     queue.close()
@@ -236,6 +240,7 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     daemon.stop()
     thread.join(30)
     stop.set()
+    after_the_run(settings.public_base_url)
     web.should_exit = True
     links.stop()
     mail.stop()

@@ -11,7 +11,6 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from commtest.db import session_scope
-from commtest.errors import NotFoundError
 from commtest.models import RunStatus, Schedule, TestRun
 
 from .base import app_context, cli
@@ -28,16 +27,9 @@ def schedule_group() -> None:
 
 
 def _find_schedule(s: Any, ref: str) -> Schedule:
-    if ":" in ref:
-        pid, key = ref.split(":", 1)
-        row = s.exec(select(Schedule).where(Schedule.playbook_id == pid, Schedule.key == key)).first()
-    elif ref.isdigit():
-        row = s.get(Schedule, int(ref))
-    else:
-        row = None
-    if row is None:
-        raise NotFoundError(f"schedule {ref!r} not found; give PLAYBOOK_ID:KEY as `commtest schedule list` shows")
-    return row  # type: ignore[no-any-return]
+    from commtest.schedules import find_schedule
+
+    return find_schedule(s, ref)
 
 
 @schedule_group.command("list")
@@ -87,24 +79,11 @@ def _days(days: list[str]) -> str:
 
 
 def _set_paused(ref: str, paused: bool) -> None:
+    from commtest.schedules import set_paused
+
     app = app_context()
     sync_playbooks(app, quiet=True)
-    from commtest import events as ev
-
-    with session_scope(app.engine) as s:
-        sch = _find_schedule(s, ref)
-        sch.paused = paused
-        sch.updated_at = app.clock.now()
-        s.add(sch)
-        if paused:
-            # A planned, not yet started run of a paused schedule is withdrawn.
-            for run in s.exec(select(TestRun).where(TestRun.schedule_id == sch.id,
-                                                    TestRun.status == RunStatus.planned.value)).all():
-                run.status = RunStatus.aborted.value
-                run.finished_at = app.clock.now()
-                s.add(run)
-                ev.record_event(s, at=app.clock.now(), actor=f"cli:{whoami()}", kind=ev.RUN_ABORTED, run_id=run.id,
-                                by=whoami(), reason="schedule paused before the run started")
+    set_paused(app.engine, ref, paused, app.clock.now(), actor=f"cli:{whoami()}", by=whoami())
     click.echo(f"schedule {ref} {'paused' if paused else 'resumed'}")
 
 

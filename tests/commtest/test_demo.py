@@ -19,6 +19,7 @@ def test_the_demo_runs_a_whole_test_and_writes_the_reports(tmp_path: Path, monke
     out = result.output
     assert result.exit_code == 0, out
     assert "run completed" in out
+    assert "/console/  (sign in as demo-coordinator, password " in out  # the console URL and a demo login
     # the simulated officers used the real link and a real reply
     assert "opened the link and pressed the button (HTTP 200)" in out
     assert "replied to the e-mail" in out
