@@ -196,10 +196,13 @@ def router(ctx: ConsoleContext) -> APIRouter:
         with session_scope(ctx.engine) as s:
             run = s.exec(select(TestRun).where(TestRun.id == run_id)).one()
             simulated = any(p.simulated for p in s.exec(select(Ping).where(Ping.run_id == run_id)).all())
+        from reports.i18n import ReportTexts
+
+        details = ReportTexts(lang, report.timezone)  # the timeline's details, worded as the report words them
         timeline = [{"at": t.when(e.at, seconds=True), "what": name_of("event", e.kind, t),
                      "organisation": e.organisation or "", "channel": name_of("channel", e.channel, t) if e.channel else "",
                      "contact_point": e.contact_point or "", "outcome": name_of("outcome", e.outcome, t) if e.outcome else "",
-                     "detail": e.detail} for e in report.timeline]
+                     "detail": details.event_detail(e.kind, e.params)} for e in report.timeline]
         return ctx.render(request, "console_run.html", lang, title=t("Test report of run %(id)s", id=run_id),
                           session=session, run=run, timeline=timeline, simulated=simulated,
                           status_text=name_of("run_status", run.status, t), csp=CONSOLE_CSP)

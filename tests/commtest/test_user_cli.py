@@ -30,7 +30,7 @@ def test_the_readme_sign_off_steps_work_from_a_fresh_database(run_cli, db: Engin
     assert run_cli("report", "monthly", "2026-09", "--format", "html").exit_code == 0
     r = run_cli("report", "sign", "2026-09", "--user", "reviewer1", "--comment", "Seen; NRW e-mail to fix",
                 "--password-stdin", input=PASSWORD + "\n")
-    assert r.exit_code == 0 and "2026-09: signed by reviewer1" in r.output
+    assert r.exit_code == 0 and "2026-09: signed by A. Reviewer (fictional)" in r.output
 
 
 def test_passwd_without_a_terminal_or_stdin_says_how_and_an_unknown_user_is_named(run_cli, db: Engine) -> None:  # type: ignore[no-untyped-def]

@@ -148,7 +148,8 @@ def test_a_provider_failure_is_recorded_and_retried_while_other_pings_go_on(worl
 def test_a_permanent_failure_goes_to_the_next_endpoint_and_marks_the_first_suspect(engine: Engine, clock: FrozenClock) -> None:
     seed_directory(engine, second_email=True)
     store_playbook(engine)
-    eng, _ = make_engine(engine, clock, rules=[Rule("invalid", match="desk@*")], default=Rule("ack", timedelta(seconds=30)))
+    eng, _ = make_engine(engine, clock, rules=[Rule("invalid", match="desk@*")], default=Rule("ack", timedelta(seconds=30)),
+                         real=True)  # a real provider's refusal flags the endpoint (a simulated one never does)
     run_id = eng.create_run("test-playbook")
     eng.start_run(run_id)
     run_until(eng, clock, run_id, step_s=5)
