@@ -404,15 +404,21 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
                 field=r.field, channel=r.kind, contact_point=r.name, address=r.address, reason=m.status, since=m.at,
                 from_earlier_month=m.at < start,
             )
+    gap_cols = (
+        sa.func.coalesce(E.c.organisation_code, E.c.data["organisation_code"].as_string()),
+        E.c.data["field"].as_string(),
+        sa.func.coalesce(E.c.channel, E.c.data["channel"].as_string()),
+        E.c.data["contact_point"].as_string(),
+        E.c.data["reason"].as_string(),
+    )
+    # Grouped by the expressions, not their labels: PostgreSQL reads a label such as
+    # "channel" in GROUP BY as the input column of that name.
     gaps = conn.execute(
-        sa.select(sa.func.coalesce(E.c.organisation_code, E.c.data["organisation_code"].as_string()).label("org"),
-                  E.c.data["field"].as_string().label("field"),
-                  sa.func.coalesce(E.c.channel, E.c.data["channel"].as_string()).label("channel"),
-                  E.c.data["contact_point"].as_string().label("cp"), E.c.data["reason"].as_string().label("reason"),
+        sa.select(*(c.label(n) for c, n in zip(gap_cols, ("org", "field", "channel", "cp", "reason"), strict=True)),
                   ts(sa.func.min(E.c.at)).label("at"))
         .join(R, R.c.id == E.c.run_id)
         .where(E.c.kind == ev.RUN_GAP, R.c.fire_at >= start, R.c.fire_at < end)
-        .group_by("org", "field", "channel", "cp", "reason")
+        .group_by(*gap_cols)
     ).all()
     for g in gaps:
         points[("gap", str(g.org), str(g.field), str(g.channel), str(g.cp))] = MonthActionPoint(
