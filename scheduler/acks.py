@@ -119,26 +119,34 @@ def acknowledge_token(
     by: str | None,
     user_agent: str | None,
     source: str | None,
+    info: TokenInfo | None = None,
 ) -> AckOutcome:
+    """Record the answer behind ``token`` in one short durable transaction: the ping is found
+    and locked by its token in one statement, then a conditional update and its events.
+    ``info`` is what ``lookup_token`` already read for the page (names, language), so the
+    write transaction reads nothing more."""
     if not is_well_formed(token):
         return AckOutcome("malformed")
+    digest = records.token_hash(token)
+
     def work(s: Session) -> AckOutcome:
         now = clock.now()  # read inside the transaction: a retried one judges its own moment
-        ping = records.find_ping(s, token=token)
-        if ping is None:
+        row = records.locked_answer_row(s.connection(), records.PT.c.token_hash == digest)
+        if row is None:
             return AckOutcome("unknown")
-        info = _info(s, ping)
-        names = dict(language=info.language, organisation_name=info.organisation_name,
-                     contact_name=info.contact_name, timezone=info.timezone)
-        if ping.acked_at is None and info.expired(now) and not info.run_closed:
-            return AckOutcome("expired", ping.id, ping.run_id, **names)  # type: ignore[arg-type]
-        result = records.acknowledge(
-            s, ping, now, method=method, actor=ACTOR, by=(by or "").strip() or None, user_agent=user_agent,
+        known = info if info is not None and info.ping_id == row.id else _info(s, s.get(Ping, row.id))  # type: ignore[arg-type]
+        names = dict(language=known.language, organisation_name=known.organisation_name,
+                     contact_name=known.contact_name, timezone=known.timezone)
+        closed = row.run_status in records.CLOSED_RUN
+        if row.acked_at is None and known.expired(now) and not closed:
+            return AckOutcome("expired", row.id, row.run_id, **names)  # type: ignore[arg-type]
+        result = records.acknowledge_row(
+            s, row, now, method=method, actor=ACTOR, by=(by or "").strip() or None, user_agent=user_agent,
             source=source, suspicious_within=timedelta(seconds=settings.ack_suspicious_seconds),
         )
         status: AckStatus = {"acked": "acked", "after_close": "after_close"}.get(result.status, "already")  # type: ignore[assignment]
         return AckOutcome(status, result.ping_id, result.run_id, result.response_ms, result.late, result.suspicious,
                           acked_at=result.acked_at, run_status=result.run_status,
-                          run_finished_at=info.run_finished_at, **names)  # type: ignore[arg-type]
+                          run_finished_at=known.run_finished_at, **names)  # type: ignore[arg-type]
 
     return run_write(engine, work, durable=True)

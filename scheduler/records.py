@@ -143,14 +143,41 @@ def lock_ping(session: Session, ping_id: int) -> Ping | None:
     return session.exec(select(Ping).where(Ping.id == ping_id).with_for_update()).first()
 
 
-def _run_status(session: Session, run_id: int) -> str:
-    # FOR SHARE: a run cannot close while an answer for it is being recorded (its close
-    # takes the row FOR UPDATE), so an answer lands before the close or is after it.
-    row = session.connection().execute(
-        sa.select(TestRun.__table__.c.status).where(TestRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
-        .with_for_update(read=True)
-    ).first()
-    return str(row[0]) if row else RunStatus.completed.value
+RT = TestRun.__table__  # type: ignore[attr-defined]
+ET = Event.__table__  # type: ignore[attr-defined]
+_ACK_COLUMNS = (PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.organisation_code, PT.c.channel, PT.c.step,
+                PT.c.state, PT.c.outcome, PT.c.acked_at, PT.c.ack_suspicious, PT.c.deadline_at, PT.c.delivered_at,
+                PT.c.sent_at, PT.c.dispatching_at, PT.c.simulated, PT.c.endpoint_id, PT.c.attempt, PT.c.address)
+
+
+def locked_answer_row(conn: sa.Connection, where: Any) -> Any:
+    """The ping ``where`` selects and its run's status, for an answer: the ping locked FOR
+    UPDATE, its run held FOR SHARE (a run cannot close while an answer for it is recorded;
+    a closing run takes its row FOR UPDATE), in one statement on SQLite (whose write
+    transaction holds the whole database) and two on PostgreSQL."""
+    if conn.dialect.name == "sqlite":
+        return conn.execute(sa.select(*_ACK_COLUMNS, RT.c.status.label("run_status"))
+                            .join(RT, RT.c.id == PT.c.run_id).where(where)).first()
+    row = conn.execute(sa.select(*_ACK_COLUMNS).where(where).with_for_update(of=PT)).first()
+    if row is None:
+        return None
+    status = conn.execute(sa.select(RT.c.status).where(RT.c.id == row.run_id).with_for_update(read=True)).scalar()
+    return _WithStatus(row, status or RunStatus.completed.value)
+
+
+class _WithStatus:
+    def __init__(self, row: Any, status: str) -> None:
+        self._row, self.run_status = row, status
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
+
+
+def _event_row(row: Any, kind: str, at: datetime, actor: str, *, outcome: str | None = None,
+               response_ms: int | None = None, **data: Any) -> dict[str, Any]:
+    return {"at": at, "actor": actor, "kind": kind, "run_id": row.run_id, "ping_id": row.id,
+            "organisation_code": row.organisation_code, "channel": row.channel, "outcome": outcome,
+            "response_ms": response_ms, "data": {k: ev._jsonable(v) for k, v in data.items()}}
 
 
 def acknowledge(
@@ -174,24 +201,44 @@ def acknowledge(
     same step not sent yet are cancelled, since the person has answered. After the run
     closed it is kept as ``ping.answer_after_close`` and changes nothing else.
     """
-    locked = lock_ping(session, ping.id or 0)
-    if locked is None:
+    row = locked_answer_row(session.connection(), PT.c.id == ping.id)
+    if row is None:
         raise LookupError(f"ping {ping.id} vanished")
-    ping = locked
-    if ping.acked_at is not None:
-        return AckResult(ping.id or 0, ping.run_id, "already", ping.outcome == Outcome.acked_late.value,
-                         ping.ack_suspicious, _response_ms(ping), ping.acked_at)
-    run_status = _run_status(session, ping.run_id)
+    return acknowledge_row(session, row, at, method=method, actor=actor, by=by, user_agent=user_agent, source=source,
+                           suspicious_within=suspicious_within, simulated=simulated, note=note)
+
+
+def acknowledge_row(
+    session: Session,
+    row: Any,
+    at: datetime,
+    *,
+    method: str,
+    actor: str,
+    by: str | None = None,
+    user_agent: str | None = None,
+    source: str | None = None,
+    suspicious_within: timedelta = timedelta(seconds=10),
+    simulated: bool | None = None,
+    note: str | None = None,
+) -> AckResult:
+    """``acknowledge`` on a row ``locked_answer_row`` returned (the hot path of the web app:
+    a handful of Core statements, no ORM objects)."""
+    conn = session.connection()
+    run_status = str(row.run_status)
+    if row.acked_at is not None:
+        return AckResult(row.id, row.run_id, "already", row.outcome == Outcome.acked_late.value,
+                         bool(row.ack_suspicious), _response_of(row, row.acked_at), row.acked_at, run_status)
     if run_status in CLOSED_RUN:
-        return _after_close(session, ping, at, run_status, method=method, actor=actor, by=by, source=source)
-    if ping.state not in ANSWERABLE:
-        return AckResult(ping.id or 0, ping.run_id, "not_sent", False, False, None, None, run_status)
-    start = ping.delivered_at or ping.sent_at or ping.dispatching_at
+        return _after_close_row(conn, row, at, run_status, method=method, actor=actor, by=by, source=source)
+    if row.state not in ANSWERABLE:
+        return AckResult(row.id, row.run_id, "not_sent", False, False, None, None, run_status)
+    start = row.delivered_at or row.sent_at or row.dispatching_at
     # Mail security scanners open (and sometimes submit) every link: a link or reply within
     # seconds of delivery may be a machine. A key pressed on a call or an SMS reply is a person.
-    suspicious = ping.channel == "email" and start is not None and (at - start) < suspicious_within
-    late = ping.deadline_at is not None and at > ping.deadline_at
-    simulated = ping.simulated if simulated is None else (simulated or ping.simulated)
+    suspicious = row.channel == "email" and start is not None and (at - start) < suspicious_within
+    late = row.deadline_at is not None and at > row.deadline_at
+    simulated = bool(row.simulated) if simulated is None else (simulated or bool(row.simulated))
     # Recorded by a coordinator (radio, satellite, a call back): its own outcome class.
     if method.startswith("manual"):
         outcome = Outcome.manual
@@ -199,69 +246,68 @@ def acknowledge(
         outcome = Outcome.self_reported
     else:
         outcome = Outcome.acked_late if late else Outcome.acked
-    values = {
-        "acked_at": at, "ack_method": method[:32], "ack_by": (by or "")[:200] or None, "ack_suspicious": suspicious,
-        "state": PingState.acked.value, "outcome": outcome.value, "settled_at": at, "simulated": simulated,
-    }
-    if not update_ping(session, ping, ANSWERABLE, **values):
-        return AckResult(ping.id or 0, ping.run_id, "already", False, False, None, None, run_status)
-    response = _response_ms(ping)
-    ping_event(
-        session, ping, ev.PING_ACKED, at, actor, response_ms=response, method=method, by=by, late=late,
-        suspicious=suspicious, user_agent=(user_agent or "")[:300], source=source, simulated=simulated,
-        **({"note": note[:500]} if note else {}),
-    )
-    ping_event(session, ping, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=response,
-               reason="", method=method)
-    log_change(ping, outcome.value, at)
-    _cancel_pending_of_step(session, ping, at, actor)
-    if not simulated:
-        _verify_endpoint(session, ping, at, actor)
-    return AckResult(ping.id or 0, ping.run_id, "acked", late, suspicious, response, at, run_status)
-
-
-def _after_close(session: Session, ping: Ping, at: datetime, run_status: str, *, method: str, actor: str,
-                 by: str | None, source: str | None) -> AckResult:
-    """A closed run stays closed: the answer is kept (once per ping) and changes nothing."""
-    earlier = session.exec(select(Event).where(Event.ping_id == ping.id, Event.kind == ev.PING_ANSWER_AFTER_CLOSE)
-                           .order_by(Event.id)).first()  # type: ignore[arg-type]
-    if earlier is not None:
-        return AckResult(ping.id or 0, ping.run_id, "after_close", False, False, None, earlier.at, run_status)
-    ping_event(session, ping, ev.PING_ANSWER_AFTER_CLOSE, at, actor, method=method, by=by, source=source,
-               run_status=run_status)
-    log.info("run=%s ping=%s answered after the test closed (%s): recorded, nothing changed", ping.run_id, ping.id,
-             run_status)
-    return AckResult(ping.id or 0, ping.run_id, "after_close", False, False, None, at, run_status)
-
-
-def _cancel_pending_of_step(session: Session, ping: Ping, at: datetime, actor: str) -> None:
-    """The person answered: later attempts of this step that are not sent yet are moot."""
-    others = session.exec(select(Ping).where(
-        Ping.run_id == ping.run_id, Ping.contact_point_id == ping.contact_point_id, Ping.step == ping.step,
-        Ping.state == PingState.pending.value, Ping.id != ping.id,  # type: ignore[arg-type]
-    ).order_by(Ping.id)).all()  # type: ignore[arg-type]
-    for other in others:
-        settle(session, other, Outcome.cancelled, at, actor, state=PingState.cancelled,
-               from_states=(PingState.pending.value,), reason=f"acknowledged on ping {ping.id}")
-
-
-def _verify_endpoint(session: Session, ping: Ping, at: datetime, actor: str) -> None:
-    if ping.endpoint_id is None:
-        return
-    result = session.connection().execute(
-        EPT.update().where(EPT.c.id == ping.endpoint_id).values(
-            verified_at=sa.case((sa.or_(EPT.c.verified_at.is_(None), EPT.c.verified_at < at), at),
-                                else_=EPT.c.verified_at),
-            verified_run_id=ping.run_id,
-            last_outcome=ping.outcome,
-            last_outcome_at=at,
-            status=sa.case((EPT.c.status == EndpointStatus.suspect.value, EndpointStatus.active.value),
-                           else_=EPT.c.status),
+    result = conn.execute(PT.update().where(PT.c.id == row.id, PT.c.state.in_(ANSWERABLE), PT.c.acked_at.is_(None))
+                          .values(acked_at=at, ack_method=method[:32], ack_by=(by or "")[:200] or None,
+                                  ack_suspicious=suspicious, state=PingState.acked.value, outcome=outcome.value,
+                                  settled_at=at, simulated=simulated))
+    if result.rowcount != 1:
+        return AckResult(row.id, row.run_id, "already", False, False, None, None, run_status)
+    response = _response_of(row, at)
+    events = [
+        _event_row(row, ev.PING_ACKED, at, actor, response_ms=response, method=method, by=by, late=late,
+                   suspicious=suspicious, user_agent=(user_agent or "")[:300], source=source, simulated=simulated,
+                   **({"note": note[:500]} if note else {})),
+        _event_row(row, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=response, reason="",
+                   method=method),
+    ]
+    # The person answered: later attempts of this step that are not sent yet are moot.
+    cancelled = conn.execute(
+        PT.update().where(PT.c.run_id == row.run_id, PT.c.contact_point_id == row.contact_point_id,
+                          PT.c.step == row.step, PT.c.state == PingState.pending.value, PT.c.id != row.id)
+        .values(state=PingState.cancelled.value, outcome=Outcome.cancelled.value, settled_at=at,
+                error=f"acknowledged on ping {row.id}")
+        .returning(PT.c.id, PT.c.run_id, PT.c.organisation_code, PT.c.channel)
+    ).all()
+    events.extend(_event_row(c, ev.PING_SETTLED, at, actor, outcome=Outcome.cancelled.value, reason=
+                             f"acknowledged on ping {row.id}", method=None) for c in cancelled)
+    if not simulated and row.endpoint_id is not None:
+        verified = conn.execute(
+            EPT.update().where(EPT.c.id == row.endpoint_id).values(
+                verified_at=sa.case((sa.or_(EPT.c.verified_at.is_(None), EPT.c.verified_at < at), at),
+                                    else_=EPT.c.verified_at),
+                verified_run_id=row.run_id, last_outcome=outcome.value, last_outcome_at=at,
+                status=sa.case((EPT.c.status == EndpointStatus.suspect.value, EndpointStatus.active.value),
+                               else_=EPT.c.status),
+            )
         )
-    )
-    if result.rowcount:
-        ev.record_event(session, at=at, actor=actor, kind=ev.ENDPOINT_VERIFIED, run_id=ping.run_id, ping_id=ping.id,
-                        organisation_code=ping.organisation_code, channel=ping.channel, endpoint_id=ping.endpoint_id)
+        if verified.rowcount:
+            events.append(_event_row(row, ev.ENDPOINT_VERIFIED, at, actor, endpoint_id=row.endpoint_id))
+    conn.execute(ET.insert(), events)
+    log.info("run=%s ping=%s channel=%s to=%s attempt=%s outcome=%s", row.run_id, row.id, row.channel,
+             mask_address(row.address), row.attempt, outcome.value)
+    return AckResult(row.id, row.run_id, "acked", late, suspicious, response, at, run_status)
+
+
+def _response_of(row: Any, acked_at: datetime) -> int | None:
+    start = row.delivered_at or row.sent_at or row.dispatching_at
+    if start is None:
+        return None
+    return max(0, int((acked_at - start).total_seconds() * 1000))
+
+
+def _after_close_row(conn: sa.Connection, row: Any, at: datetime, run_status: str, *, method: str, actor: str,
+                     by: str | None, source: str | None) -> AckResult:
+    """A closed run stays closed: the answer is kept (once per ping) and changes nothing."""
+    earlier = conn.execute(sa.select(ET.c.at).where(ET.c.ping_id == row.id, ET.c.kind == ev.PING_ANSWER_AFTER_CLOSE)
+                           .order_by(ET.c.id).limit(1)).scalar()
+    if earlier is not None:
+        return AckResult(row.id, row.run_id, "after_close", False, False, None, earlier, run_status)
+    conn.execute(ET.insert(), [_event_row(row, ev.PING_ANSWER_AFTER_CLOSE, at, actor, method=method, by=by,
+                                          source=source, run_status=run_status)])
+    log.info("run=%s ping=%s answered after the test closed (%s): recorded, nothing changed", row.run_id, row.id,
+             run_status)
+    return AckResult(row.id, row.run_id, "after_close", False, False, None, at, run_status)
+
 
 
 def flag_endpoint(session: Session, ping: Ping, status: EndpointStatus, at: datetime, actor: str, reason: str) -> None:

@@ -133,7 +133,7 @@ def ack_router(ctx: AckContext) -> APIRouter:
                 ctx.engine, ctx.clock, ctx.settings, token, method=METHOD,
                 by=name[:200] if name else None,
                 user_agent=request.headers.get("user-agent"),
-                source=request.client.host if request.client else None,
+                source=request.client.host if request.client else None, info=info,
             )
         )
         zone = outcome.timezone or info.timezone

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -52,6 +53,45 @@ SECURITY_HEADERS = {
 }
 
 
+_HEADER_BYTES = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+
+
+class GuardMiddleware:
+    """Every response gets the security headers; /ack is rate limited per client address.
+
+    A plain ASGI middleware: Starlette's ``@app.middleware("http")`` wraps every request and
+    response in extra tasks and streams, which cost more than an acknowledgement itself."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, limiter: SlidingWindowLimiter,
+                 lang_of: Callable[[Request], str]) -> None:
+        self.app, self.settings, self.limiter, self.lang_of = app, settings, limiter, lang_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith("/ack"):
+            request = Request(scope)
+            if not self.limiter.allow(client_address(request, self.settings)):
+                response = message(request, self.lang_of(request), "ratelimited", 429)
+                response.headers["Retry-After"] = "60"
+                await response(scope, receive, _with_headers(send))
+                return
+        await self.app(scope, receive, _with_headers(send))
+
+
+def _with_headers(send: Send) -> Send:
+    """``send``, adding each security header the response does not set itself."""
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            present = {k.lower() for k, _ in headers}
+            message["headers"] = headers + [h for h in _HEADER_BYTES if h[0] not in present]
+        await send(message)
+
+    return sender
+
+
 def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
     app = FastAPI(title="commtest", docs_url=None, redoc_url=None, openapi_url=None)
     limiter = SlidingWindowLimiter(settings.ack_rate_limit_per_minute, clock)
@@ -60,19 +100,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
     def lang_of(request: Request) -> str:
         return pick_language(request.query_params.get("lang"), None, settings.default_language)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path.startswith("/ack"):
-            if not limiter.allow(client_address(request, settings)):
-                response: Response = message(request, lang_of(request), "ratelimited", 429)
-                response.headers["Retry-After"] = "60"
-            else:
-                response = await call_next(request)
-        else:
-            response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
+    app.add_middleware(GuardMiddleware, settings=settings, limiter=limiter, lang_of=lang_of)
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     def healthz() -> JSONResponse:
