@@ -11,7 +11,7 @@ help:
 	@echo "make test   - set up and run the test suite (PostgreSQL too when COMMTEST_TEST_POSTGRES_URL is set)"
 	@echo "make fuzz   - fuzz the playbook and directory readers and the e-mail parsers (about 5 minutes)"
 	@echo "make faults - the fault suite: kill -9 of the leader on two replicas, provider faults, a PostgreSQL"
-	@echo "              restart, DST and clock jumps (about 13 minutes; prints one RESULT line)"
+	@echo "              restart, DST and clock jumps (10 to 14 minutes; prints one RESULT line)"
 	@echo "make bench  - run the benchmarks under bench/"
 
 $(STAMP): pyproject.toml
