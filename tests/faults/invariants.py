@@ -5,7 +5,8 @@
 * nothing claimed that no fake received: a ping the database says was sent, a fake has;
 * every acknowledgement answered 2xx is in the database, final (``acked``), with exactly one ``ping.acked``;
 * ``unknown`` only where a provider call may have been in flight: claimed by a process that then died
-  (or lost the database), at most one batch (``dispatch_workers``) per such process;
+  (or lost the database), at most one batch (``dispatch_workers``) per such process, and never followed
+  by a retry or an escalation of its own;
 * every run completed, every ping settled.
 """
 from __future__ import annotations
@@ -64,7 +65,7 @@ def judge(engine: Engine, received: list[Received], answers: list[Answer], *, di
         conn = s.connection()
         pings = {r.id: r for r in conn.execute(sa.select(
             PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.channel, PT.c.attempt, PT.c.state, PT.c.outcome,
-            PT.c.sent_at, PT.c.acked_at, PT.c.ack_method)).all()}
+            PT.c.sent_at, PT.c.acked_at, PT.c.ack_method, PT.c.escalated_from_id)).all()}
         events = conn.execute(sa.select(ET.c.id, ET.c.kind, ET.c.ping_id, ET.c.actor).where(
             ET.c.ping_id.is_not(None)).order_by(ET.c.id)).all()
         runs = conn.execute(sa.select(RT.c.id, RT.c.status)).all()
@@ -125,6 +126,8 @@ def judge(engine: Engine, received: list[Received], answers: list[Answer], *, di
         claimed_by[p] = _pid(dispatching[-1][1]) if dispatching else None
     v.fail("unknown pings claimed by a process that neither died nor lost its database",
            sorted((p, claimed_by[p]) for p in unknown if claimed_by[p] not in died))
+    v.fail("attempts planned after an unknown one (an unknown attempt is never followed up automatically)",
+           sorted(p for p, row in pings.items() if row.escalated_from_id in set(unknown)))
     per_process = Counter(claimed_by[p] for p in unknown)
     v.fail(f"processes that left more than one batch ({dispatch_workers}) unknown",
            sorted((pid, n) for pid, n in per_process.items() if n > dispatch_workers))

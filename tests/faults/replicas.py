@@ -218,8 +218,15 @@ class Daemons:
             parts.append(f"--- {r.log.name} pid {r.pid} ({'alive' if r.alive else 'ended'})\n{text[-tail:]}")
         return "\n".join(parts)
 
+    def lost_leadership(self) -> set[int]:
+        """Replicas that lost leadership without being killed (a leader check that failed on a
+        loaded database server): what they had claimed may be unknown too."""
+        self.tail()
+        return {r.pid for r in self.started if r.losses}
+
     def problems(self) -> list[str]:
-        """Log lines of every replica that say something went wrong (tracebacks, errors)."""
+        """Log lines of every replica that say something went wrong (tracebacks, errors). A lost
+        leadership is not one: the replica stops dispatching and competes again, as it must."""
         out = []
         for r in self.started:
             try:
@@ -227,6 +234,8 @@ class Daemons:
             except FileNotFoundError:
                 continue
             for line in text.splitlines():
+                if LOST.decode() in line:
+                    continue
                 if "Traceback" in line or " ERROR " in line or " CRITICAL " in line:
                     out.append(f"{r.log.name}: {line}")
         return out

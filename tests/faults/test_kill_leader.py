@@ -99,9 +99,10 @@ def test_kill_9_of_the_leader_at_random_points_never_sends_twice_and_loses_no_an
 
         received = [Received(m.ping_id, "email", "smtp") for m in officers.mails]
         received += [Received(int(e["ping_id"]), str(e["channel"]), "sandbox") for e in daemons.sandbox_sent()]  # type: ignore[call-overload]
-        verdict = judge(engine, received, officers.answers, died={k.pid for k in daemons.kills},
+        lost = daemons.lost_leadership()
+        verdict = judge(engine, received, officers.answers, died={k.pid for k in daemons.kills} | lost,
                         dispatch_workers=WORKERS)
-        figures.add(kills=len(daemons.kills), **{k: v for k, v in verdict.figures.items()})
+        figures.add(kills=len(daemons.kills), leadership_lost=len(lost), **verdict.figures)
         failover = failover_figures(failovers)
         if failovers:
             figures.maximum(failover_s_max=failover["failover_s_max"])
