@@ -4,12 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test test-fast fuzz demo bench lint typecheck clean catalogues
+.PHONY: help venv test test-fast fuzz faults demo bench lint typecheck clean catalogues
 
 help:
 	@echo "make demo   - set up and run a whole communication test on SQLite with sandbox providers"
 	@echo "make test   - set up and run the test suite (PostgreSQL too when COMMTEST_TEST_POSTGRES_URL is set)"
 	@echo "make fuzz   - fuzz the playbook and directory readers and the e-mail parsers (about 5 minutes)"
+	@echo "make faults - the fault suite: kill -9 of the leader on two replicas, provider faults, a PostgreSQL"
+	@echo "              restart, DST and clock jumps (10 to 14 minutes; prints one RESULT line)"
 	@echo "make bench  - run the benchmarks under bench/"
 
 $(STAMP): pyproject.toml
@@ -26,6 +28,11 @@ test: $(STAMP)
 # HYPOTHESIS_PROFILE=quick|fuzz|deep (tests/fuzz/conftest.py); the default fits in about 5 minutes.
 fuzz: $(STAMP)
 	$(PY) -m pytest -q -m fuzz tests/fuzz
+
+# tests/faults (marked faults, left out of make test). PostgreSQL halves need COMMTEST_TEST_POSTGRES_URL;
+# COMMTEST_FAULTS_KILLS (per database, default 52) and COMMTEST_FAULTS_SEED (default 2027) tune it.
+faults: $(STAMP)
+	$(PY) -m pytest -q -m faults tests/faults
 
 demo: $(STAMP)
 	$(VENV)/bin/commtest demo

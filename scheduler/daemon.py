@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from channels.registry import ChannelSet, check_channel_providers
 from commtest.clock import Clock, SystemClock
-from commtest.errors import CommtestError, LeadershipLost
+from commtest.errors import CommtestError, DatabaseError, LeadershipLost
 from commtest.settings import Settings
 from scheduler.engine import RunEngine
 from scheduler.heartbeat import Heartbeat
@@ -97,12 +97,23 @@ class Daemon:
         return 0
 
     def _become_leader(self) -> bool:
-        if self.lock.acquire(wait=False):
-            return True
-        holder = self.lock.describe_holder()
-        if not self.settings.leader_wait:
-            raise CommtestError(f"another commtest daemon is the leader ({holder}); not starting (COMMTEST_LEADER_WAIT=false)")
-        log.warning("another commtest daemon is the leader (%s); waiting as a standby", holder)
+        try:
+            if self.lock.acquire(wait=False):
+                return True
+        except DatabaseError as exc:
+            # The database is away (restarting, failing over): a daemon that just lost
+            # leadership with it must wait for it like a standby, not exit (fault suite:
+            # a PostgreSQL restart that took longer than a leader check ended the daemon).
+            if not self.settings.leader_wait:
+                raise
+            log.warning("cannot reach the database to compete for leadership (%s); waiting as a standby until it "
+                        "is back", exc)
+        else:
+            holder = self.lock.describe_holder()
+            if not self.settings.leader_wait:
+                raise CommtestError(f"another commtest daemon is the leader ({holder}); not starting "
+                                    "(COMMTEST_LEADER_WAIT=false)")
+            log.warning("another commtest daemon is the leader (%s); waiting as a standby", holder)
         while not self.stop_event.is_set():
             if self.lock.acquire(wait=True, timeout=1.0):
                 log.info("became the leader")

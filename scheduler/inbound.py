@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, select
 
 from channels.base import ChannelReport, ReportKind
@@ -125,7 +125,9 @@ def process_source(engine: Engine, clock: Clock, settings: Settings, source: Inb
 
 def serve_inbound(engine: Engine, clock: Clock, settings: Settings, source: InboundSource, stop: threading.Event) -> None:
     """The reader loop for ``commtest daemon``: IDLE where the source offers it, else poll
-    every ``imap_poll_seconds``. Connection errors are logged and retried."""
+    every ``imap_poll_seconds``. Errors of the mailbox and of the database are logged and
+    retried: a message is flagged processed only once it is recorded, so one that could not
+    be recorded is read again (and counted once) when the database is back."""
     while not stop.is_set():
         try:
             process_source(engine, clock, settings, source)
@@ -135,4 +137,10 @@ def serve_inbound(engine: Engine, clock: Clock, settings: Settings, source: Inbo
                 stop.wait(settings.imap_poll_seconds)
         except ChannelError as exc:
             log.warning("mail reader: %s; retrying in %.0fs", exc.message, settings.imap_poll_seconds)
+            stop.wait(settings.imap_poll_seconds)
+        except SQLAlchemyError as exc:
+            # The database is away (a restart, a failover). Before the fault suite, this ended
+            # the reader's thread silently: no reply was read again until the daemon restarted.
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+            log.warning("mail reader: the database failed (%s); retrying in %.0fs", reason, settings.imap_poll_seconds)
             stop.wait(settings.imap_poll_seconds)

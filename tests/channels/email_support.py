@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -152,51 +152,92 @@ def _dovecot_version(binary: str) -> tuple[int, ...]:
     return tuple(int(x) for x in out.split()[0].split(".")[:2])
 
 
-@pytest.fixture(scope="session")
-def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imap]:
-    binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
-    if binary is None:
-        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd; .ci/run does): IMAP tests skipped")
-    if os.geteuid() != 0:
-        pytest.skip("the Dovecot fixture runs Dovecot as root with its own system users: run the tests as root")
-    try:
-        internal = pwd.getpwnam("dovecot")
-        login = pwd.getpwnam("dovenull")
-    except KeyError:
-        pytest.skip("Dovecot's system users (dovecot, dovenull) are missing: reinstall dovecot-core")
-    # Not under pytest's tmp dir: that is 0700, and Dovecot's auth and mail processes run
-    # as its own users, who must reach the passwd file and the Maildir.
-    root = Path(tempfile.mkdtemp(prefix="commtest-dovecot-"))
-    root.chmod(0o755)
-    (root / "mail").mkdir()
-    os.chown(root / "mail", internal.pw_uid, internal.pw_gid)
-    (root / "passwd").write_text("officer:{PLAIN}fictional-secret::::::\n")
-    port = free_port()
-    # 2.4 renamed the switch that allows passwords over an unencrypted loopback connection.
-    plaintext = "auth_allow_cleartext = yes" if _dovecot_version(binary) >= (2, 4) else "disable_plaintext_auth = no"
-    conf = root / "dovecot.conf"
-    conf.write_text(_CONF.format(root=root, port=port, internal=internal.pw_name, internal_gid=internal.pw_gid,
-                                 login=login.pw_name, plaintext=plaintext))
-    proc = subprocess.Popen([binary, "-F", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while True:
+class DovecotServer:
+    """A Dovecot of its own (IMAP only, plaintext on loopback) that a test may stop and start
+    again on the same port and mail folder, as a mail server restart would."""
+
+    def __init__(self, binary: str, root: Path, port: int) -> None:
+        self.binary = binary
+        self.root = root
+        self.port = port
+        self.conf = root / "dovecot.conf"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def create(cls) -> DovecotServer:
+        """Skips the test (with the reason) where Dovecot cannot run."""
+        binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
+        if binary is None:
+            pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd; .ci/run does): IMAP tests skipped")
+        if os.geteuid() != 0:
+            pytest.skip("the Dovecot fixture runs Dovecot as root with its own system users: run the tests as root")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                log = (root / "dovecot.log").read_text() if (root / "dovecot.log").exists() else ""
-                pytest.fail(f"Dovecot did not start:\n{out}\n{log}")
-            time.sleep(0.05)
-    try:
-        yield Imap("127.0.0.1", port, "officer", "fictional-secret")
-    finally:
+            internal = pwd.getpwnam("dovecot")
+            login = pwd.getpwnam("dovenull")
+        except KeyError:
+            pytest.skip("Dovecot's system users (dovecot, dovenull) are missing: reinstall dovecot-core")
+        # Not under pytest's tmp dir: that is 0700, and Dovecot's auth and mail processes run
+        # as its own users, who must reach the passwd file and the Maildir.
+        root = Path(tempfile.mkdtemp(prefix="commtest-dovecot-"))
+        root.chmod(0o755)
+        (root / "mail").mkdir()
+        os.chown(root / "mail", internal.pw_uid, internal.pw_gid)
+        (root / "passwd").write_text("officer:{PLAIN}fictional-secret::::::\n")
+        server = cls(binary, root, free_port())
+        # 2.4 renamed the switch that allows passwords over an unencrypted loopback connection.
+        plaintext = "auth_allow_cleartext = yes" if _dovecot_version(binary) >= (2, 4) else "disable_plaintext_auth = no"
+        server.conf.write_text(_CONF.format(root=root, port=server.port, internal=internal.pw_name,
+                                            internal_gid=internal.pw_gid, login=login.pw_name, plaintext=plaintext))
+        return server
+
+    def imap(self) -> Imap:
+        return Imap("127.0.0.1", self.port, "officer", "fictional-secret")
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.binary, "-F", "-c", str(self.conf)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    out = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+                    log = (self.root / "dovecot.log").read_text() if (self.root / "dovecot.log").exists() else ""
+                    pytest.fail(f"Dovecot did not start:\n{out}\n{log}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
         proc.terminate()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
+
+    def kick(self, user: str = "officer") -> bool:
+        """Cut every IMAP connection of ``user`` (``doveadm kick``), the server staying up.
+        True when one was cut (doveadm exits 68 when ``user`` had none)."""
+        done = subprocess.run(["doveadm", "-c", str(self.conf), "kick", user], capture_output=True, timeout=10)
+        if done.returncode not in (0, 68):
+            raise AssertionError(f"doveadm kick failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
+        return done.returncode == 0
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imap]:
+    server = DovecotServer.create()
+    server.start()
+    try:
+        yield server.imap()
+    finally:
+        server.remove()

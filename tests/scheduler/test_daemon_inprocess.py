@@ -17,7 +17,7 @@ from channels.registry import ChannelSet
 from channels.sandbox import Rule, SandboxChannel, SandboxRecord, SandboxScript
 from commtest.clock import FrozenClock
 from commtest.db import session_scope
-from commtest.errors import CommtestError, UnknownChannelKind
+from commtest.errors import CommtestError, DatabaseError, UnknownChannelKind
 from commtest.models import Ping
 from commtest.settings import Settings, load_settings
 from scheduler.daemon import Daemon
@@ -206,6 +206,42 @@ def test_losing_the_lock_stops_dispatching_at_once_and_goes_back_to_standby(harn
     assert daemon.is_leader.is_set()
     assert harness.lock.acquired == 2
     assert len(email.calls) + len(voice.calls) == 8
+    assert harness.stop() == 0
+
+
+class DatabaseAway(FakeLock):
+    """The database went away with the leader's lock (a PostgreSQL restart): competing again
+    fails to connect until it is back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    def acquire(self, *, wait: bool, timeout: float | None = None) -> bool:
+        if not self.free.is_set() and not wait:
+            self.refused += 1  # what PostgresAdvisoryLock raises when it cannot connect
+            raise DatabaseError("cannot connect to PostgreSQL for the leader lock: connection refused")
+        return super().acquire(wait=wait, timeout=timeout)
+
+
+def test_a_leader_whose_database_went_away_waits_for_it_and_leads_again_instead_of_exiting(
+        harness: Harness) -> None:
+    # Found by the fault suite (tests/faults/test_postgres_restart.py): PostgreSQL down for longer
+    # than the daemon took to notice made ``commtest daemon`` exit with "cannot connect".
+    harness.lock = DatabaseAway()
+    email, voice = Provider("email"), Provider("voice")
+    first = harness.start_run()
+    daemon = harness.start({"email": email, "voice": voice, "sms": sandbox("sms", harness.clock)})
+    wait_until(lambda: {p.state for p in harness.pings(first)} == {"sent"}, "the first run to be sent")
+    harness.lock.lose()
+    wait_until(lambda: harness.lock.refused == 1, "the daemon to compete again while the database is away")
+    time.sleep(0.2)
+    assert harness.thread is not None and harness.thread.is_alive(), "the daemon exited instead of waiting"
+    assert not daemon.is_leader.is_set()
+    second = harness.start_run()
+    harness.lock.free.set()  # the database is back
+    wait_until(lambda: {p.state for p in harness.pings(second)} == {"sent"}, "the second run to be sent")
+    assert daemon.is_leader.is_set() and harness.lock.acquired == 2
     assert harness.stop() == 0
 
 
