@@ -54,6 +54,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        # Enough pooled connections for the web app's thread pool and the dispatch workers:
+        # a connection opened and closed per request costs more than the request (PRAGMAs, WAL).
+        if path is not None:
+            kwargs.setdefault("pool_size", 40)
+            kwargs.setdefault("max_overflow", 40)
         engine = sa.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -62,6 +67,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 20)
     return sa.create_engine(url, **kwargs)
 
 

@@ -24,6 +24,7 @@ Formatting, one style everywhere:
 """
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from collections.abc import Sequence
@@ -153,6 +154,7 @@ class Texts:
         return {"_": self, "gettext": self, "ngettext": self.n, "pgettext": self.p}
 
 
+@functools.lru_cache(maxsize=64)
 def _locale(language: str) -> Locale:
     # English readers here are European: day-month-year and a 24-hour clock (never US style).
     tag = "en_GB" if language.split("-")[0] == "en" else language.replace("-", "_")

@@ -16,6 +16,8 @@ from commtest.i18n import DOMAIN_LANGUAGES, LANGUAGE_NAMES, N_, Texts
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 TEMPLATES.env.autoescape = True
+# The templates ship with the package: no stat() of every template on every page.
+TEMPLATES.env.auto_reload = False
 LANGUAGES = DOMAIN_LANGUAGES["officer"]
 
 # key -> (title, text): the status pages an officer may meet.
