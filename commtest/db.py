@@ -56,7 +56,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         # Enough pooled connections for the web app's thread pool and the dispatch workers:
         # a connection opened and closed per request costs more than the request (PRAGMAs, WAL).
-        if path is not None:
+        # A caller that chose its own pool class (NullPool, StaticPool) takes no pool sizes.
+        if path is not None and "poolclass" not in kwargs:
             kwargs.setdefault("pool_size", 40)
             kwargs.setdefault("max_overflow", 40)
         engine = sa.create_engine(
@@ -67,8 +68,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 20)
-    kwargs.setdefault("max_overflow", 20)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 20)
     return sa.create_engine(url, **kwargs)
 
 
