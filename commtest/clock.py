@@ -17,6 +17,12 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def wait(self, event: threading.Event, seconds: float, *, max_real: float) -> None:
+        """Block until ``event`` is set or ``seconds`` of this clock's time have passed, and
+        never longer than ``max_real`` real seconds (so the caller notices a stop or a clock
+        that was set): the leader's timers sleep until the next instant with it."""
+        ...
+
 
 class SystemClock:
     """Wall-clock time in UTC."""
@@ -26,6 +32,9 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
+
+    def wait(self, event: threading.Event, seconds: float, *, max_real: float) -> None:
+        event.wait(max(0.0, min(seconds, max_real)))
 
 
 class FrozenClock:
@@ -51,6 +60,10 @@ class FrozenClock:
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
 
+    def wait(self, event: threading.Event, seconds: float, *, max_real: float) -> None:
+        # Frozen time passes only when a test moves it: look again soon.
+        event.wait(max(0.0, min(max_real, 0.02)) if seconds > 0 else 0)
+
 
 class ScaledClock:
     """Time that runs ``factor`` times faster than the wall clock, from ``start``.
@@ -69,6 +82,9 @@ class ScaledClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds) / self.factor)
+
+    def wait(self, event: threading.Event, seconds: float, *, max_real: float) -> None:
+        event.wait(max(0.0, min(seconds / self.factor, max_real)))
 
 
 def monotonic() -> float:

@@ -150,17 +150,19 @@ def record_event(
         channel=channel,
         outcome=outcome,
         response_ms=response_ms,
-        data={k: _jsonable(v) for k, v in data.items()},
+        data={k: jsonable(v) for k, v in data.items()},
     )
     session.add(event)
     return event
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as the event's JSON ``data`` holds it (instants as ISO 8601 text)."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
+

@@ -265,6 +265,10 @@ class Ping(SQLModel, table=True):
         # The invariant: never twice for the same (run, contact point, channel, attempt).
         sa.UniqueConstraint("run_id", "contact_point_id", "channel", "attempt", name="uq_ping_once"),
         sa.Index("ix_ping_run_state", "run_id", "state"),
+        # The leader's timers: the next deadline of an attempt waiting for its answer, the next
+        # attempt due to be sent (a scan of the whole table every tick, before these).
+        sa.Index("ix_ping_state_deadline", "state", "deadline_at"),
+        sa.Index("ix_ping_state_due", "state", "due_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -505,6 +509,11 @@ class LeaderHeartbeat(SQLModel, table=True):
     ticks: int = Field(default=0)
     tick_lateness_ms: int = Field(default=0)  # the latest tick
     tick_lateness_max_ms: int = Field(default=0)  # the worst since the previous beat
+    # Deadline decisions: committed how long after the deadline (the latest, the worst since the
+    # previous beat), and how many decisions lost a race and were run again since the leader started.
+    decision_lateness_ms: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    decision_lateness_max_ms: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    decision_retries: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class InboundMessage(SQLModel, table=True):

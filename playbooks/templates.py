@@ -230,6 +230,7 @@ def describe_render_error(exc: BaseException) -> str:
     return f"template cannot be rendered: {type(exc).__name__}: {exc}"
 
 
+@functools.lru_cache(maxsize=64)
 def _babel_locale(language: str) -> Locale:
     try:
         return Locale.parse(language.replace("-", "_"))
@@ -245,6 +246,13 @@ def format_deadline(deadline_at: datetime, zone: str, language: str) -> str:
 
     Examples: ``14 apr 2026, 10:15 CEST`` (nl), ``Apr 14, 2026, 10:15 AM CEST`` (en).
     """
+    # The text shows whole minutes, and offsets change on whole hours: one formatting per minute,
+    # zone and language serves every attempt of a wave (Babel's formatting is the costly part).
+    return _format_minute(deadline_at.replace(second=0, microsecond=0), zone, language)
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_minute(deadline_at: datetime, zone: str, language: str) -> str:
     tz = ZoneInfo(zone)
     locale = _babel_locale(language)
     local = deadline_at.astimezone(tz)

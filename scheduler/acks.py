@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from channels.email.message import TOKEN_RE
 from commtest.clock import Clock
-from commtest.db import read_session, run_write
+from commtest.db import run_write
 from commtest.models import ContactPoint, Organisation, Ping, TestRun
 from commtest.settings import Settings
 from scheduler import records

@@ -1,7 +1,10 @@
-"""The daemon: wait to be leader, then let APScheduler drive the engine's timers.
+"""The daemon: wait to be leader, then drive the engine.
 
-Schedules live in our own tables; APScheduler 3.x only fires in-memory interval jobs in
-the leader (a shared job store would run jobs twice and its thread can die silently).
+Two timers (scheduler.timers) send attempts when they are due and judge deadlines when they
+pass, to the millisecond; APScheduler 3.x fires the rest as in-memory interval jobs in the
+leader: the tick (runs to start, provider reports, runs to close, the timers' refresh),
+housekeeping, the leader check (a shared job store would run jobs twice and its thread can
+die silently). Schedules live in our own tables.
 Losing the leader lock stops dispatching at once: the tick raises ``LeadershipLost``,
 the jobs are shut down, and the process goes back to standby.
 """
@@ -28,6 +31,7 @@ from scheduler.engine import RunEngine
 from scheduler.heartbeat import Heartbeat
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.planning import announce_due, mark_fired, plan_schedules
+from scheduler.timers import LeaderTimers
 
 log = logging.getLogger(__name__)
 # A tick still running when the next is due is skipped on purpose (max_instances=1);
@@ -72,6 +76,7 @@ class Daemon:
         self._lost = threading.Event()
         self.runs: RunEngine | None = None
         self.heartbeat: Heartbeat | None = None
+        self.timers: LeaderTimers | None = None
         self.is_leader = threading.Event()
 
     # ---------------------------------------------------------------- lifecycle
@@ -126,6 +131,13 @@ class Daemon:
         self.heartbeat = Heartbeat(self.engine, self.clock, holder=self.runs.actor, tick_seconds=self.settings.tick_seconds,
                                    every_seconds=self.settings.heartbeat_seconds)
         self.runs.recover()
+        runs = self.runs
+        self.timers = LeaderTimers(self.engine, self.clock, dispatch=lambda _now: runs.dispatch_due(),
+                                   deadlines=runs.judge_deadlines, idle_wait=self.settings.tick_seconds,
+                                   on_lost=self._lost.set)
+        runs.on_planned = self.timers.dispatch.add
+        runs.on_sent = self.timers.deadlines.add
+        timers_stop = threading.Event()
         sched = BackgroundScheduler(
             executors={"default": APThreadPool(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -141,13 +153,17 @@ class Daemon:
         for job in self.extra_jobs:
             sched.add_job(self._guard(job.func, job.name), job.trigger, id=job.name, **job.trigger_args)
         self.is_leader.set()
+        self.timers.start(timers_stop)
         sched.start()
-        log.info("leading: ticking every %ss", self.settings.tick_seconds)
+        log.info("leading: ticking every %ss; timers wake for attempts and deadlines when due", self.settings.tick_seconds)
         try:
             while not self.stop_event.is_set() and not self._lost.is_set():
                 self.stop_event.wait(0.2)
         finally:
-            # wait=True: a clean stop lets the running tick finish its provider calls.
+            # A clean stop lets the batch in flight finish its provider calls (runs.stopping keeps
+            # a new one from starting), and the running tick too (wait=True).
+            timers_stop.set()
+            self.timers.join()
             sched.shutdown(wait=True)
             # Channels handed in by the caller are theirs, and serve the next leadership too:
             # closing them here emptied the set, so a re-elected daemon sent elsewhere.
@@ -172,9 +188,11 @@ class Daemon:
         if runs is None or self._lost.is_set() or self.stop_event.is_set():
             return
         if self.heartbeat is not None:
-            self.heartbeat.tick()
+            self.heartbeat.tick(runs.decision_lateness())
         try:
-            runs.tick()
+            runs.tick(timers=True)
+            if self.timers is not None:
+                self.timers.refresh()
         except LeadershipLost:
             self._lost.set()
         except Exception:

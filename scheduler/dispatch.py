@@ -12,20 +12,39 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from channels.base import SPOKEN_KINDS, AlternativeText, OutgoingPing
 from commtest import events as ev
-from commtest.models import ContactPoint, FieldOfWork, Organisation, Outcome, Ping, PingState, RunStatus, TestRun
+from commtest.models import (
+    ContactPoint,
+    Event,
+    FieldOfWork,
+    Organisation,
+    Outcome,
+    Ping,
+    PingState,
+    RunStatus,
+    TestRun,
+)
 from commtest.settings import Settings
 from playbooks.schema import PlaybookSpec
-from playbooks.templates import RenderedMessage
+from playbooks.templates import RenderedMessage, template_language
 from scheduler import records
+from scheduler.bulk import row_value, update_each
 from scheduler.messages import render_ping
 from scheduler.specs import spec_for_revision
 
 log = logging.getLogger(__name__)
+
+PT = Ping.__table__  # type: ignore[attr-defined]
+RT = TestRun.__table__  # type: ignore[attr-defined]
+ET = Event.__table__  # type: ignore[attr-defined]
+_CLAIM_COLUMNS = (PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.organisation_code, PT.c.channel, PT.c.provider,
+                  PT.c.address, PT.c.language, PT.c.step, PT.c.attempt)
 
 
 @dataclass
@@ -33,23 +52,27 @@ class Claimed:
     ping_id: int
     outgoing: OutgoingPing
     ack_deadline_s: float
+    provider: str = ""  # the provider the attempt was planned for (the event names it)
 
 
-def claim_due(s: Session, now: datetime, batch: int, settings: Settings, actor: str) -> list[Claimed]:
-    """Mark up to ``batch`` due pings ``dispatching`` and render their messages. The caller
-    commits (durably) before any provider is called: that is what makes a ping go at most once."""
-    out: list[Claimed] = []
-    pings = s.exec(
-        select(Ping)
-        .join(TestRun, col(TestRun.id) == col(Ping.run_id))
-        .where(Ping.state == PingState.pending.value, col(Ping.due_at) <= now,
-               TestRun.status == RunStatus.running.value)
-        .order_by(col(Ping.due_at), col(Ping.id))
-        .limit(batch)
-        .with_for_update(skip_locked=True, of=Ping)  # type: ignore[arg-type]
-    ).all()
+@dataclass
+class Prepared:
+    """Attempts due, their messages rendered, not claimed yet; and those that could not be prepared."""
+
+    ready: list[Claimed]
+    failed: list[tuple[int, Exception]]
+
+
+def prepare_due(s: Session, now: datetime, batch: int, settings: Settings) -> Prepared:
+    """Read up to ``batch`` due attempts and render their messages, in a read transaction: the
+    rendering (the costly part) never holds the write lock. ``claim`` then takes them."""
+    conn = s.connection()
+    pings = conn.execute(
+        sa.select(*_CLAIM_COLUMNS).join(RT, RT.c.id == PT.c.run_id)
+        .where(PT.c.state == PingState.pending.value, PT.c.due_at <= now, RT.c.status == RunStatus.running.value)
+        .order_by(PT.c.due_at, PT.c.id).limit(batch)).all()
     if not pings:
-        return out
+        return Prepared([], [])
     # One query for the contact points, organisations and fields of the whole batch.
     who = {
         cp.id: (cp, org, fld)
@@ -62,28 +85,59 @@ def claim_due(s: Session, now: datetime, batch: int, settings: Settings, actor: 
     }
     runs = {r.id: r for r in s.exec(select(TestRun).where(col(TestRun.id).in_({p.run_id for p in pings}))).all()}
     senders: dict[str, str] = {}
+    out = Prepared([], [])
     for ping in pings:
         try:
-            claimed = _prepare(s, ping, runs[ping.run_id], who[ping.contact_point_id], now, settings, senders)
+            out.ready.append(_prepare(s, ping, runs[ping.run_id], who[ping.contact_point_id], now, settings, senders))
         except Exception as exc:  # noqa: BLE001 - a poison pill fails its own attempt only
-            _template_failed(s, ping, now, actor, exc)
-            continue
-        values = {"state": PingState.dispatching.value, "dispatching_at": now,
-                  "token_hash": records.token_hash(claimed.outgoing.token),
-                  "token_expires_at": now + max(settings.ack_token_ttl, _deadline(claimed)),
-                  "ack_code": claimed.outgoing.ack_code}
-        if not records.update_ping(s, ping, (PingState.pending.value,), **values):
-            continue  # taken by another writer (cancelled by an answer meanwhile)
-        records.ping_event(s, ping, ev.PING_DISPATCHING, now, actor, provider=ping.provider)
-        out.append(claimed)
+            out.failed.append((ping.id, exc))
     return out
+
+
+def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, actor: str) -> list[Claimed]:
+    """Mark the prepared attempts still ``pending`` as ``dispatching`` with their tokens, and
+    fail those that could not be prepared. The caller commits (durably) before any provider is
+    called: that is what makes an attempt go at most once.
+
+    A handful of statements whatever the batch: one conditional UPDATE (``WHERE state =
+    'pending'``) for all (scheduler.bulk), one INSERT of their events."""
+    for ping_id, exc in prepared.failed:
+        _template_failed(s, ping_id, now, actor, exc)
+    ready = prepared.ready
+    if not ready:
+        return []
+    conn = s.connection()
+    hashes = {c.ping_id: records.token_hash(c.outgoing.token) for c in ready}
+    claimed_ids = update_each(
+        conn, PT, [{"id": c.ping_id, "th": hashes[c.ping_id], "exp": now + max(settings.ack_token_ttl, _deadline(c)),
+                    "code": c.outgoing.ack_code} for c in ready],
+        only_if=PT.c.state == PingState.pending.value,
+        values={"state": PingState.dispatching.value, "dispatching_at": now, "token_hash": row_value("th"),
+                "token_expires_at": row_value("exp"), "ack_code": row_value("code")},
+        per_row={"th": PT.c.token_hash.type, "exp": PT.c.token_expires_at.type, "code": PT.c.ack_code.type})
+    if claimed_ids is None:  # some were taken meanwhile: ours are those holding our token
+        claimed_ids = {row.id for row in conn.execute(sa.select(PT.c.id, PT.c.token_hash).where(
+            PT.c.id.in_(hashes), PT.c.state == PingState.dispatching.value)) if hashes[row.id] == row.token_hash}
+    # An attempt cancelled meanwhile (its contact point answered another) is simply not claimed.
+    out = [c for c in ready if c.ping_id in claimed_ids]
+    if out:
+        conn.execute(ET.insert(), [
+            {"at": now, "actor": actor, "kind": ev.PING_DISPATCHING, "run_id": c.outgoing.run_id, "ping_id": c.ping_id,
+             "organisation_code": c.outgoing.organisation_code, "channel": c.outgoing.channel, "outcome": None,
+             "response_ms": None, "data": {"provider": c.provider}} for c in out])
+    return out
+
+
+def claim_due(s: Session, now: datetime, batch: int, settings: Settings, actor: str) -> list[Claimed]:
+    """``prepare_due`` and ``claim`` in the caller's one write transaction (tests, simple callers)."""
+    return claim(s, prepare_due(s, now, batch, settings), now, settings, actor)
 
 
 def _deadline(claimed: Claimed) -> timedelta:
     return timedelta(seconds=claimed.ack_deadline_s)
 
 
-def _prepare(s: Session, ping: Ping, run: TestRun, who: tuple[ContactPoint, Organisation, FieldOfWork],
+def _prepare(s: Session, ping: Any, run: TestRun, who: tuple[ContactPoint, Organisation, FieldOfWork],
              now: datetime, settings: Settings, senders: dict[str, str]) -> Claimed:
     spec: PlaybookSpec = spec_for_revision(s, run.revision_id)
     step = spec.step(ping.step)
@@ -104,18 +158,18 @@ def _prepare(s: Session, ping: Ping, run: TestRun, who: tuple[ContactPoint, Orga
     msg = render(ping.language)
     alternatives: tuple[AlternativeText, ...] = ()
     if ping.channel in SPOKEN_KINDS:
-        alternatives = _alternatives(render, msg.language, (*(cp.languages or ()), *(org.languages or ()),
-                                                            spec.default_language))
+        alternatives = _alternatives(render, lambda lang: template_language(spec, step.template, lang), msg.language,
+                                     (*(cp.languages or ()), *(org.languages or ()), spec.default_language))
     return Claimed(ping.id or 0, OutgoingPing(
         ping_id=ping.id or 0, run_id=ping.run_id, channel=ping.channel, address=ping.address,
         language=msg.language, subject=msg.subject, body=msg.body, html=msg.html, ack_url=ack_url,
         ack_code=code, token=token, deadline_at=deadline, organisation_code=ping.organisation_code,
         contact_name=cp.name, attempt=ping.attempt, country=org.country, alternatives=alternatives,
         invite_address=_invite_address(s, ping),
-    ), step.ack_deadline.total_seconds())
+    ), step.ack_deadline.total_seconds(), ping.provider)
 
 
-def _invite_address(s: Session, ping: Ping) -> str | None:
+def _invite_address(s: Session, ping: Any) -> str | None:
     """Where a video ping's invitation goes: the contact point's best e-mail endpoint
     (a video bridge hosts the room but delivers no message)."""
     if ping.channel != "video":
@@ -126,13 +180,16 @@ def _invite_address(s: Session, ping: Ping) -> str | None:
     return endpoints[0].address if endpoints else None
 
 
-def _alternatives(render: Callable[[str], RenderedMessage], first: str,
+def _alternatives(render: Callable[[str], RenderedMessage], used: Callable[[str], str], first: str,
                   languages: tuple[str, ...]) -> tuple[AlternativeText, ...]:
     """The message in each further language the template has, in the contact's order: a voice
-    provider that cannot speak the first one (Luxembourgish) speaks the next it can."""
+    provider that cannot speak the first one (Luxembourgish) speaks the next it can. A language
+    that falls back to one already rendered is not rendered again."""
     out: list[AlternativeText] = []
     seen = {first}
     for language in languages:
+        if used(language) in seen:
+            continue
         try:
             msg = render(language)
         except Exception:  # noqa: BLE001 - an alternative that fails is simply not offered
@@ -143,8 +200,11 @@ def _alternatives(render: Callable[[str], RenderedMessage], first: str,
     return tuple(out)
 
 
-def _template_failed(s: Session, ping: Ping, now: datetime, actor: str, exc: Exception) -> None:
+def _template_failed(s: Session, ping_id: int, now: datetime, actor: str, exc: Exception) -> None:
+    ping = s.get(Ping, ping_id)
+    assert ping is not None
     message = f"the message could not be prepared for this contact point: {type(exc).__name__}: {exc}"
     log.error("run=%s ping=%s step=%s: %s", ping.run_id, ping.id, ping.step, message)
     records.settle(s, ping, Outcome.template_error, now, actor, state=PingState.failed,
                    from_states=(PingState.pending.value,), reason=message)
+    s.flush()  # its events before the batch's: the log keeps the order things happened in

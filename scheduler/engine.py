@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
+import sqlalchemy as sa
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from channels.base import ChannelReport, SendResult
+from channels.base import ChannelReport
 from channels.registry import ChannelSet, is_simulated
 from commtest import events as ev
 from commtest.clock import Clock
@@ -34,7 +35,7 @@ from commtest.errors import ChannelError, CommtestError, ConfigError, Leadership
 from commtest.facts import RunFacts, facts_of_run, write_run_facts
 from commtest.masking import mask_address
 from commtest.models import (
-    EndpointStatus,
+    Event,
     Outcome,
     Ping,
     PingState,
@@ -43,11 +44,12 @@ from commtest.models import (
     TestRun,
 )
 from commtest.settings import Settings
-from playbooks.schema import PlaybookSpec
+from playbooks.schema import PlaybookSpec, StepSpec
 from scheduler import records
-from scheduler.dispatch import Claimed, claim_due
-from scheduler.followup import follow_up
-from scheduler.planner import initial_plan
+from scheduler.dispatch import Claimed, claim, prepare_due
+from scheduler.send_results import Sent, record_sends
+from scheduler.silence import ENDED_COLUMNS, Ended, follow_up_many
+from scheduler.planner import PlannedPing, Target, initial_plan
 from scheduler.reconcile import reconcile_dispatching
 from scheduler.reports_in import apply_report, apply_reports
 from scheduler.specs import spec_for_revision
@@ -57,6 +59,13 @@ log = logging.getLogger(__name__)
 
 # Time one tick may spend starting dispatch batches before it judges deadlines.
 DISPATCH_BUDGET = timedelta(seconds=1)
+# Deadline decisions per write transaction: short enough that an acknowledgement never waits long
+# behind one, big enough that thousands of deadlines in the same second cost a few statements.
+EXPIRY_BATCH = 500
+_NO_ACK = "no acknowledgement before the deadline"
+_NO_RECORD = "no coordinator recorded an answer before the deadline"
+PT = Ping.__table__  # type: ignore[attr-defined]
+ET = Event.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -96,6 +105,15 @@ class RunEngine:
         self._pool = ThreadPoolExecutor(max_workers=settings.dispatch_workers, thread_name_prefix="dispatch")
         # Set on a clean stop: the batch in flight finishes, no new batch starts.
         self.stopping = threading.Event()
+        # Told when attempts are planned or sent, with when they are due or expire: the leader's
+        # timers (scheduler.timers) wake at those instants instead of polling.
+        self.on_planned: Callable[[list[datetime]], None] | None = None
+        self.on_sent: Callable[[list[datetime]], None] | None = None
+        # Deadline decisions: how late the latest was committed, the worst since last asked, and
+        # how many transactions lost a race and ran again (the heartbeat reports them).
+        self.decision_lateness_ms = 0
+        self._late_max_ms = 0
+        self.decision_retries = 0
 
     def close(self, *, close_channels: bool = True) -> None:
         self._pool.shutdown(wait=True)  # a clean stop finishes the provider calls in flight
@@ -174,36 +192,51 @@ class RunEngine:
             s.add(run)
             ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_STARTED, run_id=run.id, started_by=run.started_by)
             planned, gaps = initial_plan(s, spec)
-            # Attempts counted here instead of queried per ping: the run has no pings yet.
-            attempts: dict[tuple[int, str], int] = {}
-            pending: list[tuple[Ping, str, str]] = []
-            for p in planned:
-                key = (p.target.contact_point_id, p.step.channel)
-                attempts[key] = attempts.get(key, 0) + 1
-                ping = Ping(
-                    run_id=run.id or 0, contact_point_id=p.target.contact_point_id, endpoint_id=p.endpoint_id,
-                    organisation_code=p.target.organisation_code, channel=p.step.channel,
-                    provider=self.channels.providers(p.step.channel)[0], address=p.address,
-                    language=p.target.language, step=p.step.id, attempt=attempts[key], step_attempt=1,
-                    state=PingState.pending.value, due_at=now + p.step.start_after,
-                )
-                pending.append((ping, p.target.contact_point_code, p.target.field_code))
-            s.add_all([ping for ping, _, _ in pending])
-            s.flush()  # one batched INSERT for all pings
-            for ping, cp_code, field_code in pending:
-                ev.record_event(s, at=now, actor=self.actor, kind=ev.PING_PLANNED, run_id=run.id, ping_id=ping.id,
-                                organisation_code=ping.organisation_code, channel=ping.channel,
-                                contact_point_id=ping.contact_point_id, step=ping.step, attempt=ping.attempt,
-                                step_attempt=1, endpoint_id=ping.endpoint_id,
-                                address=mask_address(ping.address), due_at=ping.due_at,
-                                contact_point=cp_code, field=field_code)
-            for target, step, reason in gaps:
-                ev.record_event(s, at=now, actor=self.actor, kind=ev.RUN_GAP, run_id=run.id,
-                                organisation_code=target.organisation_code if target else None, channel=step.channel,
-                                contact_point=target.contact_point_code if target else None,
-                                field=target.field_code if target else None, step=step.id, reason=reason)
+            due = self._insert_planned(s, run, planned, gaps, now)
             log.info("run=%s started: %d pings planned, %d gaps", run.id, len(planned), len(gaps))
-            return len(planned)
+        if due and self.on_planned is not None:
+            self.on_planned(due)
+        return len(planned)
+
+    def _insert_planned(self, s: Session, run: TestRun, planned: list[PlannedPing],
+                        gaps: list[tuple[Target | None, StepSpec, str]], now: datetime) -> list[datetime]:
+        """The first attempts of a run and their events, in two INSERTs (thousands of attempts
+        are planned in a fraction of a second); returns when they are due."""
+        s.flush()
+        conn = s.connection()
+        attempts: dict[tuple[int, str], int] = {}  # the run has no attempts yet: counted here
+        rows: list[dict[str, object]] = []
+        for p in planned:
+            key = (p.target.contact_point_id, p.step.channel)
+            attempts[key] = attempts.get(key, 0) + 1
+            rows.append({
+                "run_id": run.id, "contact_point_id": p.target.contact_point_id, "endpoint_id": p.endpoint_id,
+                "organisation_code": p.target.organisation_code, "channel": p.step.channel,
+                "provider": self.channels.providers(p.step.channel)[0], "address": p.address,
+                "language": p.target.language, "step": p.step.id, "attempt": attempts[key], "step_attempt": 1,
+                "state": PingState.pending.value, "due_at": now + p.step.start_after, "ack_suspicious": False,
+                "simulated": False})
+        ids = conn.execute(PT.insert().returning(PT.c.id, sort_by_parameter_order=True), rows).scalars().all() \
+            if rows else []
+        events = [
+            {"at": now, "actor": self.actor, "kind": ev.PING_PLANNED, "run_id": run.id, "ping_id": ping_id,
+             "organisation_code": r["organisation_code"], "channel": r["channel"], "outcome": None,
+             "response_ms": None, "data": ev.jsonable({
+                 "contact_point_id": r["contact_point_id"], "step": r["step"], "attempt": r["attempt"],
+                 "step_attempt": 1, "endpoint_id": r["endpoint_id"], "address": mask_address(str(r["address"])),
+                 "due_at": r["due_at"], "contact_point": p.target.contact_point_code,
+                 "field": p.target.field_code})}
+            for ping_id, r, p in zip(ids, rows, planned, strict=True)]
+        events.extend(
+            {"at": now, "actor": self.actor, "kind": ev.RUN_GAP, "run_id": run.id, "ping_id": None,
+             "organisation_code": target.organisation_code if target else None, "channel": step.channel,
+             "outcome": None, "response_ms": None, "data": ev.jsonable({
+                 "contact_point": target.contact_point_code if target else None,
+                 "field": target.field_code if target else None, "step": step.id, "reason": reason})}
+            for target, step, reason in gaps)
+        if events:
+            conn.execute(ET.insert(), events)
+        return sorted({r["due_at"] for r in rows})  # type: ignore[type-var]
 
     def missing_kinds(self, spec: PlaybookSpec) -> list[str]:
         """The channel kinds ``spec`` uses (escalation steps included) that have no provider."""
@@ -275,16 +308,20 @@ class RunEngine:
         return n
 
     # ------------------------------------------------------------------ the loop
-    def tick(self) -> TickStats:
+    def tick(self, *, timers: bool = False) -> TickStats:
+        """One pass over everything due. With ``timers`` the leader's timers (scheduler.timers)
+        send attempts and judge deadlines the moment they are due, and the tick does the rest."""
         stats = TickStats()
         now = self.clock.now()
         stats.started, stats.missed = self.start_due_runs(now)
-        stats.dispatched = self.dispatch_due(budget=DISPATCH_BUDGET)
+        if not timers:
+            stats.dispatched = self.dispatch_due(budget=DISPATCH_BUDGET)
         # Reports are read up to ``seen`` and deadlines judged at the same instant, so an
         # answer that arrived just before its deadline is never mistaken for silence.
         seen = self.clock.now()
         stats.reports = self.poll_channels(seen)
-        stats.expired = self.expire_due(seen)
+        if not timers:
+            stats.expired = self.expire_due(seen)
         stats.completed = self.complete_finished(self.clock.now())
         # A run that ended takes its video room with it (nothing is read while no room is open).
         close_rooms_of_ended_runs(self.engine, self.channels)
@@ -364,7 +401,13 @@ class RunEngine:
 
     def _claim(self, batch: int) -> list[Claimed]:
         # durable: the ``dispatching`` mark must survive a power cut, or a ping could go twice.
-        return run_write(self.engine, lambda s: claim_due(s, self.clock.now(), batch, self.settings, self.actor),
+        # The messages are rendered in a read transaction, so the write lock is held only for the
+        # claim itself; an attempt taken meanwhile (cancelled by an answer) is simply not claimed.
+        with read_session(self.engine) as s:
+            prepared = prepare_due(s, self.clock.now(), batch, self.settings)
+        if not prepared.ready and not prepared.failed:
+            return []
+        return run_write(self.engine, lambda s: claim(s, prepared, self.clock.now(), self.settings, self.actor),
                          durable=True)
 
     def _send_one(self, claimed: Claimed) -> Sent | ChannelError:
@@ -391,62 +434,21 @@ class RunEngine:
             log.warning("ping %s: provider %s failed (%s); trying %s", claimed.ping_id, name, last.message, names[i + 1])
         return last or ChannelError(f"no {kind} provider", permanent=False)
 
+    def judge_deadlines(self, _due: datetime | None = None) -> int:
+        """The deadline timer's work: read what the providers reported, then judge every
+        deadline passed by now (so an answer that came just before its deadline counts)."""
+        self._ensure_leader()
+        seen = self.clock.now()
+        self.poll_channels(seen)
+        return self.expire_due(seen)
+
     def _record_sends(self, claimed: list[Claimed], results: list[Sent | ChannelError]) -> None:
-        def work(s: Session) -> None:
-            now = self.clock.now()
-            loaded = {p.id: p for p in s.exec(select(Ping).where(col(Ping.id).in_([c.ping_id for c in claimed]))).all()}
-            run_status = dict(s.exec(select(TestRun.id, TestRun.status).where(
-                col(TestRun.id).in_({p.run_id for p in loaded.values()}))).all())
-            for c, result in zip(claimed, results, strict=True):
-                ping = loaded[c.ping_id]
-                if isinstance(result, Sent):
-                    self._sent(s, ping, c, result, now, run_status.get(ping.run_id, ""))
-                else:
-                    self._fail(s, ping, result, now)
-
-        run_write(self.engine, work)
-
-    def _sent(self, s: Session, ping: Ping, c: Claimed, sent: Sent, now: datetime, run_status: str) -> None:
-        facts = {"sent_at": ping.sent_at or now, "provider_ref": ping.provider_ref or sent.result.provider_ref,
-                 "deadline_at": ping.deadline_at or now + timedelta(seconds=c.ack_deadline_s),
-                 "provider": sent.provider[:32], "simulated": ping.simulated or sent.simulated}
-        event = dict(provider=sent.provider, provider_ref=sent.result.provider_ref, deadline_at=facts["deadline_at"],
-                     simulated=facts["simulated"])
-        if records.update_ping(s, ping, (PingState.dispatching.value,), state=PingState.sent.value, **facts):
-            records.ping_event(s, ping, ev.PING_SENT, now, self.actor, **event)
-            records.log_change(ping, "sent", now)
-            if sent.result.delivered:
-                records.mark_delivered(s, ping, now, self.actor)
-            if run_status == RunStatus.aborted.value:  # aborted while the provider call ran
-                records.settle(s, ping, Outcome.aborted, now, self.actor, state=PingState.expired,
-                               from_states=records.AWAITING_ACK, reason="run aborted before an answer came")
-        elif ping.sent_at is None:
-            # Answered (link, reply) while the provider call was still returning: the
-            # acknowledgement stands; only the send facts are added.
-            records.update_ping(s, ping, (ping.state,), **facts)
-            records.ping_event(s, ping, ev.PING_SENT, now, self.actor, **event)
-
-    def _fail(self, s: Session, ping: Ping, error: ChannelError, now: datetime) -> None:
-        reason = records.mask_reason(error.message)
-        if getattr(error, "simulated", False) and not ping.simulated:
-            # A sandbox or a fake refused it: the attempt is simulated, and the directory untouched.
-            records.update_ping(s, ping, (PingState.dispatching.value,), simulated=True)
-        if error.permanent:
-            outcome = Outcome.bounced if error.code == "bounced" else (
-                Outcome.blocked if error.code == "blocked" else Outcome.invalid_endpoint)
-            if records.settle(s, ping, outcome, now, self.actor, state=PingState.failed,
-                              from_states=(PingState.dispatching.value,), reason=reason):
-                status = EndpointStatus.invalid if error.code == "invalid-number" else EndpointStatus.suspect
-                records.flag_endpoint(s, ping, status, now, self.actor, reason)
-                follow_up(s, ping, now, self.settings, self.actor)
-        elif error.ambiguous:
-            # The provider may have taken it: like a crash mid-call, never resent automatically.
-            if records.settle(s, ping, Outcome.unknown, now, self.actor, state=PingState.unknown,
-                              from_states=(PingState.dispatching.value,), reason=reason):
-                records.ping_event(s, ping, ev.PING_UNKNOWN, now, self.actor, reason=reason)
-        elif records.settle(s, ping, Outcome.provider_failure, now, self.actor, state=PingState.failed,
-                            from_states=(PingState.dispatching.value,), reason=reason):
-            follow_up(s, ping, now, self.settings, self.actor)
+        recorded = run_write(self.engine, lambda s: record_sends(s, claimed, results, self.clock.now(), self.settings,
+                                                                 self.actor))
+        if recorded.deadlines and self.on_sent is not None:
+            self.on_sent(recorded.deadlines)
+        if recorded.due and self.on_planned is not None:
+            self.on_planned(recorded.due)
 
     # ------------------------------------------------------------------ reports
     def poll_channels(self, now: datetime | None = None) -> int:
@@ -468,29 +470,59 @@ class RunEngine:
 
     # ------------------------------------------------------------------ deadlines
     def expire_due(self, now: datetime) -> int:
-        """Settle every attempt whose deadline passed unanswered, each in its own short
-        transaction, from the state it was read in: an answer committed meanwhile wins."""
-        with read_session(self.engine) as s:
-            due = s.exec(select(Ping.id).where(col(Ping.state).in_(records.AWAITING_ACK), col(Ping.deadline_at) <= now)
-                         .order_by(col(Ping.deadline_at), col(Ping.id))).all()
-        n = 0
-        for ping_id in due:
-            n += run_write(self.engine, lambda s, pid=ping_id: self._expire_one(s, pid, now))
-        return n
+        """Settle every attempt whose deadline passed by ``now`` unanswered, and follow each
+        up, in short set-based batches: one conditional UPDATE per batch (an answer committed
+        meanwhile wins), one INSERT of their events, the follow-up of the whole batch
+        (scheduler.silence). A batch that loses a race is run again and counted."""
+        total = 0
+        while True:
+            batch = run_write(self.engine, lambda s: self._expire_batch(s, now), on_retry=self._lost_race)
+            total += batch
+            if batch < EXPIRY_BATCH:
+                return total
 
-    def _expire_one(self, s: Session, ping_id: int | None, now: datetime) -> int:
-        ping = s.get(Ping, ping_id)
-        if ping is None or ping.state not in records.AWAITING_ACK:
+    def _lost_race(self, exc: BaseException) -> None:
+        self.decision_retries += 1
+
+    def decision_lateness(self) -> tuple[int, int, int]:
+        """(latest, worst since last asked, retries so far) of the deadline decisions, in ms."""
+        worst, self._late_max_ms = self._late_max_ms, 0
+        return self.decision_lateness_ms, worst, self.decision_retries
+
+    def _expire_batch(self, s: Session, due_by: datetime) -> int:
+        conn = s.connection()
+        # Stamped once this transaction holds the write lock: the lateness it records is the real one.
+        decided = self.clock.now()
+        due = (sa.select(PT.c.id).where(PT.c.state.in_(records.AWAITING_ACK), PT.c.deadline_at <= due_by)
+               .order_by(PT.c.deadline_at, PT.c.id).limit(EXPIRY_BATCH))
+        if conn.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)  # an answer being recorded holds its ping: it wins
+        manual = PT.c.channel == "manual"
+        rows = conn.execute(
+            PT.update().where(PT.c.id.in_(due.scalar_subquery()), PT.c.state.in_(records.AWAITING_ACK))
+            .values(state=PingState.expired.value, settled_at=decided,
+                    outcome=sa.case((manual, Outcome.no_record.value), else_=Outcome.delivered_no_ack.value),
+                    error=sa.case((manual, _NO_RECORD), else_=_NO_ACK))
+            .returning(*ENDED_COLUMNS, PT.c.address, PT.c.attempt, PT.c.deadline_at, PT.c.sent_at, PT.c.due_at)
+        ).all()
+        if not rows:
             return 0
-        if ping.channel == "manual":
-            outcome, reason = Outcome.no_record, "no coordinator recorded an answer before the deadline"
-        else:
-            outcome, reason = Outcome.delivered_no_ack, "no acknowledgement before the deadline"
-        if not records.settle(s, ping, outcome, now, self.actor, state=PingState.expired,
-                              from_states=records.AWAITING_ACK, reason=reason):
-            return 0
-        follow_up(s, ping, now, self.settings, self.actor)
-        return 1
+        rows = sorted(rows, key=lambda r: (r.deadline_at, r.id))
+        conn.execute(ET.insert(), [
+            {"at": decided, "actor": self.actor, "kind": ev.PING_SETTLED, "run_id": r.run_id, "ping_id": r.id,
+             "organisation_code": r.organisation_code, "channel": r.channel, "outcome": r.outcome,
+             "response_ms": None, "data": {"reason": _NO_RECORD if r.channel == "manual" else _NO_ACK,
+                                           "method": None}}
+            for r in rows])
+        for r in rows:
+            records.log_change(r, r.outcome, decided)
+            lateness = (decided - r.deadline_at).total_seconds()
+            self.decision_lateness_ms = max(0, int(lateness * 1000))
+            self._late_max_ms = max(self._late_max_ms, self.decision_lateness_ms)
+        followed = follow_up_many(conn, [Ended.of(r) for r in rows], decided, self.settings, self.actor)
+        if followed.due and self.on_planned is not None:
+            self.on_planned(followed.due)
+        return len(rows)
 
     # ------------------------------------------------------------------ completion
     def complete_finished(self, now: datetime) -> int:
@@ -552,15 +584,6 @@ def unready_playbooks(engine: Engine, channels: ChannelSet) -> list[str]:
             if missing:
                 problems.append(refusal(spec, missing))
     return problems
-
-
-@dataclass(frozen=True)
-class Sent:
-    """A provider accepted the attempt: which one, and whether it plays the far side."""
-
-    result: SendResult
-    provider: str
-    simulated: bool
 
 
 def refusal(spec: PlaybookSpec, kinds: list[str]) -> str:

@@ -30,10 +30,17 @@ class Heartbeat:
         self._ticks = 0
         self._late_ms = 0
         self._late_max_ms = 0
+        self._decision_ms = 0
+        self._decision_max_ms = 0
+        self._decision_retries = 0
 
-    def tick(self) -> None:
-        """Call at the start of each tick; writes the row when a period has passed. Never raises."""
+    def tick(self, decisions: tuple[int, int, int] = (0, 0, 0)) -> None:
+        """Call at the start of each tick, with the deadline decisions' lateness (latest, worst
+        since the previous tick, retries; ms); writes the row when a period has passed. Never raises."""
         now = self.clock.now()
+        self._decision_ms = decisions[0]
+        self._decision_max_ms = max(self._decision_max_ms, decisions[1])
+        self._decision_retries = decisions[2]
         if self._last_tick is not None:
             late = (now - self._last_tick).total_seconds() - self.tick_seconds
             self._late_ms = max(0, int(late * 1000))
@@ -46,7 +53,8 @@ class Heartbeat:
     def beat(self, now: datetime | None = None) -> None:
         now = now or self.clock.now()
         values = dict(holder=self.holder, beat_at=now, ticks=self._ticks, tick_lateness_ms=self._late_ms,
-                      tick_lateness_max_ms=self._late_max_ms)
+                      tick_lateness_max_ms=self._late_max_ms, decision_lateness_ms=self._decision_ms,
+                      decision_lateness_max_ms=self._decision_max_ms, decision_retries=self._decision_retries)
 
         def work(s: Session) -> None:
             row = s.get(LeaderHeartbeat, 1)
@@ -61,5 +69,6 @@ class Heartbeat:
             run_write(self.engine, work)
             self._last_beat = now
             self._late_max_ms = 0
+            self._decision_max_ms = 0
         except Exception:  # the heartbeat is for monitoring: it must never stop a tick
             log.warning("could not record the leader heartbeat", exc_info=True)

@@ -42,8 +42,9 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def log_change(ping: Ping, outcome: str, at: datetime) -> None:
-    """One line per ping state change (CONVENTIONS.md rule 9), address masked."""
+def log_change(ping: Ping | Any, outcome: str, at: datetime) -> None:
+    """One line per ping state change (CONVENTIONS.md rule 9), address masked. ``ping`` is
+    the ORM object or a row with its columns (the batched paths)."""
     start = ping.sent_at or ping.due_at
     elapsed = f"{(at - start).total_seconds():.1f}s" if start else "-"
     log.info(
@@ -177,7 +178,7 @@ def _event_row(row: Any, kind: str, at: datetime, actor: str, *, outcome: str | 
                response_ms: int | None = None, **data: Any) -> dict[str, Any]:
     return {"at": at, "actor": actor, "kind": kind, "run_id": row.run_id, "ping_id": row.id,
             "organisation_code": row.organisation_code, "channel": row.channel, "outcome": outcome,
-            "response_ms": response_ms, "data": {k: ev._jsonable(v) for k, v in data.items()}}
+            "response_ms": response_ms, "data": {k: ev.jsonable(v) for k, v in data.items()}}
 
 
 def acknowledge(

@@ -22,7 +22,7 @@ from commtest.db import run_write
 from commtest.models import EndpointStatus, Outcome, PingState
 from commtest.settings import Settings
 from scheduler import records
-from scheduler.followup import follow_up
+from scheduler.silence import follow_up
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+import sqlalchemy as sa
 from ruamel.yaml import YAML
 from sqlmodel import Session
 
@@ -38,6 +39,25 @@ def spec_for_revision(session: Session, revision_id: int) -> PlaybookSpec:
     if rev is None:
         raise NotFoundError(f"playbook revision {revision_id} not found")
     spec = parse_revision_text(rev.content_hash, rev.source_text)
+    with _lock:
+        _by_revision[key] = spec
+    return spec
+
+
+_RT = PlaybookRevision.__table__  # type: ignore[attr-defined]
+
+
+def spec_for_revision_id(conn: sa.Connection, revision_id: int) -> PlaybookSpec:
+    """``spec_for_revision`` on a Core connection (the batched hot paths)."""
+    key = (str(conn.engine.url), revision_id)
+    with _lock:
+        cached = _by_revision.get(key)
+    if cached is not None:
+        return cached
+    row = conn.execute(sa.select(_RT.c.content_hash, _RT.c.source_text).where(_RT.c.id == revision_id)).first()
+    if row is None:
+        raise NotFoundError(f"playbook revision {revision_id} not found")
+    spec = parse_revision_text(row.content_hash, row.source_text)
     with _lock:
         _by_revision[key] = spec
     return spec
