@@ -12,10 +12,11 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from channels.base import SPOKEN_KINDS, AlternativeText, OutgoingPing
 from commtest import events as ev
@@ -36,15 +37,23 @@ from playbooks.templates import RenderedMessage, template_language
 from scheduler import records
 from scheduler.bulk import row_value, update_each
 from scheduler.messages import render_ping
-from scheduler.specs import spec_for_revision
+from scheduler.planner import usable_endpoints_of
+from scheduler.specs import spec_for_revision_id
 
 log = logging.getLogger(__name__)
 
 PT = Ping.__table__  # type: ignore[attr-defined]
 RT = TestRun.__table__  # type: ignore[attr-defined]
 ET = Event.__table__  # type: ignore[attr-defined]
+CP = ContactPoint.__table__  # type: ignore[attr-defined]
+ORG = Organisation.__table__  # type: ignore[attr-defined]
+FW = FieldOfWork.__table__  # type: ignore[attr-defined]
 _CLAIM_COLUMNS = (PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.organisation_code, PT.c.channel, PT.c.provider,
                   PT.c.address, PT.c.language, PT.c.step, PT.c.attempt)
+_WHO_COLUMNS = (CP.c.name.label("cp_name"), CP.c.languages.label("cp_languages"), CP.c.timezone.label("cp_timezone"),
+                ORG.c.code.label("org_code"), ORG.c.name.label("org_name"), ORG.c.timezone.label("org_timezone"),
+                ORG.c.languages.label("org_languages"), ORG.c.country.label("org_country"),
+                FW.c.code.label("field_code"))
 
 
 @dataclass
@@ -63,35 +72,46 @@ class Prepared:
     failed: list[tuple[int, Exception]]
 
 
-def prepare_due(s: Session, now: datetime, batch: int, settings: Settings) -> Prepared:
-    """Read up to ``batch`` due attempts and render their messages, in a read transaction: the
-    rendering (the costly part) never holds the write lock. ``claim`` then takes them."""
-    conn = s.connection()
-    pings = conn.execute(
-        sa.select(*_CLAIM_COLUMNS).join(RT, RT.c.id == PT.c.run_id)
+def prepare_due(conn: sa.Connection, now: datetime, batch: int, settings: Settings) -> Prepared:
+    """Read up to ``batch`` due attempts and render their messages, outside any write transaction:
+    the rendering (the costly part) never holds the write lock. ``claim`` then takes them.
+
+    Two queries whatever the batch: the attempts with whom they go to, and their runs."""
+    rows = conn.execute(
+        sa.select(*_CLAIM_COLUMNS, *_WHO_COLUMNS)
+        .join(RT, RT.c.id == PT.c.run_id)
+        .join(CP, CP.c.id == PT.c.contact_point_id).join(ORG, ORG.c.id == CP.c.organisation_id)
+        .join(FW, FW.c.id == CP.c.field_id)
         .where(PT.c.state == PingState.pending.value, PT.c.due_at <= now, RT.c.status == RunStatus.running.value)
         .order_by(PT.c.due_at, PT.c.id).limit(batch)).all()
-    if not pings:
+    if not rows:
         return Prepared([], [])
-    # One query for the contact points, organisations and fields of the whole batch.
-    who = {
-        cp.id: (cp, org, fld)
-        for cp, org, fld in s.exec(
-            select(ContactPoint, Organisation, FieldOfWork)
-            .join(Organisation, col(Organisation.id) == col(ContactPoint.organisation_id))
-            .join(FieldOfWork, col(FieldOfWork.id) == col(ContactPoint.field_id))
-            .where(col(ContactPoint.id).in_({p.contact_point_id for p in pings}))
-        ).all()
-    }
-    runs = {r.id: r for r in s.exec(select(TestRun).where(col(TestRun.id).in_({p.run_id for p in pings}))).all()}
+    runs = {r.id: r for r in conn.execute(sa.select(RT.c.id, RT.c.revision_id, RT.c.announced, RT.c.fire_at)
+                                          .where(RT.c.id.in_({r.run_id for r in rows})))}
     senders: dict[str, str] = {}
     out = Prepared([], [])
-    for ping in pings:
+    for row in rows:
         try:
-            out.ready.append(_prepare(s, ping, runs[ping.run_id], who[ping.contact_point_id], now, settings, senders))
+            out.ready.append(_prepare(conn, row, runs[row.run_id], _Who.of(row), now, settings, senders))
         except Exception as exc:  # noqa: BLE001 - a poison pill fails its own attempt only
-            out.failed.append((ping.id, exc))
+            out.failed.append((row.id, exc))
     return out
+
+
+@dataclass(frozen=True)
+class _Who:
+    """Whom an attempt goes to: its contact point, organisation and field of work."""
+
+    cp: Any
+    org: Any
+    fld: Any
+
+    @classmethod
+    def of(cls, row: Any) -> _Who:
+        return cls(SimpleNamespace(name=row.cp_name, languages=row.cp_languages, timezone=row.cp_timezone),
+                   SimpleNamespace(code=row.org_code, name=row.org_name, timezone=row.org_timezone,
+                                   languages=row.org_languages, country=row.org_country),
+                   SimpleNamespace(code=row.field_code))
 
 
 def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, actor: str) -> list[Claimed]:
@@ -121,7 +141,7 @@ def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, act
     # An attempt cancelled meanwhile (its contact point answered another) is simply not claimed.
     out = [c for c in ready if c.ping_id in claimed_ids]
     if out:
-        conn.execute(ET.insert(), [
+        conn.execute(ET.insert().returning(ET.c.id), [  # RETURNING: one multi-row INSERT, not one per row
             {"at": now, "actor": actor, "kind": ev.PING_DISPATCHING, "run_id": c.outgoing.run_id, "ping_id": c.ping_id,
              "organisation_code": c.outgoing.organisation_code, "channel": c.outgoing.channel, "outcome": None,
              "response_ms": None, "data": {"provider": c.provider}} for c in out])
@@ -130,24 +150,24 @@ def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, act
 
 def claim_due(s: Session, now: datetime, batch: int, settings: Settings, actor: str) -> list[Claimed]:
     """``prepare_due`` and ``claim`` in the caller's one write transaction (tests, simple callers)."""
-    return claim(s, prepare_due(s, now, batch, settings), now, settings, actor)
+    return claim(s, prepare_due(s.connection(), now, batch, settings), now, settings, actor)
 
 
 def _deadline(claimed: Claimed) -> timedelta:
     return timedelta(seconds=claimed.ack_deadline_s)
 
 
-def _prepare(s: Session, ping: Any, run: TestRun, who: tuple[ContactPoint, Organisation, FieldOfWork],
-             now: datetime, settings: Settings, senders: dict[str, str]) -> Claimed:
-    spec: PlaybookSpec = spec_for_revision(s, run.revision_id)
+def _prepare(conn: sa.Connection, ping: Any, run: Any, who: _Who, now: datetime, settings: Settings,
+             senders: dict[str, str]) -> Claimed:
+    spec: PlaybookSpec = spec_for_revision_id(conn, run.revision_id)
     step = spec.step(ping.step)
-    cp, org, fld = who
+    cp, org, fld = who.cp, who.org, who.fld
     token = secrets.token_urlsafe(32)
     code = f"{secrets.randbelow(10**6):06d}"
     deadline = now + step.ack_deadline
     ack_url = f"{settings.public_base_url.rstrip('/')}/ack/{token}"
     if spec.owner not in senders:
-        senders[spec.owner] = s.exec(select(Organisation.name).where(Organisation.code == spec.owner)).first() or spec.owner
+        senders[spec.owner] = conn.execute(sa.select(ORG.c.name).where(ORG.c.code == spec.owner)).scalar() or spec.owner
     def render(language: str) -> RenderedMessage:
         return render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
                            organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
@@ -165,18 +185,16 @@ def _prepare(s: Session, ping: Any, run: TestRun, who: tuple[ContactPoint, Organ
         language=msg.language, subject=msg.subject, body=msg.body, html=msg.html, ack_url=ack_url,
         ack_code=code, token=token, deadline_at=deadline, organisation_code=ping.organisation_code,
         contact_name=cp.name, attempt=ping.attempt, country=org.country, alternatives=alternatives,
-        invite_address=_invite_address(s, ping),
+        invite_address=_invite_address(conn, ping),
     ), step.ack_deadline.total_seconds(), ping.provider)
 
 
-def _invite_address(s: Session, ping: Any) -> str | None:
+def _invite_address(conn: sa.Connection, ping: Any) -> str | None:
     """Where a video ping's invitation goes: the contact point's best e-mail endpoint
     (a video bridge hosts the room but delivers no message)."""
     if ping.channel != "video":
         return None
-    from scheduler.planner import usable_endpoints
-
-    endpoints = usable_endpoints(s, ping.contact_point_id, "email")
+    endpoints = usable_endpoints_of(conn, {ping.contact_point_id}).get((ping.contact_point_id, "email"), [])
     return endpoints[0].address if endpoints else None
 
 

@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
@@ -103,6 +103,7 @@ class RunEngine:
         self.actor = actor or default_actor()
         self.leader_check = leader_check
         self._pool = ThreadPoolExecutor(max_workers=settings.dispatch_workers, thread_name_prefix="dispatch")
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-sends")
         # Set on a clean stop: the batch in flight finishes, no new batch starts.
         self.stopping = threading.Event()
         # Told when attempts are planned or sent, with when they are due or expire: the leader's
@@ -117,6 +118,7 @@ class RunEngine:
 
     def close(self, *, close_channels: bool = True) -> None:
         self._pool.shutdown(wait=True)  # a clean stop finishes the provider calls in flight
+        self._recorder.shutdown(wait=True)
         if close_channels:  # False when the caller owns the channel set and uses it again
             self.channels.close()
 
@@ -384,27 +386,37 @@ class RunEngine:
         pings does not hold back the deadline decisions of the same tick."""
         total = 0
         started = self.clock.now()
-        while total < limit and not self.stopping.is_set():
-            if budget is not None and total and self.clock.now() - started >= budget:
-                break
-            self._ensure_leader()
-            claimed = self._claim(min(self.settings.dispatch_workers, limit - total))
-            if not claimed:
-                break
-            # Leadership may have gone while claiming: then nothing is sent. The claimed
-            # attempts stay ``dispatching`` and the next leader marks them unknown (never twice).
-            self._ensure_leader()
-            results = list(self._pool.map(self._send_one, claimed))
-            self._record_sends(claimed, results)
-            total += len(claimed)
+        recording: Future[None] | None = None
+        try:
+            while total < limit and not self.stopping.is_set():
+                if budget is not None and total and self.clock.now() - started >= budget:
+                    break
+                self._ensure_leader()
+                claimed = self._claim(min(self.settings.dispatch_workers, limit - total))
+                if not claimed:
+                    break
+                # Leadership may have gone while claiming: then nothing is sent. The claimed
+                # attempts stay ``dispatching`` and the next leader marks them unknown (never twice).
+                self._ensure_leader()
+                results = list(self._pool.map(self._send_one, claimed))
+                # The batch is recorded while the next one is prepared and claimed (its commit
+                # waits for the disk; the rendering of the next does not need to): one batch at a
+                # time, in order.
+                if recording is not None:
+                    recording.result()
+                recording = self._recorder.submit(self._record_sends, claimed, results)
+                total += len(claimed)
+        finally:
+            if recording is not None:
+                recording.result()  # a clean stop: the batch sent is recorded before we return
         return total
 
     def _claim(self, batch: int) -> list[Claimed]:
         # durable: the ``dispatching`` mark must survive a power cut, or a ping could go twice.
         # The messages are rendered in a read transaction, so the write lock is held only for the
         # claim itself; an attempt taken meanwhile (cancelled by an answer) is simply not claimed.
-        with read_session(self.engine) as s:
-            prepared = prepare_due(s, self.clock.now(), batch, self.settings)
+        with self.engine.connect() as conn:
+            prepared = prepare_due(conn, self.clock.now(), batch, self.settings)
         if not prepared.ready and not prepared.failed:
             return []
         return run_write(self.engine, lambda s: claim(s, prepared, self.clock.now(), self.settings, self.actor),

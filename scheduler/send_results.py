@@ -119,7 +119,7 @@ def _record_accepted(conn: sa.Connection, batch: list[tuple[Claimed, Sent]], now
             .returning(PT.c.id)).scalars())
         events.extend(_event(now, actor, ev.PING_DELIVERED, c.outgoing, status="delivered")
                       for c, _ in batch if c.ping_id in marked)
-    conn.execute(ET.insert(), events)
+    conn.execute(ET.insert().returning(ET.c.id), events)  # RETURNING: one multi-row INSERT, not one per row
     return done
 
 
