@@ -137,6 +137,7 @@ class Daemon:
                                    on_lost=self._lost.set)
         runs.on_planned = self.timers.dispatch.add
         runs.on_sent = self.timers.deadlines.add
+        runs.next_deadline = self.timers.deadlines.peek
         timers_stop = threading.Event()
         sched = BackgroundScheduler(
             executors={"default": APThreadPool(4)},

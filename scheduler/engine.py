@@ -29,7 +29,7 @@ from sqlmodel import Session, col, select
 from channels.base import ChannelReport
 from channels.registry import ChannelSet, is_simulated
 from commtest import events as ev
-from commtest.clock import Clock
+from commtest.clock import Clock, monotonic
 from commtest.db import read_session, run_write, session_scope
 from commtest.errors import ChannelError, CommtestError, ConfigError, LeadershipLost, NotFoundError
 from commtest.facts import RunFacts, facts_of_run, write_run_facts
@@ -62,6 +62,10 @@ DISPATCH_BUDGET = timedelta(seconds=1)
 # Deadline decisions per write transaction: short enough that an acknowledgement never waits long
 # behind one, big enough that thousands of deadlines in the same second cost a few statements.
 EXPIRY_BATCH = 500
+# Longest the dispatcher waits for deadline decisions before it goes on anyway, and how far
+# ahead it looks for a deadline about to pass (longer than one claim or record holds the lock).
+GIVE_WAY_S = 1.0
+GIVE_WAY_AHEAD = timedelta(milliseconds=30)
 _NO_ACK = "no acknowledgement before the deadline"
 _NO_RECORD = "no coordinator recorded an answer before the deadline"
 PT = Ping.__table__  # type: ignore[attr-defined]
@@ -104,6 +108,12 @@ class RunEngine:
         self.leader_check = leader_check
         self._pool = ThreadPoolExecutor(max_workers=settings.dispatch_workers, thread_name_prefix="dispatch")
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-sends")
+        self._no_decision = threading.Event()  # clear while deadlines are being decided
+        self._no_decision.set()
+        self._decided = threading.Event()  # set each time a round of decisions ends
+        self._decider: threading.Thread | None = None
+        # The earliest deadline the leader's timer waits for (scheduler.timers), if it runs.
+        self.next_deadline: Callable[[], datetime | None] | None = None
         # Set on a clean stop: the batch in flight finishes, no new batch starts.
         self.stopping = threading.Event()
         # Told when attempts are planned or sent, with when they are due or expire: the leader's
@@ -392,6 +402,7 @@ class RunEngine:
                 if budget is not None and total and self.clock.now() - started >= budget:
                     break
                 self._ensure_leader()
+                self._give_way()
                 claimed = self._claim(min(self.settings.dispatch_workers, limit - total))
                 if not claimed:
                     break
@@ -419,6 +430,7 @@ class RunEngine:
             prepared = prepare_due(conn, self.clock.now(), batch, self.settings)
         if not prepared.ready and not prepared.failed:
             return []
+        self._give_way()
         return run_write(self.engine, lambda s: claim(s, prepared, self.clock.now(), self.settings, self.actor),
                          durable=True)
 
@@ -448,13 +460,43 @@ class RunEngine:
 
     def judge_deadlines(self, _due: datetime | None = None) -> int:
         """The deadline timer's work: read what the providers reported, then judge every
-        deadline passed by now (so an answer that came just before its deadline counts)."""
+        deadline passed by now (so an answer that came just before its deadline counts).
+
+        While it runs, the dispatcher pauses between its steps (``_give_way``): a wave of
+        sends must not make a deadline late (they share the write lock and the interpreter)."""
         self._ensure_leader()
-        seen = self.clock.now()
-        self.poll_channels(seen)
-        return self.expire_due(seen)
+        self._decider = threading.current_thread()
+        self._no_decision.clear()
+        try:
+            seen = self.clock.now()
+            self.poll_channels(seen)
+            return self.expire_due(seen)
+        finally:
+            self._no_decision.set()
+            self._decided.set()
+
+    def _deciding(self) -> bool:
+        """Whether this thread is the one deciding deadlines (it never waits for itself)."""
+        return not self._no_decision.is_set() and threading.current_thread() is self._decider
+
+    def _give_way(self) -> None:
+        """Let deadline decisions go first: those in progress, and those due before the next
+        step of sending would be over (a claim or a record holds the write lock for a few ms,
+        and a decision waiting for it would be late by as much). A late send only moves its
+        own deadline; a late decision misjudges a centre. Never more than ``GIVE_WAY_S``:
+        sending must not starve either."""
+        give_up = monotonic() + GIVE_WAY_S
+        while monotonic() < give_up:
+            if not self._no_decision.wait(max(0.0, give_up - monotonic())):
+                return
+            head = self.next_deadline() if self.next_deadline is not None else None
+            if head is None or head > self.clock.now() + GIVE_WAY_AHEAD:
+                return
+            self._decided.wait(0.005)  # the deadline timer is about to wake: wait for its decision
+            self._decided.clear()
 
     def _record_sends(self, claimed: list[Claimed], results: list[Sent | ChannelError]) -> None:
+        self._give_way()
         recorded = run_write(self.engine, lambda s: record_sends(s, claimed, results, self.clock.now(), self.settings,
                                                                  self.actor))
         if recorded.deadlines and self.on_sent is not None:
@@ -473,7 +515,8 @@ class RunEngine:
         return len(reports)
 
     def apply_reports(self, reports: list[ChannelReport], actor: str | None = None) -> list[records.AckResult | None]:
-        return apply_reports(self.engine, self.settings, self.clock, reports, actor or self.actor)
+        return apply_reports(self.engine, self.settings, self.clock, reports, actor or self.actor,
+                             give_way=None if self._deciding() else self._give_way)
 
     def apply_report_in(self, s: Session, report: ChannelReport, actor: str) -> records.AckResult | None:
         """Apply one report inside the caller's (durable) transaction: for the mail reader,

@@ -9,9 +9,10 @@ retries it when it loses a race with another writer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -19,12 +20,15 @@ from channels.base import ChannelReport
 from commtest import events as ev
 from commtest.clock import Clock
 from commtest.db import run_write
-from commtest.models import EndpointStatus, Outcome, PingState
+from commtest.models import EndpointStatus, Event, Outcome, Ping, PingState
 from commtest.settings import Settings
 from scheduler import records
+from scheduler.bulk import row_value, update_each
 from scheduler.silence import follow_up
 
 log = logging.getLogger(__name__)
+PT = Ping.__table__  # type: ignore[attr-defined]
+ET = Event.__table__  # type: ignore[attr-defined]
 
 # Reports that end an attempt without an answer: (outcome, state, endpoint status to set).
 _ENDINGS: dict[str, tuple[Outcome, PingState, EndpointStatus | None]] = {
@@ -77,16 +81,73 @@ def apply_report(s: Session, report: ChannelReport, settings: Settings, actor: s
     return None
 
 
+# Reports applied per write transaction: the write lock is never held long, even when a wave of
+# delivery reports comes in (one per attempt sent).
+REPORT_CHUNK = 200
+_DELIVERY = ("delivered", "ringing")
+
+
 def apply_reports(engine: Engine, settings: Settings, clock: Clock, reports: Sequence[ChannelReport],
-                  actor: str) -> list[records.AckResult | None]:
-    """Apply reports in time order in one durable transaction (retried on a lost race)."""
+                  actor: str, *, give_way: Callable[[], None] | None = None) -> list[records.AckResult | None]:
+    """Apply reports in time order, in short durable transactions (each retried on a lost race).
+
+    Delivery reports (delivered, ringing) — one per attempt sent, the bulk of them — are applied
+    together, one UPDATE and one INSERT per chunk; every other report (answers, voicemail,
+    bounces...) one by one, with its follow-up. A delivery report is batched only when no other
+    report of its ping is in the same chunk, so each ping's reports keep their order.
+    ``give_way`` runs between chunks (the deadline decisions go first)."""
     ordered = sorted(reports, key=lambda r: r.at)
+    results: list[records.AckResult | None] = []
+    for start in range(0, len(ordered), REPORT_CHUNK):
+        chunk = ordered[start:start + REPORT_CHUNK]
+        if give_way is not None and start:
+            give_way()
 
-    def work(s: Session) -> list[records.AckResult | None]:
-        now = clock.now()
-        return [apply_report(s, r, settings, actor, now) for r in ordered]
+        def work(s: Session, chunk: list[ChannelReport] = chunk) -> list[records.AckResult | None]:
+            now = clock.now()
+            batched = _apply_deliveries(s, chunk, actor)
+            return [None if i in batched else apply_report(s, r, settings, actor, now) for i, r in enumerate(chunk)]
 
-    return run_write(engine, work, durable=True)
+        results.extend(run_write(engine, work, durable=True))
+    return results
+
+
+def _apply_deliveries(s: Session, chunk: list[ChannelReport], actor: str) -> set[int]:
+    """Apply the delivery reports of ``chunk`` that can go together; returns their positions."""
+    per_ping: dict[object, int] = {}
+    for r in chunk:
+        key = r.ping_id if r.ping_id is not None else r.provider_ref
+        per_ping[key] = per_ping.get(key, 0) + 1
+    alone = [(i, r) for i, r in enumerate(chunk) if r.kind in _DELIVERY and r.ping_id is not None
+             and per_ping[r.ping_id] == 1]
+    if len(alone) < 2:
+        return set()  # nothing to gain: the general path
+    conn = s.connection()
+    rows = conn.execute(sa.select(PT.c.id, PT.c.run_id, PT.c.organisation_code, PT.c.channel, PT.c.delivered_at)
+                        .where(PT.c.id.in_({r.ping_id for _, r in alone}))).all()
+    known = {row.id: row for row in rows}
+    todo = [(i, r) for i, r in alone if r.ping_id in known and known[r.ping_id].delivered_at is None]
+    handled = {i for i, r in alone if r.ping_id not in known or known[r.ping_id].delivered_at is not None}
+    for r in (r for i, r in alone if r.ping_id not in known):
+        log.warning("report %s for an unknown ping (ref %s) ignored", r.kind, r.provider_ref)
+    if not todo:
+        return handled
+    done = update_each(
+        conn, PT, [{"id": r.ping_id, "at": r.at} for _, r in todo], only_if=PT.c.delivered_at.is_(None),
+        values={"delivered_at": row_value("at"),
+                "state": sa.case((PT.c.state == PingState.sent.value, PingState.delivered.value), else_=PT.c.state)},
+        per_row={"at": PT.c.delivered_at.type})
+    if done is None:  # some were marked meanwhile: ours carry our instants
+        at_of = {r.ping_id: r.at for _, r in todo}
+        done = {row.id for row in conn.execute(sa.select(PT.c.id, PT.c.delivered_at).where(
+            PT.c.id.in_(at_of))) if row.delivered_at == at_of[row.id]}
+    events = [{"at": r.at, "actor": actor, "kind": ev.PING_DELIVERED, "run_id": known[r.ping_id].run_id,
+               "ping_id": r.ping_id, "organisation_code": known[r.ping_id].organisation_code,
+               "channel": known[r.ping_id].channel, "outcome": None, "response_ms": None,
+               "data": {"status": r.kind}} for _, r in todo if r.ping_id in done]
+    if events:
+        conn.execute(ET.insert().returning(ET.c.id), events)  # RETURNING: one multi-row INSERT
+    return handled | {i for i, _ in todo}
 
 
 def _secs(value: float) -> timedelta:

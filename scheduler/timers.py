@@ -78,6 +78,11 @@ class Timer:
         """Look again now (something may be due that nobody told us about)."""
         self._changed.set()
 
+    def peek(self) -> datetime | None:
+        """The earliest instant waiting, if any."""
+        with self._lock:
+            return self._heap[0] if self._heap else None
+
     def pending(self) -> int:
         with self._lock:
             return len(self._heap)
