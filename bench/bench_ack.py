@@ -139,11 +139,11 @@ SERVERS = {
 }
 
 
-def serve(kind: str, port: int, env: dict[str, str], tmp: Path) -> subprocess.Popen[bytes]:
+def serve(kind: str, port: int, env: dict[str, str], tmp: Path, workers: int = 1) -> subprocess.Popen[bytes]:
     module = tmp / f"bench_server_{kind}.py"
     module.write_text(textwrap.dedent(SERVERS[kind]))
     cmd = [sys.executable, "-m", "uvicorn", f"bench_server_{kind}:app", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log", "--workers", "1"]
+           "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, cwd=tmp, env={**os.environ, **env, "PYTHONPATH": f"{tmp}:{REPO}"})
     import httpx
 
@@ -250,6 +250,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=40_000, help="acknowledgements prepared (each used once)")
     ap.add_argument("--database-url", default=None)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="uvicorn worker processes for both servers (COMMTEST_WEB_WORKERS; PostgreSQL for more than 1)")
+    ap.add_argument("--only", choices=("bare", "commtest"), default=None, help="load one server only (profiling)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ack-"))
@@ -262,7 +265,11 @@ def main() -> None:
     env = {"BENCH_DB": db_url, "BENCH_SECRET": SECRET, "BENCH_BASE": f"http://127.0.0.1:{port_c}"}
     results: dict[str, dict[str, float]] = {}
     for kind, port in (("bare", port_b), ("commtest", port_c)):
-        proc = serve(kind, port, env, tmp)
+        if args.only and kind != args.only:
+            results[f"{kind}_get"] = results[f"{kind}_post"] = {"per_s": float("nan"), "p50_ms": float("nan"),
+                                                                 "p99_ms": float("nan"), "errors": 0, "requests": 0}
+            continue
+        proc = serve(kind, port, env, tmp, args.workers)
         try:
             results[f"{kind}_get"] = load(port, "GET", gets, args.seconds, args.connections, tmp)
             results[f"{kind}_post"] = load(port, "POST", posts, args.seconds, args.connections, tmp)

@@ -238,6 +238,10 @@ class Settings(BaseSettings):
     # --- web ---------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Address the web app listens on.")
     web_port: int = Field(8080, ge=0, le=65535, description="Port of the web app.")
+    web_workers: int = Field(
+        1, ge=1, le=32, description="Processes serving the web app. 1: a thread of the daemon. More: the daemon starts "
+        "them beside itself (uvicorn workers on one port); the scheduler still runs in the daemon alone."
+    )
     public_base_url: str = Field(
         "http://127.0.0.1:8080", description="Public URL of the web app, exactly as providers and officers reach it."
     )

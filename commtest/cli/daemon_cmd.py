@@ -69,14 +69,32 @@ def daemon_cmd(no_web: bool) -> None:
         code = daemon.run()
     finally:
         if server is not None:
-            server.should_exit = True
+            server.stop()
         if reader_stop is not None:
             reader_stop.set()
     if code:
         sys.exit(code)
 
 
-def _start_web(app: AppContext) -> Any:
+class _Web:
+    """The web app the daemon serves: a thread of its own (one worker), or uvicorn worker
+    processes beside it (``COMMTEST_WEB_WORKERS`` > 1); ``stop`` ends either."""
+
+    def __init__(self, server: Any = None, process: Any = None) -> None:
+        self.server, self.process = server, process
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except Exception:  # noqa: BLE001 - a worker that does not stop is killed
+                self.process.kill()
+
+
+def _start_web(app: AppContext) -> _Web | None:
     try:
         import uvicorn
 
@@ -84,13 +102,35 @@ def _start_web(app: AppContext) -> Any:
     except ImportError:
         log.warning("web app not available; serving no acknowledgement pages")
         return None
-    config = uvicorn.Config(create_app(app.settings, app.engine, app.clock), host=app.settings.web_host, proxy_headers=False,
-                            port=app.settings.web_port, log_level="warning", access_log=False)
+    settings = app.settings
+    if settings.web_workers > 1:
+        return _start_web_workers(app)
+    config = uvicorn.Config(create_app(settings, app.engine, app.clock), host=settings.web_host, proxy_headers=False,
+                            port=settings.web_port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
-    log.info("web app on http://%s:%s", app.settings.web_host, app.settings.web_port)
-    return server
+    log.info("web app on http://%s:%s", settings.web_host, settings.web_port)
+    return _Web(server=server)
+
+
+def _start_web_workers(app: AppContext) -> _Web:
+    """uvicorn's worker processes, each with the same settings (web.asgi). Forms signed by one
+    must be accepted by another: without COMMTEST_SECRET_KEY they share a key drawn here."""
+    import os
+    import secrets
+    import subprocess
+
+    settings = app.settings
+    env = dict(os.environ)
+    if settings.secret_key is None:
+        env["COMMTEST_SECRET_KEY"] = secrets.token_urlsafe(32)
+    cmd = [sys.executable, "-m", "uvicorn", "web.asgi:create", "--factory", "--workers", str(settings.web_workers),
+           "--host", settings.web_host, "--port", str(settings.web_port), "--log-level", "warning", "--no-access-log"]
+    process = subprocess.Popen(cmd, env=env)
+    log.info("web app on http://%s:%s in %d worker processes", settings.web_host, settings.web_port,
+             settings.web_workers)
+    return _Web(process=process)
 
 
 def _start_mail_reader(app: AppContext) -> threading.Event | None:
