@@ -62,12 +62,13 @@ def contact_points(session: Session, organisation_code: str, field_code: str, de
 
 def usable_endpoints(session: Session, contact_point_id: int, kind: str) -> list[Endpoint]:
     """Active endpoints first, then suspect ones (a suspect address is still worth a try);
-    invalid ones never. Best priority first."""
+    invalid ones never, nor blocked ones (the number replied STOP: the provider refuses it
+    until it sends START). Best priority first."""
     eps = session.exec(
         select(Endpoint).where(
             Endpoint.contact_point_id == contact_point_id,
             Endpoint.kind == kind,
-            Endpoint.status != EndpointStatus.invalid.value,
+            col(Endpoint.status).not_in((EndpointStatus.invalid.value, EndpointStatus.blocked.value)),
         )
     ).all()
     return sorted(eps, key=lambda e: (e.status != EndpointStatus.active.value, e.priority, e.id or 0))
