@@ -32,8 +32,9 @@ def main() -> None:
 
     engine = fresh_engine(args.database_url, Path("var/bench/dispatch"))
     seed(engine, args.contact_points, playbook())
+    # The sandbox answers for the officers: allowed only when the settings say so.
     settings = load_settings(database_url=str(engine.url.render_as_string(hide_password=False)),
-                             dispatch_workers=args.workers)
+                             dispatch_workers=args.workers, sandbox=True)
     clock = SystemClock()
     script = SandboxScript(default=Rule("never"))
     record = SandboxRecord()
