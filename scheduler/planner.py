@@ -87,11 +87,11 @@ def initial_plan(session: Session, spec: PlaybookSpec) -> tuple[list[PlannedPing
         for field_code in participant.fields:
             targets = contact_points(session, participant.organisation, field_code, spec.default_language)
             if not targets:
-                for step in steps:
+                for step in (s for s in steps if s.pings(participant.organisation)):
                     gaps.append((None, step, f"{participant.organisation}/{field_code}: no active contact point"))
                 continue
             for target in targets:
-                for step in steps:
+                for step in (s for s in steps if s.pings(participant.organisation)):
                     eps = usable_endpoints(session, target.contact_point_id, step.channel)
                     if not eps:
                         gaps.append((target, step, f"no usable {step.channel} endpoint"))
