@@ -47,3 +47,13 @@ def test_a_step_limited_to_some_organisations_cannot_be_escalated_to(pb_dir: Pat
 def test_an_empty_list_of_organisations_is_refused(pb_dir: Path) -> None:
     [problem] = problems_of(pb_dir, LINK.replace("organisations: [NL-NCC]", "organisations: []"))
     assert "steps[2].organisations" in problem
+
+
+def test_directory_check_asks_only_the_named_organisations_for_the_steps_channel(pb_dir: Path) -> None:
+    from commtest.cli.directory_cmd import playbook_requirements
+
+    (pb_dir / "drill.yaml").write_text(LINK, encoding="utf-8")
+    requirements, note = playbook_requirements(pb_dir)
+    assert note == ""
+    channels = {r.organisation_code: r.channels for r in requirements}
+    assert channels == {"BE-NCCN": frozenset({"email", "voice"}), "NL-NCC": frozenset({"email", "voice", "cap"})}
