@@ -403,7 +403,8 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
             if r is None or ("check", r.code, r.kind, str(r.cp_id)) in points:
                 continue
             points[("endpoint", str(m.endpoint_id))] = MonthActionPoint(
-                kind={"invalid": "fix_endpoint", "blocked": "unblock_number"}.get(m.status, "check_endpoint"),
+                kind="fix_endpoint" if m.status == "invalid" else "unblock_number" if m.status == "blocked" else
+                "check_endpoint",
                 organisation=r.code,
                 field=r.field, channel=r.kind, contact_point=r.name, address=r.address, reason=m.status, since=m.at,
                 from_earlier_month=m.at < start,

@@ -57,11 +57,11 @@ def flag_endpoint(session: Session, ping: Ping, status: EndpointStatus, at: date
         if own is None:
             return
         target = sa.and_(EPT.c.kind == own.kind, EPT.c.address == own.address)
-    changed = conn.execute(
+    changed: list[int] = list(conn.execute(
         EPT.update().where(target, EPT.c.status.not_in(_KEPT[status]))
         .values(status=status.value, last_outcome=ping.outcome, last_outcome_at=at)
         .returning(EPT.c.id)
-    ).scalars().all()
+    ).scalars().all())
     organisations = _organisations(conn, changed)
     for endpoint_id in sorted(changed):
         ev.record_event(session, at=at, actor=actor, kind=ev.ENDPOINT_STATUS, run_id=ping.run_id, ping_id=ping.id,
@@ -76,12 +76,12 @@ def unblock_number(session: Session, kind: str, address: str, at: datetime, acto
     each with an ``endpoint.status`` event. Returns how many; a number that was not blocked
     changes nothing."""
     conn = session.connection()
-    changed = conn.execute(
+    changed: list[int] = list(conn.execute(
         EPT.update().where(EPT.c.kind == kind, EPT.c.address == address,
                            EPT.c.status == EndpointStatus.blocked.value)
         .values(status=EndpointStatus.active.value)
         .returning(EPT.c.id)
-    ).scalars().all()
+    ).scalars().all())
     organisations = _organisations(conn, changed)
     for endpoint_id in sorted(changed):
         ev.record_event(session, at=at, actor=actor, kind=ev.ENDPOINT_STATUS, organisation_code=organisations.get(

@@ -4,8 +4,9 @@ Set event_sync's ``api_prefix`` to ``{public_base_url}/hooks/jitsi`` and its ``a
 to ``{["Authorization"] = "Bearer <COMMTEST_JITSI_WEBHOOK_TOKEN>"}``: a shared secret, compared
 in constant time, secret only over TLS. A proxy that signs may send instead
 ``X-Commtest-Signature: sha256=<HMAC-SHA256 of the body with that secret>``; when that header
-is there it must be right, whatever the bearer says. Anything else gets 403 and changes nothing. A join by one of our identities acknowledges its ping
-(method ``video-join``), at the ``joined_at`` the module reports; anyone else's is ignored.
+is there it must be right, whatever the bearer says. Anything else gets 403 and changes nothing.
+A join by one of our identities acknowledges its ping (method ``video-join``), at the
+``joined_at`` the module reports; anyone else's is ignored.
 event_sync retries on a 5xx, so an event is answered 2xx only once its reports are recorded,
 and a retried event (same room, occupant and ``joined_at``) is dropped.
 """
