@@ -64,7 +64,8 @@ class FactRules:
     answer: Mapping[str, str] = field(default_factory=dict)  # organisation code -> any | all
     default_answer: str = "any"
     participants: tuple[str, ...] = ()
-    needed_channels: tuple[str, ...] = ()
+    # (organisation, channel) pairs a run checks from its start: without an attempt, "no endpoint".
+    needed: tuple[tuple[str, str], ...] = ()
 
     def answer_of(self, organisation: str) -> str:
         return self.answer.get(organisation, self.default_answer)
@@ -289,7 +290,7 @@ def derive_verdicts(run_id: int, checks: Sequence[Check], gaps: Mapping[tuple[st
     grouped: dict[tuple[str, str], list[Check]] = defaultdict(list)
     for c in checks:
         grouped[(c.organisation_code, c.channel)].append(c)
-    keys = set(grouped) | set(gaps) | {(o, ch) for o in rules.participants for ch in rules.needed_channels}
+    keys = set(grouped) | set(gaps) | set(rules.needed)
     out = []
     for org, channel in sorted(keys):
         items = grouped.get((org, channel), [])

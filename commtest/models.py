@@ -58,8 +58,11 @@ class ChannelKind(StrEnum):
 
 class EndpointStatus(StrEnum):
     active = "active"
-    suspect = "suspect"
-    invalid = "invalid"
+    suspect = "suspect"  # a bounce or a refusal: still tried, after the active ones
+    invalid = "invalid"  # known to be wrong: never tried
+    # The number refuses our SMS (it replied STOP; Twilio answers 21610 until it sends START):
+    # never tried, and only the number's own START (or a coordinator's edit) makes it active again.
+    blocked = "blocked"
 
 
 class RunStatus(StrEnum):

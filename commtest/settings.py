@@ -154,7 +154,9 @@ class Settings(BaseSettings):
         "nothing, and the ping's page offers 'I am in the video room' (recorded as self-reported, never as a join).",
     )
     jitsi_webhook_token: SecretStr | None = Field(
-        None, description="Bearer token event_sync sends (api_headers Authorization); unsigned webhooks get 403. Secret."
+        None, description="Shared secret of the Jitsi webhook: the bearer token event_sync sends (api_headers "
+        "Authorization), or the key of a signing proxy's X-Commtest-Signature (HMAC-SHA256 of the body); a webhook "
+        "with neither right gets 403. Secret."
     )
     jitsi_end_meeting_url: str | None = Field(
         None, description="Prosody's mod_muc_end_meeting endpoint (https://meet.example/end-meeting) that closes a "

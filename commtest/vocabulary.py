@@ -114,7 +114,8 @@ EVENTS = {
     "feed.revoked": N_("calendar link revoked"),
 }
 
-ENDPOINT_STATUSES = {"active": N_("active"), "suspect": N_("suspect"), "invalid": N_("invalid")}
+ENDPOINT_STATUSES = {"active": N_("active"), "suspect": N_("suspect"), "invalid": N_("invalid"),
+                     "blocked": N_("blocked")}
 
 _TABLES = {
     "channel": CHANNELS, "outcome": OUTCOMES, "method": METHODS, "verdict": VERDICTS, "run_status": RUN_STATUSES,
@@ -132,4 +133,4 @@ def name_of(what: str, value: str | None, t: _Translate) -> str:
     return t(table[key]) if key in table else value
 
 
-__all__ = ["CHANNELS", "EVENTS", "METHODS", "OUTCOMES", "VERDICTS", "name_of"]
+__all__ = ["CHANNELS", "ENDPOINT_STATUSES", "EVENTS", "METHODS", "OUTCOMES", "VERDICTS", "name_of"]

@@ -7,7 +7,8 @@ Semantics the run engine relies on:
 
 * Every participant (organisation, field of work) resolves to the active contact
   points of that organisation and field in the directory.
-* A step pings each contact point on ``channel``. Steps that are nobody's escalation
+* A step pings each contact point on ``channel`` (only those of the organisations it names
+  in ``organisations``, when it names some: a system link only one centre has). Steps that are nobody's escalation
   target start at run start + ``start_after``. In ``mode: sequence`` each step escalates
   to the next one unless it says otherwise, so only the first step starts by itself.
 * Attempt 1 goes to the endpoint with the best priority; attempt n+1 is sent
@@ -100,6 +101,12 @@ class StepSpec(_Strict):
     retry_interval: Duration = timedelta(0)
     start_after: Duration = timedelta(0)
     escalate: EscalationSpec | None = None
+    # Only these participants' contact points get this step (default: every participant's).
+    organisations: list[str] | None = Field(None, min_length=1)
+
+    def pings(self, organisation: str) -> bool:
+        """Whether this step pings ``organisation``'s contact points."""
+        return self.organisations is None or organisation in self.organisations
 
     @field_validator("id")
     @classmethod
@@ -287,11 +294,14 @@ class PlaybookSpec(_Strict):
         problems = reference_problems(
             {
                 "default_language": self.default_language,
+                "mode": self.mode,
+                "participants": [{"organisation": p.organisation} for p in self.participants],
                 "steps": [
                     {
                         "id": st.id,
                         "template": st.template,
                         "escalate": st.escalate.model_dump() if st.escalate else None,
+                        "organisations": st.organisations,
                     }
                     for st in self.steps
                 ],
@@ -347,7 +357,8 @@ class PlaybookSpec(_Strict):
             answer={p.organisation: p.answer for p in self.participants if p.answer},
             default_answer=self.answer,
             participants=tuple(p.organisation for p in self.participants),
-            needed_channels=tuple(dict.fromkeys(s.channel for s in self.initial_steps())),
+            needed=tuple(dict.fromkeys((p.organisation, s.channel) for p in self.participants
+                                       for s in self.initial_steps() if s.pings(p.organisation))),
         )
 
 
@@ -398,6 +409,7 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                 problems.append(
                     (("steps", i, "escalate", "step"), f"step {sid!r} escalates to itself; use retries, or add a field")
                 )
+    problems.extend(_organisation_problems(data, indexed))
     default = data.get("default_language", PlaybookSpec.model_fields["default_language"].default)
     if isinstance(templates, Mapping) and isinstance(default, str):
         for name, langs in templates.items():
@@ -429,6 +441,39 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                     (("schedules", i, "key"), f"duplicate schedule key {key!r}; schedule keys must be unique")
                 )
             seen_keys.add(key)
+    return problems
+
+
+def _organisation_problems(data: Mapping[str, Any], indexed: list[tuple[int, Mapping[str, Any]]]) -> list[
+        tuple[Loc, str]]:
+    """A step's ``organisations`` must be participants, and such a step must start by itself:
+    an escalation pings the contact point that did not answer, whatever its organisation."""
+    problems: list[tuple[Loc, str]] = []
+    raw = data.get("participants")
+    participants = [str(p.get("organisation")) for p in raw if isinstance(p, Mapping) and p.get("organisation")] \
+        if isinstance(raw, list) else None
+    escalated_by: dict[str, str] = {}
+    for n, (_i, step) in enumerate(indexed):
+        escalate = step.get("escalate")
+        target = escalate.get("step") if isinstance(escalate, Mapping) else None
+        if not target and data.get("mode") == "sequence" and not isinstance(escalate, Mapping) and n + 1 < len(indexed):
+            target = indexed[n + 1][1].get("id")
+        if isinstance(target, str) and target != step.get("id"):
+            escalated_by.setdefault(target, str(step.get("id")))
+    for i, step in indexed:
+        named = step.get("organisations")
+        if not isinstance(named, list) or not named:
+            continue
+        sid = step.get("id")
+        if participants is not None:
+            for j, org in enumerate(named):
+                if isinstance(org, str) and org not in participants:
+                    problems.append((("steps", i, "organisations", j), f"step {sid!r} names {org}, which is not a "
+                                     f"participant of this playbook (participants: {', '.join(participants)})"))
+        if isinstance(sid, str) and sid in escalated_by:
+            problems.append((("steps", i, "organisations"), f"step {sid!r} pings only some organisations, but step "
+                             f"{escalated_by[sid]!r} escalates to it, for whichever organisation did not answer; start "
+                             "it by itself (no step escalating to it), or leave organisations out"))
     return problems
 
 

@@ -105,6 +105,8 @@ class ReportTexts(Texts):
                                          outcome=what),
             "fix_endpoint": lambda: t("The endpoint is wrong (%(outcome)s): ask the centre for the right one and "
                                          "correct the directory before the next test.", outcome=what),
+            "unblock_number": lambda: t("The number blocked our SMS (it replied STOP): ask the centre to send START "
+                                        "from it, or to give another number."),
             "check_endpoint": lambda: t("Marked %(status)s after this test: confirm it with the centre.",
                                            status=self.name("endpoint_status", outcome)),
             "voicemail": lambda: t("An answering machine took the call: ask the centre to route test calls to the "

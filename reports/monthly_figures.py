@@ -109,7 +109,8 @@ class Freshness(_Frozen):
 
 
 class MonthActionPoint(_Frozen):
-    kind: Literal["repeated_failure", "failed_check", "late_answer", "fix_endpoint", "check_endpoint", "no_contact_point"]
+    kind: Literal["repeated_failure", "failed_check", "late_answer", "fix_endpoint", "unblock_number", "check_endpoint",
+                  "no_contact_point"]
     organisation: str
     field: str
     channel: str
@@ -348,8 +349,8 @@ def _freshness(conn: sa.Connection, year: int, mon: int, end: datetime, timezone
 
 def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[MonthActionPoint]:
     """Open at the month's end: every endpoint whose checks failed this month (twice or more
-    in a row: repeated), bounced or was refused, and the endpoints flagged suspect/invalid in
-    earlier months and not proven reachable since; each with what to do."""
+    in a row: repeated), bounced or was refused, and the endpoints flagged suspect/invalid/blocked
+    in earlier months and not proven reachable (or, blocked, unblocked) since; each with what to do."""
     points: dict[tuple[str, ...], MonthActionPoint] = {}
     later = E.alias("later")
 
@@ -369,7 +370,8 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
     for r in failed:
         key = ("check", r.organisation_code, r.channel, str(r.contact_point_id))
         streak = _failure_streak(conn, r.contact_point_id, r.channel, end)
-        kind = "fix_endpoint" if r.outcome in ("bounced", "invalid_endpoint", "blocked") else (
+        kind = "unblock_number" if r.outcome == "blocked" else "fix_endpoint" if r.outcome in (
+            "bounced", "invalid_endpoint") else (
             "repeated_failure" if streak >= 2 else "late_answer" if r.outcome in ANSWERED else "failed_check")
         previous = points.get(key)
         points[key] = MonthActionPoint(
@@ -387,7 +389,8 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
     marked = conn.execute(
         sa.select(eid.label("endpoint_id"), status.label("status"), ts(E.c.at).label("at"))
         .join(last_status, last_status.c.id == E.c.id)
-        .where(status.in_((EndpointStatus.suspect.value, EndpointStatus.invalid.value)), ~proven_after(eid, E.c.at))
+        .where(status.in_((EndpointStatus.suspect.value, EndpointStatus.invalid.value, EndpointStatus.blocked.value)),
+               ~proven_after(eid, E.c.at))
     ).all()
     if marked:
         rows = {r.id: r for r in conn.execute(
@@ -400,7 +403,9 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
             if r is None or ("check", r.code, r.kind, str(r.cp_id)) in points:
                 continue
             points[("endpoint", str(m.endpoint_id))] = MonthActionPoint(
-                kind="fix_endpoint" if m.status == "invalid" else "check_endpoint", organisation=r.code,
+                kind="fix_endpoint" if m.status == "invalid" else "unblock_number" if m.status == "blocked" else
+                "check_endpoint",
+                organisation=r.code,
                 field=r.field, channel=r.kind, contact_point=r.name, address=r.address, reason=m.status, since=m.at,
                 from_earlier_month=m.at < start,
             )
@@ -424,7 +429,8 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
         points[("gap", str(g.org), str(g.field), str(g.channel), str(g.cp))] = MonthActionPoint(
             kind="no_contact_point", organisation=g.org or "", field=g.field or "", channel=g.channel or "",
             contact_point=g.cp or "", address="", reason=g.reason or "", since=g.at)
-    order = ("repeated_failure", "fix_endpoint", "failed_check", "late_answer", "check_endpoint", "no_contact_point")
+    order = ("repeated_failure", "fix_endpoint", "unblock_number", "failed_check", "late_answer", "check_endpoint",
+             "no_contact_point")
     return sorted(points.values(), key=lambda a: (order.index(a.kind), a.organisation, a.channel, a.contact_point,
                                                   a.address))
 

@@ -29,8 +29,8 @@ class PlaybookFacts:
     participants: tuple[str, ...]
     # (organisation, field of work) pairs the playbook pings
     participant_fields: tuple[tuple[str, str], ...]
-    # Channels every participant is pinged on at run start; an organisation without a
-    # ping on one of them gets "no endpoint".
+    # Channels pinged at run start (``rules.needed``: which organisation on which; one
+    # without a ping on its channel gets "no endpoint").
     needed_channels: tuple[str, ...]
     targets_ms: dict[str, int]
     rules: FactRules

@@ -10,6 +10,7 @@ from typing import Any, Union
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from commtest.errors import CommtestError
+from commtest.vocabulary import ENDPOINT_STATUSES
 from reports.charts import trend_charts
 from reports.directory_report import DirectoryReport
 from reports.i18n import ReportTexts
@@ -193,7 +194,7 @@ def directory_context(report: DirectoryReport, t: ReportTexts) -> dict[str, Any]
                 return t.when(datetime.fromisoformat(value))
             except ValueError:
                 return value
-        if isinstance(value, str) and value in ("active", "suspect", "invalid"):
+        if isinstance(value, str) and value in ENDPOINT_STATUSES:
             return t.name("endpoint_status", value)
         return str(value)
 

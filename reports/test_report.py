@@ -135,7 +135,7 @@ class Attempt(_Frozen):
 class ActionPoint(_Frozen):
     # What to do about it is worded by the renderer, per kind, in the reader's language.
     kind: Literal["failed_check", "late_answer", "fix_endpoint", "check_endpoint", "voicemail", "possible_scanner",
-                  "no_contact_point", "not_tested", "failed_before", "stale_endpoint"]
+                  "no_contact_point", "not_tested", "failed_before", "stale_endpoint", "unblock_number"]
     organisation: str
     field: str
     channel: str
@@ -244,6 +244,10 @@ def build_test_report(engine: Engine, run_id: int, *, clock: Clock | None = None
     counts: dict[str, int] = {}
     for c in derived.checks:
         counts[c.outcome] = counts.get(c.outcome, 0) + 1
+    points = _action_points(derived.checks, events, names, earlier)
+    said = {(p.kind, p.organisation, p.channel, p.address) for p in points}
+    state = state.model_copy(update={"action_points": [
+        p for p in state.action_points if (p.kind, p.organisation, p.channel, p.address) not in said]})
     return TestReport(
         run=info,
         timezone=facts.timezone,
@@ -260,7 +264,7 @@ def build_test_report(engine: Engine, run_id: int, *, clock: Clock | None = None
             verdicts_total=len(derived.verdicts),
         ),
         matrix=matrix,
-        action_points=_action_points(derived.checks, events, names, earlier),
+        action_points=points,
         checks=checks,
         attempts=attempts,
         answers_after_close=_late_answers(events, pings, names),
@@ -366,13 +370,13 @@ _FAILED_KINDS = {
     "voicemail": "voicemail",
     "bounced": "fix_endpoint",
     "invalid_endpoint": "fix_endpoint",
-    "blocked": "fix_endpoint",
+    "blocked": "unblock_number",
 }
 
 
 def _action_points(checks: list[Check], events: list[EventRow], names: _Names,
                    earlier: dict[tuple[int, str], int]) -> list[ActionPoint]:
-    """Every failed check, bounce, invalid or suspect endpoint, voicemail, answer by a possible
+    """Every failed check, bounce, invalid, suspect or blocked endpoint, voicemail, answer by a possible
     scanner, contact point missing, attempt failed on our side, and an endpoint that failed
     in the previous run too — each naming organisation, field, endpoint and what to do."""
     points: dict[tuple[str, ...], ActionPoint] = {}
@@ -403,19 +407,20 @@ def _action_points(checks: list[Check], events: list[EventRow], names: _Names,
             org = str(e.organisation_code or e.data.get("organisation_code") or "")
             add("no_contact_point", org, str(e.data.get("field") or ""), str(e.channel or e.data.get("channel") or ""),
                 str(e.data.get("contact_point") or ""), "", "", str(e.data.get("reason") or ""))
-        elif e.kind == ev.ENDPOINT_STATUS and e.data.get("status") in ("suspect", "invalid"):
+        elif e.kind == ev.ENDPOINT_STATUS and e.data.get("status") in ("suspect", "invalid", "blocked"):
             cp = str(e.data.get("contact_point") or "")
             check = next((c for c in checks if c.endpoint_id == e.data.get("endpoint_id")), None)
             if check is not None:
-                kind = "fix_endpoint" if e.data.get("status") == "invalid" else "check_endpoint"
+                kind = {"invalid": "fix_endpoint", "blocked": "unblock_number"}.get(str(e.data.get("status")),
+                                                                                    "check_endpoint")
                 add(kind, check.organisation_code, check.field_code, check.channel,
                     names.cp_name.get(check.contact_point_id, cp), check.address, str(e.data.get("status")))
-    order = {k: i for i, k in enumerate(("failed_check", "fix_endpoint", "voicemail", "late_answer", "failed_before",
-                                         "check_endpoint", "possible_scanner", "no_contact_point", "not_tested",
-                                         "stale_endpoint"))}
+    order = {k: i for i, k in enumerate(("failed_check", "fix_endpoint", "unblock_number", "voicemail", "late_answer",
+                                         "failed_before", "check_endpoint", "possible_scanner", "no_contact_point",
+                                         "not_tested", "stale_endpoint"))}
     # A failed check already says what "check the endpoint" would say about the same address.
     failing = {(p.organisation, p.channel, p.address) for p in points.values()
-               if p.kind in ("failed_check", "late_answer", "fix_endpoint", "voicemail")}
+               if p.kind in ("failed_check", "late_answer", "fix_endpoint", "unblock_number", "voicemail")}
     kept = [p for p in points.values()
             if not (p.kind == "check_endpoint" and (p.organisation, p.channel, p.address) in failing)]
     return sorted(kept, key=lambda a: (order[a.kind], a.organisation, a.channel, a.contact_point))
@@ -444,15 +449,17 @@ def _failed_before(conn: sa.Connection, run_id: int, fire_at: datetime | None,
 def _directory_state(conn: sa.Connection, participants: tuple[tuple[str, str], ...], now: datetime,
                      stale_after_days: int, names: _Names | None = None) -> DirectoryState:
     """The endpoints of the contact points this playbook pings that were not proven reachable
-    for longer than the setting (or never)."""
+    for longer than the setting (or never), and those whose number blocks our SMS (it replied
+    STOP) until it sends START."""
     cutoff = now - timedelta(days=stale_after_days)
     pairs = [sa.and_(ORG.c.code == org, FW.c.code == fld) for org, fld in participants]
     rows = conn.execute(
-        sa.select(EP.c.kind, EP.c.address, EP.c.verified_at, CP.c.name, ORG.c.code, FW.c.code.label("field"))
+        sa.select(EP.c.kind, EP.c.address, EP.c.verified_at, EP.c.status, CP.c.name, ORG.c.code,
+                  FW.c.code.label("field"))
         .join(CP, CP.c.id == EP.c.contact_point_id).join(ORG, ORG.c.id == CP.c.organisation_id)
         .join(FW, FW.c.id == CP.c.field_id)
         .where(sa.or_(*pairs), CP.c.active.is_(True), EP.c.status != "invalid",
-               sa.or_(EP.c.verified_at.is_(None), EP.c.verified_at < cutoff))
+               sa.or_(EP.c.verified_at.is_(None), EP.c.verified_at < cutoff, EP.c.status == "blocked"))
         .order_by(ORG.c.code, CP.c.name, EP.c.kind, EP.c.address)
     ).all() if pairs else []
     fields = {r.code: {"": r.name, **(r.names or {})} for r in conn.execute(sa.select(FW.c.code, FW.c.name, FW.c.names))}
@@ -461,6 +468,8 @@ def _directory_state(conn: sa.Connection, participants: tuple[tuple[str, str], .
     return DirectoryState(
         generated_at=now, stale_after_days=stale_after_days, organisations=orgs, fields=fields,
         action_points=[
+            ActionPoint(kind="unblock_number", organisation=r.code, field=r.field, channel=r.kind,
+                        contact_point=r.name, address=r.address, outcome="blocked") if r.status == "blocked" else
             ActionPoint(kind="stale_endpoint", organisation=r.code, field=r.field, channel=r.kind, contact_point=r.name,
                         address=r.address, outcome="", detail=r.verified_at.isoformat() if r.verified_at else "")
             for r in rows

@@ -16,8 +16,9 @@ CP = ContactPoint.__table__  # type: ignore[attr-defined]
 ORG = Organisation.__table__  # type: ignore[attr-defined]
 FW = FieldOfWork.__table__  # type: ignore[attr-defined]
 EP = Endpoint.__table__  # type: ignore[attr-defined]
-# Endpoint statuses never pinged.
-UNUSABLE = (EndpointStatus.invalid.value,)
+# Endpoint statuses never pinged: invalid, and blocked (the number replied STOP: the provider
+# refuses it until it sends START).
+UNUSABLE = (EndpointStatus.invalid.value, EndpointStatus.blocked.value)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def _best_first(e: UsableEndpoint) -> tuple[bool, int, int]:
 
 def usable_endpoints_of(conn: sa.Connection, contact_point_ids: set[int]) -> dict[tuple[int, str], list[UsableEndpoint]]:
     """Every usable endpoint of these contact points by (contact point, kind), best first, in
-    one query. Invalid endpoints are never usable."""
+    one query. Invalid and blocked endpoints are never usable."""
     out: dict[tuple[int, str], list[UsableEndpoint]] = {}
     if not contact_point_ids:
         return out
@@ -130,12 +131,14 @@ def initial_plan(session: Session, spec: PlaybookSpec) -> tuple[list[PlannedPing
     endpoints = usable_endpoints_of(conn, {t.contact_point_id for ts in targets.values() for t in ts})
     for organisation, field_code in pairs:
         found = targets.get((organisation, field_code), [])
+        # A step may name the participants it pings (``organisations:``): the others get nothing on it.
+        own = [s for s in steps if s.pings(organisation)]
         if not found:
-            for step in steps:
+            for step in own:
                 gaps.append((None, step, f"{organisation}/{field_code}: no active contact point"))
             continue
         for target in found:
-            for step in steps:
+            for step in own:
                 eps = endpoints.get((target.contact_point_id, step.channel), [])
                 if not eps:
                     gaps.append((target, step, f"no usable {step.channel} endpoint"))

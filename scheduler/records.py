@@ -24,6 +24,9 @@ from sqlmodel import Session, select
 from commtest import events as ev
 from commtest.masking import mask_address
 from commtest.models import Endpoint, EndpointStatus, Event, Outcome, Ping, PingState, RunStatus, TestRun
+# The engine, the webhooks and the mail reader flag endpoints through this module.
+from scheduler.endpoint_flags import flag_endpoint as flag_endpoint
+from scheduler.endpoint_flags import mask_reason as mask_reason
 
 log = logging.getLogger("commtest.ping")
 
@@ -308,30 +311,6 @@ def _after_close_row(conn: sa.Connection, row: Any, at: datetime, run_status: st
     log.info("run=%s ping=%s answered after the test closed (%s): recorded, nothing changed", row.run_id, row.id,
              run_status)
     return AckResult(row.id, row.run_id, "after_close", False, False, None, at, run_status)
-
-
-
-def flag_endpoint(session: Session, ping: Ping, status: EndpointStatus, at: datetime, actor: str, reason: str) -> None:
-    """Mark the ping's endpoint suspect or invalid (never back from invalid). A simulated
-    ping never changes the directory."""
-    if ping.endpoint_id is None or ping.simulated:
-        return
-    result = session.connection().execute(
-        EPT.update().where(EPT.c.id == ping.endpoint_id, EPT.c.status != EndpointStatus.invalid.value,
-                           EPT.c.status != status.value)
-        .values(status=status.value, last_outcome=ping.outcome, last_outcome_at=at)
-    )
-    if result.rowcount:
-        ev.record_event(session, at=at, actor=actor, kind=ev.ENDPOINT_STATUS, run_id=ping.run_id, ping_id=ping.id,
-                        organisation_code=ping.organisation_code, channel=ping.channel,
-                        endpoint_id=ping.endpoint_id, status=status.value, reason=mask_reason(reason))
-
-
-def mask_reason(reason: str) -> str:
-    """Provider texts may quote the address (``550 <x@y> unknown``): never log it unmasked."""
-    from commtest.masking import mask_in_text
-
-    return mask_in_text(reason)[:500]
 
 
 def record_endpoint_outcomes(session: Session, run_id: int) -> None:

@@ -37,7 +37,7 @@ _ENDINGS: dict[str, tuple[Outcome, PingState, EndpointStatus | None]] = {
     "busy": (Outcome.busy, PingState.expired, None),
     "no_answer": (Outcome.no_answer, PingState.expired, None),
     "bounced": (Outcome.bounced, PingState.failed, EndpointStatus.suspect),
-    "blocked": (Outcome.blocked, PingState.failed, EndpointStatus.suspect),
+    "blocked": (Outcome.blocked, PingState.failed, EndpointStatus.blocked),
 }
 _ENDABLE = (PingState.dispatching.value, *records.AWAITING_ACK)
 

@@ -174,7 +174,8 @@ def _fail(s: Session, ping: Ping, error: ChannelError, now: datetime, settings: 
             Outcome.blocked if error.code == "blocked" else Outcome.invalid_endpoint)
         if records.settle(s, ping, outcome, now, actor, state=PingState.failed,
                           from_states=(PingState.dispatching.value,), reason=reason):
-            status = EndpointStatus.invalid if error.code == "invalid-number" else EndpointStatus.suspect
+            status = (EndpointStatus.invalid if error.code == "invalid-number" else
+                      EndpointStatus.blocked if error.code == "blocked" else EndpointStatus.suspect)
             records.flag_endpoint(s, ping, status, now, actor, reason)
             return follow_up(s, ping, now, settings, actor).due
     elif error.ambiguous:

@@ -205,6 +205,8 @@ def _decide(e: Ended, f: _Facts, now: datetime, settings: Settings, actor: str, 
         key = (e.run_id, t.contact_point_id, to_step.id)
         if key in f.pinged:
             continue  # never escalate into a loop
+        if not to_step.pings(t.organisation_code):
+            continue  # a step that names its participants pings no one else
         eps = f.endpoints.get((t.contact_point_id, to_step.channel), [])
         if not eps:
             gaps.append(_event(now, actor, ev.RUN_GAP, e.run_id, None, t.organisation_code, to_step.channel,

@@ -124,7 +124,8 @@ def _reachable(spec: PlaybookSpec) -> Iterator[tuple[str, StepSpec, str]]:
     contact points: the initial steps to the participants' fields, then whatever their
     escalations reach (another step, another field of the same organisation)."""
     seen: set[tuple[str, str, str]] = set()
-    todo = [(p.organisation, step.id, f) for p in spec.participants for f in p.fields for step in spec.initial_steps()]
+    todo = [(p.organisation, step.id, f) for p in spec.participants for f in p.fields for step in spec.initial_steps()
+            if step.pings(p.organisation)]
     while todo:
         organisation, step_id, field_code = todo.pop(0)
         if (organisation, step_id, field_code) in seen:

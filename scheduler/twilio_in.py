@@ -26,6 +26,7 @@ from commtest.masking import mask_address
 from commtest.models import EndpointStatus, Event, Ping, PingState
 from commtest.settings import Settings
 from scheduler import records
+from scheduler.endpoint_flags import unblock_number
 from scheduler.reports_in import apply_report
 
 __all__ = ["KeypressOutcome", "SmsReplyOutcome", "acknowledge_keypress", "apply_call_reports", "apply_sms_reply"]
@@ -101,7 +102,7 @@ def acknowledge_keypress(engine: Engine, settings: Settings, clock: Clock, ping_
 
 @dataclass(frozen=True)
 class SmsReplyOutcome:
-    # acked | already | closed | wrong_code | blocked | keyword | unknown_sender
+    # acked | already | closed | wrong_code | blocked | opted_in | keyword | unknown_sender
     status: str
     language: str
     ping_id: int | None = None
@@ -109,7 +110,10 @@ class SmsReplyOutcome:
 
 def apply_sms_reply(engine: Engine, settings: Settings, clock: Clock, sms: InboundSms, actor: str) -> SmsReplyOutcome:
     """An SMS from an officer's number: the reply code acknowledges the ping that carried it;
-    a wrong code is kept as an event (once per message) and answered politely; STOP blocks."""
+    a wrong code is kept as an event (once per message) and answered politely; STOP blocks the
+    number's endpoint, START (UNSTOP, YES) makes it active again."""
+    if sms.opt_in:
+        return _opted_in(engine, settings, clock, sms, actor)
     if sms.keyword:
         return SmsReplyOutcome("keyword", settings.default_language)
 
@@ -146,8 +150,20 @@ def _blocked(s: Session, ping: Ping, now: datetime, settings: Settings, actor: s
     apply_report(s, ChannelReport("blocked", now, ping_id=ping.id, detail=reason), settings, actor, now)
     if before not in records.AWAITING_ACK:
         # The attempt had ended already: the directory still learns that the number blocks us.
-        records.flag_endpoint(s, ping, EndpointStatus.suspect, now, actor, reason)
+        records.flag_endpoint(s, ping, EndpointStatus.blocked, now, actor, reason)
     return SmsReplyOutcome("blocked", ping.language, ping.id)
+
+
+def _opted_in(engine: Engine, settings: Settings, clock: Clock, sms: InboundSms, actor: str) -> SmsReplyOutcome:
+    """Twilio sends our SMS to the number again (and answers the START itself): so may we."""
+    reason = f"{mask_address(sms.sender)} sent {sms.body.strip().upper()[:12]}: Twilio delivers our SMS to it again"
+
+    def work(s: Session) -> int:
+        return unblock_number(s, "sms", sms.sender, clock.now(), actor, reason)
+
+    if sms.sender:
+        run_write(engine, work, durable=True)
+    return SmsReplyOutcome("opted_in", settings.default_language)
 
 
 def _refused(s: Session, ping: Ping, now: datetime, actor: str, sms: InboundSms) -> None:

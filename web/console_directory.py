@@ -16,7 +16,7 @@ from commtest.errors import NotFoundError
 from commtest.i18n import N_
 from commtest.models import ContactPoint, Endpoint, FieldOfWork, Organisation
 from commtest.users import OPERATING_ROLES
-from commtest.vocabulary import name_of
+from commtest.vocabulary import ENDPOINT_STATUSES, name_of
 from web.console_auth import ConsoleContext, Session, actor_of, may_operate
 
 CHANGE_NAMES = {"voice": N_("phone number (calls)"), "sms": N_("phone number (SMS)"), "email": N_("e-mail address"),
@@ -91,7 +91,7 @@ def router(ctx: ConsoleContext) -> APIRouter:
         form = values or {"address": ep.address, "label": ep.label, "priority": str(ep.priority), "status": ep.status}
         return ctx.render(request, "console_endpoint.html", lang, status, title=t("Edit an endpoint"), session=session,
                           ep=ep, cp=cp, kind=name_of("channel", ep.kind, t), error=error, values=form,
-                          statuses=[(v, name_of("endpoint_status", v, t)) for v in ("active", "suspect", "invalid")],
+                          statuses=[(v, name_of("endpoint_status", v, t)) for v in ENDPOINT_STATUSES],
                           verified=t.when(ep.verified_at) if ep.verified_at else t("never"))
 
     @r.get("/console/directory/endpoints/{endpoint_id}", response_class=HTMLResponse)

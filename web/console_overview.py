@@ -19,6 +19,7 @@ GAP_KINDS = {
     "not-verified": N_("endpoints not proven reachable for too long"),
     "suspect": N_("endpoints marked suspect"),
     "invalid": N_("endpoints marked invalid"),
+    "blocked": N_("numbers that replied STOP to our SMS"),
 }
 
 

@@ -30,8 +30,8 @@ def requirements(s: Session) -> list[Requirement]:
         if pb.current_revision_id is None:
             continue
         spec = spec_for_revision(s, pb.current_revision_id)
-        channels = frozenset(step.channel for step in spec.steps)
         for participant in spec.participants:
+            channels = frozenset(step.channel for step in spec.steps if step.pings(participant.organisation))
             for fld in participant.fields:
                 out.append(Requirement(participant.organisation, fld, channels, spec.id))
     return out

@@ -2,9 +2,9 @@
 port, and the demo playbook: the shipped one with a CAP step added.
 
 The shipped playbook is left as it is (a CAP step there would make every deployment
-configure a CAP provider); the demo writes its own copy next to it, with a ``cap`` step.
-Only NL-NCC has a CAP endpoint in the sample directory, so the other centres show
-``no endpoint`` for it, which is what the directory says.
+configure a CAP provider); the demo writes its own copy next to it, with a ``cap`` step for
+NL-NCC only (``organisations: [NL-NCC]``): it alone has a CAP link in the sample directory,
+and the other centres are not expected to have one, so they get no "no endpoint" for it.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from commtest.clock import Clock
 
 DEMO_PLAYBOOK = "benelux-nrw-demo"
 PARTNER = "nl-lcms"
+PARTNER_ORGANISATION = "NL-NCC"  # whose platform the partner is
 
 CAP_TEMPLATE = {
     "en": {"subject": "Communication test of the system link",
@@ -39,7 +40,7 @@ CAP_TEMPLATE = {
 
 def write_demo_playbook(shipped: Path, folder: Path) -> str:
     """Copy the shipped playbook into ``folder`` and write the demo's variant beside it: a
-    ``cap`` step from minute 5 (10 minutes to acknowledge), no schedules of its own."""
+    ``cap`` step for NL-NCC from minute 5 (10 minutes to acknowledge), no schedules of its own."""
     folder.mkdir(parents=True, exist_ok=True)
     yaml = YAML()
     text = shipped.read_text(encoding="utf-8")
@@ -49,7 +50,7 @@ def write_demo_playbook(shipped: Path, folder: Path) -> str:
     data["title"] = f"{data['title']} (demo, with a CAP link)"
     data.pop("schedules", None)
     data["steps"].append({"id": "cap", "channel": "cap", "template": "cap-alert", "start_after": "5m",
-                          "ack_deadline": "10m"})
+                          "ack_deadline": "10m", "organisations": [PARTNER_ORGANISATION]})
     data["targets"]["cap"] = "10m"
     data["templates"]["cap-alert"] = CAP_TEMPLATE
     with (folder / f"{DEMO_PLAYBOOK}.yaml").open("w", encoding="utf-8") as fh:

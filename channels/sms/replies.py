@@ -3,7 +3,8 @@
 A reply acknowledges when it carries the ping's reply code (six digits, spaces allowed:
 "123 456", "ok 123456") and comes from the endpoint's number; ``STOP`` and Twilio's other
 opt-out words (or ``OptOutType=STOP`` with Advanced Opt-Out) block the number: Twilio then
-refuses every further SMS to it (error 21610) until the officer sends START.
+refuses every further SMS to it (error 21610) until the officer sends START (or UNSTOP, YES),
+which makes the number's endpoint active again.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from channels.base import ChannelReport
 from channels.twilio.errors import BLOCKED, INVALID_NUMBER
 from commtest.i18n import Texts
 
-__all__ = ["InboundSms", "OPT_OUT_WORDS", "codes_in", "inbound_sms", "message_status_report", "reply_text"]
+__all__ = ["InboundSms", "OPT_IN_WORDS", "OPT_OUT_WORDS", "codes_in", "inbound_sms", "message_status_report", "reply_text"]
 
 # Twilio's default opt-out keywords (Messaging > Opt-out management), and the opt-in and help
 # keywords Twilio answers itself: none of them is a reply to our message.
 OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
-KEYWORDS = frozenset({"START", "YES", "UNSTOP", "HELP", "INFO"})
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+KEYWORDS = frozenset({*OPT_IN_WORDS, "HELP", "INFO"})
 _DIGITS = re.compile(r"\d+")
 MAX_BODY = 1600
 
@@ -35,6 +37,7 @@ class InboundSms:
     body: str
     opt_out: bool
     keyword: bool = False  # START, HELP...: Twilio answers it; it is not a reply to a ping
+    opt_in: bool = False  # START, UNSTOP, YES: Twilio sends our messages to the number again
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -53,9 +56,10 @@ def inbound_sms(form: Mapping[str, str]) -> InboundSms:
     words = body.strip().upper().split()
     opt_out = form.get("OptOutType", "").upper() == "STOP" or (len(words) == 1 and words[0] in OPT_OUT_WORDS)
     keyword = form.get("OptOutType", "").upper() in ("START", "HELP") or (len(words) == 1 and words[0] in KEYWORDS)
+    opt_in = form.get("OptOutType", "").upper() == "START" or (len(words) == 1 and words[0] in OPT_IN_WORDS)
     return InboundSms(message_sid=form.get("MessageSid") or form.get("SmsSid", ""),
                       account_sid=form.get("AccountSid", ""), sender=form.get("From", ""), to=form.get("To", ""),
-                      body=body, opt_out=opt_out, keyword=keyword and not opt_out)
+                      body=body, opt_out=opt_out, keyword=keyword and not opt_out, opt_in=opt_in and not opt_out)
 
 
 def message_status_report(form: Mapping[str, str], ping_id: int, now: datetime) -> ChannelReport | None:

@@ -82,6 +82,13 @@ class FakeTwilio:
         """An httpx client that reaches this fake in process (for ``TwilioHttp(client=...)``)."""
         return in_process_client(self.app, FAKE_BASE)
 
+    def officer_texts(self, their_number: str, our_number: str, text: str) -> None:
+        """An officer sends ``text`` to one of our numbers now, unprompted (START after a STOP)."""
+        account = next((a for a in self.accounts.values() if our_number in a.numbers), None)
+        if account is None:
+            raise ValueError(f"{our_number} is not a number of any account of this fake")
+        self.player.receive(account, our_number, their_number, text)
+
     # -- time ------------------------------------------------------------------------
     def advance(self, seconds: float) -> int:
         return self.player.advance(seconds)

@@ -37,6 +37,11 @@ _MAX_STEPS = 200  # a TwiML loop that never ends is cut here
 FINAL = ("completed", "busy", "no-answer", "failed", "canceled")
 UNSUBSCRIBED = "You have successfully been unsubscribed. You will not receive any more messages from this number. " \
                "Reply START to resubscribe."
+RESUBSCRIBED = "You have successfully been re-subscribed to messages from this number. Reply HELP for help. " \
+               "Reply STOP to unsubscribe. Msg&Data Rates May Apply."
+# Twilio's default opt-out and opt-in keywords (a message of that one word, any case).
+OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+OPT_IN = frozenset({"START", "YES", "UNSTOP"})
 
 
 class Player:
@@ -258,24 +263,33 @@ class Player:
 
     def _reply(self, account: FakeAccount, original: FakeMessage, text: str) -> None:
         """The officer answers from the number we wrote to, to the number we wrote from."""
-        ours, theirs = original.from_, original.to
+        self.receive(account, original.from_, original.to, text)
+
+    def receive(self, account: FakeAccount, ours: str, theirs: str, text: str) -> None:
+        """A message from ``theirs`` to our number ``ours``. Twilio handles its opt-out and
+        opt-in keywords itself (it answers them, and refuses or resumes our messages to that
+        number), then passes the message on to the number's webhook with ``OptOutType``."""
         inbound = FakeMessage(sid=new_sid("SM"), account_sid=account.sid, to=ours, from_=theirs, body=text,
                               params={}, created_at=self.clock.now(), direction="inbound", status="received")
         self.inbound.append(inbound)
-        stop = text.strip().upper() in ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
-        if stop:
+        word = text.strip().upper()
+        opt_type = "STOP" if word in OPT_OUT else "START" if word in OPT_IN else ""
+        if opt_type == "STOP":
             account.opted_out.add((ours, theirs))
             self._answer(account, ours, theirs, UNSUBSCRIBED)  # Twilio's own answer to STOP
+        elif opt_type == "START":
+            account.opted_out.discard((ours, theirs))
+            self._answer(account, ours, theirs, RESUBSCRIBED)
         if not account.sms_url:
             return
         params = {"AccountSid": account.sid, "ApiVersion": API_VERSION, "Body": text, "From": theirs,
                   "FromCountry": "", "MessageSid": inbound.sid, "NumMedia": "0", "NumSegments": "1",
                   "SmsMessageSid": inbound.sid, "SmsSid": inbound.sid, "SmsStatus": "received", "To": ours,
                   "ToCountry": ""}
-        if stop:
-            params["OptOutType"] = "STOP"
+        if opt_type:
+            params["OptOutType"] = opt_type
         answer = self.post(account, account.sms_url, params)
-        if answer is None or answer.status_code >= 300 or stop:
+        if answer is None or answer.status_code >= 300 or opt_type:
             return
         try:
             root = ET.fromstring(answer.text.split("?>", 1)[-1].strip() or "<Response/>")

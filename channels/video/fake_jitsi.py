@@ -4,12 +4,16 @@ link, ``mod_muc_end_meeting``, and ``event_sync``'s webhooks, with scripted gues
 ``join(url)`` is a guest opening a join link: the JWT is verified as Prosody's
 ``token_verification`` does (signature, ``iss``, ``aud``, ``exp``, the ``room`` claim against
 the room in the URL), and the events event_sync would send are queued; ``flush(post)``
-sends them, each with the configured ``Authorization`` header, to ``{api_prefix}/events/...``.
+sends them, each with the configured ``Authorization`` header, to ``{api_prefix}/events/...``
+(``signing_proxy``: as a proxy in front of commtest would, signed with HMAC-SHA256 over the body
+in ``X-Commtest-Signature`` instead, and without the bearer).
 Over HTTP (``handle_request``), ``GET /{room}?jwt=...`` is a join and
 ``POST /end-meeting?conference=ROOM@MUC`` ends a room.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import uuid
@@ -68,6 +72,7 @@ class FakeJitsi:
         self.webhook_token = webhook_token
         self.muc_domain = muc_domain or f"conference.{subject}"
         self.allow_guests = allow_guests  # allow_empty_token: guests without a token may join
+        self.signing_proxy = False  # the events pass a proxy that signs them and drops the bearer
         self.rooms: dict[str, _Room] = {}
         self.ended: list[str] = []  # rooms ended through /end-meeting
         self.outbox: list[tuple[str, dict[str, Any]]] = []
@@ -148,9 +153,13 @@ class FakeJitsi:
         codes = []
         for path, payload in batch:
             headers = {"Content-Type": "application/json", "User-Agent": "Prosody (0.12.4; posix)"}
-            if self.webhook_token:
+            body = json.dumps(payload).encode()
+            if self.webhook_token and self.signing_proxy:
+                digest = hmac.new(self.webhook_token.encode(), body, hashlib.sha256).hexdigest()
+                headers["X-Commtest-Signature"] = f"sha256={digest}"
+            elif self.webhook_token:
                 headers["Authorization"] = f"Bearer {self.webhook_token}"
-            code = post(path, json.dumps(payload).encode(), headers)
+            code = post(path, body, headers)
             self.sent.append((path, payload, code))
             codes.append(code)
         return codes

@@ -8,7 +8,10 @@ link to its room only, until it expires.
 
 Presence: event_sync POSTs ``{api_prefix}/events/occupant/joined`` (and ``left``,
 ``room/created``, ``room/destroyed``) with the JWT user context of the occupant and a static
-header of our choosing (``api_headers = {["Authorization"] = "Bearer ..."}``); the payloads
+header of our choosing (``api_headers = {["Authorization"] = "Bearer ..."}``): a shared secret,
+compared in constant time, which only TLS keeps secret (event_sync signs nothing). A proxy
+that can sign may send ``X-Commtest-Signature: sha256=<hex of HMAC-SHA256(secret, body)>``
+instead, with the same secret: that also proves the body unaltered. The payloads
 carry no event id, so a join is named by its room, occupant JID and ``joined_at``: the
 module's retries then de-duplicate. A left event carries ``joined_at`` too, so a join whose
 own event was lost is still seen, and a leave never undoes a join.
@@ -19,6 +22,7 @@ Prosody's ``mod_muc_end_meeting`` (``POST /end-meeting?conference=ROOM@MUC``) wh
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from datetime import datetime, timedelta
@@ -40,6 +44,7 @@ from commtest.settings import ENV_PREFIX, Settings
 log = logging.getLogger(__name__)
 
 EVENTS = ("muc-occupant-joined", "muc-occupant-left", "muc-room-created", "muc-room-destroyed")
+SIGNATURE_HEADER = "X-Commtest-Signature"  # the same form as the CAP links' (channels/cap/signing.py)
 
 
 class JitsiBridge:
@@ -140,6 +145,18 @@ def verify_bearer(header: str | None, token: str) -> bool:
     if not header or not header.startswith("Bearer "):
         return False
     return hmac.compare_digest(header[len("Bearer "):].strip().encode(), token.encode())
+
+
+def sign(secret: str, body: bytes) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 of the raw body with the webhook secret."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, body: bytes, header: str) -> bool:
+    """A signing proxy's ``X-Commtest-Signature`` over the exact body, in constant time."""
+    if not header.startswith("sha256="):
+        return False
+    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
 
 
 def event_reports(payload: Any, secret: str, now: datetime) -> list[ChannelReport]:

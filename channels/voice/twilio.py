@@ -16,6 +16,7 @@ import httpx
 from channels.base import ChannelReport, OutgoingPing, SendResult
 from channels.twilio.config import TwilioAccount, account_for
 from channels.twilio.connection import SentRecord, TwilioConnection
+from channels.twilio.pacing import Pacer
 from channels.twilio.signature import VOICE_AMD, VOICE_GATHER, VOICE_STATUS, hook_url
 from channels.voice.speech import choose_speech
 from channels.voice.twiml import MAX_TWIML, call_twiml, pack_speech
@@ -32,14 +33,14 @@ class TwilioVoiceChannel:
     kind = "voice"
 
     def __init__(self, account: TwilioAccount, settings: Settings, clock: Clock, *,
-                 http_client: httpx.Client | None = None) -> None:
+                 http_client: httpx.Client | None = None, pacer: Pacer | None = None) -> None:
         self.require(account)
         self.provider = account.provider
         self.simulated = account.simulated
         self.account = account
         self.settings = settings
         self.clock = clock
-        self.connection = TwilioConnection(account, clock, self.kind, http_client=http_client)
+        self.connection = TwilioConnection(account, clock, self.kind, http_client=http_client, pacer=pacer)
 
     @staticmethod
     def require(account: TwilioAccount) -> None:

@@ -101,11 +101,12 @@ def playbook_requirements(folder: Path, *, max_bytes: int | None = None) -> tupl
         spec = playbook.spec
         for participant in spec.participants:
             for field in participant.fields:
-                # Each step pings every participant's contact point on its channel.
-                channels = frozenset(step.channel for step in spec.steps)
+                # Each step pings every participant's contact point on its channel (those it names, if it does).
+                channels = frozenset(step.channel for step in spec.steps if step.pings(participant.organisation))
                 out.append(Requirement(participant.organisation, field, channels, spec.id))
             for step in spec.steps:
-                if step.escalate and step.escalate.field:  # escalation reaches another field of work
+                if step.escalate and step.escalate.field and step.pings(participant.organisation):
+                    # the escalation reaches another field of work
                     out.append(Requirement(participant.organisation, step.escalate.field,
                                            frozenset({step.channel}), spec.id))  # fmt: skip
     invalid = getattr(loaded, "invalid", None) or []

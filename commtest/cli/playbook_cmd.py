@@ -206,8 +206,9 @@ def show(playbook_id: str, revision_hash: str | None) -> None:
             escalates = ", escalates to " + " ".join(
                 part for part in (f"step {esc.step}" if esc.step else "", f"field {esc.field}" if esc.field else "") if part
             )
+        only = f", only {', '.join(step.organisations)}" if step.organisations else ""
         out(f"  {step.id}: {step.channel}, template {step.template}, {starts}, "
-            f"ack within {format_duration(step.ack_deadline)}{retries}{escalates}")
+            f"ack within {format_duration(step.ack_deadline)}{retries}{escalates}{only}")
     out("targets:")
     for channel, target in spec.targets.items():
         out(f"  {channel}: {format_duration(target)}")

@@ -17,7 +17,8 @@ from commtest.clock import parse_instant
 
 from .export import snapshot
 
-GapKind = Literal["no-contact-point", "missing-channel", "not-verified", "never-verified", "suspect", "invalid"]
+GapKind = Literal["no-contact-point", "missing-channel", "not-verified", "never-verified", "suspect", "invalid",
+                  "blocked"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ def _uncovered_fields(snap: dict[str, Any], required: set[tuple[str, str]]) -> l
 
 def _endpoint_gap(e: dict[str, Any], limit: datetime, max_age_days: int) -> tuple[GapKind, str] | None:
     what = f"{e['kind']} {e['address']}"
+    if e["status"] == "blocked":
+        return "blocked", (f"{what} is blocked: the number replied STOP; ask the centre to send START from it, or to "
+                           "give another number")
     if e["status"] in ("suspect", "invalid"):
         why = f" (last outcome: {e['last_outcome']})" if e.get("last_outcome") else ""
         return e["status"], f"{what} is marked {e['status']}{why}; correct or remove it"

@@ -93,7 +93,7 @@ def apply_endpoint_change(session: Session, endpoint: Endpoint, change: Endpoint
         endpoint.priority = change.priority
     if change.status is not None and change.status != endpoint.status and "status" not in changed:
         if change.status not in tuple(s.value for s in EndpointStatus):
-            raise BadEdit("status", "active, suspect or invalid")
+            raise BadEdit("status", "active, suspect, invalid or blocked")
         changed["status"] = (endpoint.status, change.status)
         endpoint.status = change.status
     if changed:

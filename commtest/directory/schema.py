@@ -262,7 +262,7 @@ class EndpointIn(_Input):
     address: str
     priority: int = Field(1, ge=1, le=99)
     label: str = Field("", max_length=100)
-    status: Literal["active", "suspect", "invalid"] | None = None
+    status: Literal["active", "suspect", "invalid", "blocked"] | None = None
     verified_at: datetime | None = None
 
     @field_validator("kind")

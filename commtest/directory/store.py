@@ -6,7 +6,9 @@ the file states, and leaves rows the file does not mention alone. Replace makes 
 database equal to the file, except that a contact point or endpoint that pings refer to
 is deactivated instead of deleted (the test history keeps pointing at it). Neither mode
 erases ``verified_at``/``last_outcome`` or moves ``verified_at`` back: those are facts
-learned by tests, and a file that does not state them says nothing about them.
+learned by tests, and a file that does not state them says nothing about them. Nor does
+either make a ``blocked`` endpoint (its number replied STOP) active or suspect: only the
+number's START does, or a coordinator's edit of that endpoint.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from .schema import EndpointIn, endpoint_key
 from .validate import DirectoryData, validate
 
 KINDS = ("fields_of_work", "organisations", "contact_points", "endpoints")
+_UNBLOCKING = (EndpointStatus.active.value, EndpointStatus.suspect.value)
 ACTIONS = ("created", "updated", "unchanged", "deleted", "deactivated")
 
 
@@ -147,6 +150,11 @@ def apply_directory(session: Session, data: DirectoryData, *, replace: bool, tal
         # Unstated status keeps what tests learned; a new endpoint starts active.
         if ein.status is not None or known is None:
             values["status"] = ein.status or EndpointStatus.active.value
+        if known is not None and known.status == EndpointStatus.blocked.value and values.get("status") in _UNBLOCKING:
+            # Only the number's START unblocks it (or a coordinator's edit): never a file, silently.
+            tally.notes.append(f"endpoint {ein.kind} {ein.address} of {cp_code} is blocked (the number replied STOP): "
+                               f"kept blocked, not {values.pop('status')} as the file says; it becomes active when "
+                               "the number sends START, or by editing the endpoint")
         values.update(_verification(known, ein))
         row = _upsert(session, tally, "endpoints", known, Endpoint, values)
         wanted.add(row.id)

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from channels.video.fake_jitsi import JoinRefused
 from channels.video.identity import guest_identity, parse_identity, room_name
-from channels.video.jitsi import JitsiBridge, event_reports
+from channels.video.jitsi import JitsiBridge, event_reports, sign
 from commtest.clock import UTC, FrozenClock
 from commtest.db import session_scope
 from commtest.models import Event
@@ -80,6 +80,35 @@ def test_a_webhook_without_the_bearer_token_is_refused_and_changes_nothing(links
                               headers={"Content-Type": "application/json", **headers})
         assert r.status_code == 403
     assert links.pings("video")["XA-ONE"].acked_at is None
+
+
+def test_a_webhook_signed_by_a_proxy_with_hmac_sha256_over_the_body_is_accepted_without_the_bearer(
+        links: Links) -> None:
+    links.tick(minutes=1)
+    links.jitsi.signing_proxy = True  # a proxy in front of commtest signs the body and drops the bearer
+    links.jitsi.join(links.join_url("XA-ONE"))
+    sent = list(links.jitsi.outbox)
+    assert links.jitsi.flush(links.post_jitsi) == [200, 200]
+    assert links.pings("video")["XA-ONE"].ack_method == "video-join"
+    path, payload = sent[-1]
+    body = json.dumps(payload).encode()
+    signed = {"Content-Type": "application/json", "X-Commtest-Signature": sign(WEBHOOK_TOKEN, body)}
+    assert "Authorization" not in signed
+    assert links.client.post(f"/hooks/jitsi{path}", content=body, headers=signed).status_code == 200
+
+
+def test_a_wrong_or_foreign_signature_is_refused_even_with_the_right_bearer(links: Links) -> None:
+    links.jitsi.join(links.join_url("XA-ONE"))
+    path, payload = links.jitsi.outbox[-1]
+    body = json.dumps(payload).encode()
+    bearer = {"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    tampered = body.replace(b"muc-occupant-joined", b"muc-occupant-joined ")
+    for signature in (sign("another-secret", body), sign(WEBHOOK_TOKEN, tampered), "sha1=" + "0" * 40, ""):
+        r = links.client.post(f"/hooks/jitsi{path}", content=body,
+                              headers={**bearer, "X-Commtest-Signature": signature})
+        assert r.status_code == 403, signature
+    assert links.pings("video")["XA-ONE"].acked_at is None
+    assert links.client.post(f"/hooks/jitsi{path}", content=body, headers=bearer).status_code == 200  # unsigned
 
 
 def test_a_join_by_someone_else_does_not_count(links: Links) -> None:

@@ -152,3 +152,22 @@ def test_an_inactive_contact_point_leaves_its_field_uncovered_but_a_coordinator_
     assert [(g.kind, g.organisation_code, g.field_code) for g in _gaps(engine, [])] == [
         ("no-contact-point", "BE-NCCN", "crisis-desk")
     ]
+
+
+def test_a_blocked_number_is_a_gap_that_says_what_to_do_and_show_prints_it(run_cli, engine: Engine,  # type: ignore[no-untyped-def]
+                                                                          tmp_path: Path) -> None:
+    import_directory(engine, write(tmp_path, LU_COORDINATES))
+    _verify_all(engine, datetime(2026, 3, 17, 9, 0, tzinfo=UTC))
+    with session_scope(engine) as s:
+        sms = s.exec(select(Endpoint).where(Endpoint.kind == "sms")).one()
+        sms.status, sms.last_outcome = "blocked", "blocked"
+        s.add(sms)
+    assert [(g.kind, str(g)) for g in _gaps(engine, [DESK])] == [
+        ("missing-channel", "BE-NCCN/crisis-desk: no active sms endpoint (needed by playbook spring-test)"),
+        ("blocked", "BE-NCCN/crisis-desk: sms +32470550110 is blocked: the number replied STOP; ask the centre to "
+                    "send START from it, or to give another number"),
+    ]
+    result = run_cli("directory", "show", "be-nccn")
+    assert result.exit_code == 0
+    [line] = [ln for ln in result.stdout.splitlines() if "+32470550110" in ln]
+    assert "│ blocked " in line

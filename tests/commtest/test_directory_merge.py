@@ -272,3 +272,40 @@ def test_replace_takes_the_file_as_the_truth_but_keeps_what_tests_learned(engine
     with session_scope(engine) as s:
         assert s.exec(select(ContactPoint.title)).one() == ""
         assert s.exec(select(Organisation.role).where(Organisation.code == "LU-CNC")).one() == "participant"
+
+
+def _block_sms(engine: Engine) -> None:
+    with session_scope(engine) as s:
+        ep = s.exec(select(Endpoint).where(Endpoint.kind == "sms")).one()
+        ep.status = "blocked"  # the number replied STOP (scheduler.endpoint_flags)
+        s.add(ep)
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_an_import_never_unblocks_a_number_that_replied_stop(engine: Engine, tmp_path: Path, replace: bool) -> None:
+    import_directory(engine, write(tmp_path, BASE_YAML, "base.yaml"))
+    _block_sms(engine)
+    import_directory(engine, write(tmp_path, BASE_YAML, "base.yaml"), replace=replace)  # the file states no status
+    assert _endpoint(engine, "sms").status == "blocked"
+    says_active = BASE_YAML.replace("verified_at: '2026-03-17T09:15:00Z'}", "verified_at: '2026-03-17T09:15:00Z', "
+                                                                            "status: active}")
+    summary = import_directory(engine, write(tmp_path, says_active), replace=replace)
+    assert _endpoint(engine, "sms").status == "blocked"
+    assert summary.notes == ("endpoint sms +32470550110 of BE-NCCN/crisis-desk is blocked (the number replied STOP): "
+                             "kept blocked, not active as the file says; it becomes active when the number sends "
+                             "START, or by editing the endpoint",)
+    assert "note: endpoint sms +32470550110" in summary.render()
+
+
+def test_an_import_may_still_say_a_blocked_number_is_invalid_and_an_export_reads_back(engine: Engine,
+                                                                                      tmp_path: Path) -> None:
+    from commtest.directory import export_directory
+
+    import_directory(engine, write(tmp_path, BASE_YAML, "base.yaml"))
+    _block_sms(engine)
+    exported = export_directory(engine, "yaml")
+    assert "status: blocked" in exported
+    again = import_directory(engine, write(tmp_path, exported, "exported.yaml"))
+    assert again.count("endpoints", "unchanged") == 3 and again.notes == ()
+    import_directory(engine, write(tmp_path, exported.replace("status: blocked", "status: invalid"), "invalid.yaml"))
+    assert _endpoint(engine, "sms").status == "invalid"

@@ -309,3 +309,36 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy() -> None:
     assert client_address(request("10.0.0.5", "203.0.113.9"), plain) == "10.0.0.5"
     assert client_address(request("10.0.0.5", "198.51.100.1, 203.0.113.9"), proxied) == "203.0.113.9"
     assert client_address(request("192.0.2.7", "203.0.113.9"), proxied) == "192.0.2.7"
+
+
+@pytest.mark.parametrize("lang, word", [("en", "blocked"), ("nl", "geblokkeerd"), ("fr", "bloqué"), ("de", "gesperrt")])
+def test_a_blocked_number_shows_as_blocked_in_the_directory_in_the_readers_language(world: World, lang: str,
+                                                                                  word: str) -> None:
+    with session_scope(world.engine) as s:
+        sms = s.exec(select(Endpoint).where(Endpoint.kind == "sms")).first()
+        assert sms is not None
+        sms.status = "blocked"
+        s.add(sms)
+        sms_id, address = sms.id, sms.address
+    world.login("vera")
+    page = world.client.get(f"/console/directory?lang={lang}").text
+    [item] = [li for li in page.split("<li ") if address in li]
+    assert 'status-blocked' in item and f"<strong>{word}</strong>" in item
+    edit = world.client.get(f"/console/directory/endpoints/{sms_id}?lang={lang}").text
+    assert f'<option value="blocked" selected>{word}</option>' in edit  # saving a label keeps the block
+
+
+def test_saving_a_blocked_endpoint_with_its_status_unchanged_keeps_it_blocked(world: World) -> None:
+    with session_scope(world.engine) as s:
+        sms = s.exec(select(Endpoint).where(Endpoint.kind == "sms")).first()
+        assert sms is not None
+        sms.status = "blocked"
+        s.add(sms)
+        sms_id, address = sms.id, sms.address
+    world.login("cora")
+    r = world.post(f"/console/directory/endpoints/{sms_id}", {"address": address, "priority": "1",
+                                                             "label": "duty mobile", "status": "blocked"},
+                   page="/console/directory")
+    assert r.status_code == 303
+    with session_scope(world.engine) as s:
+        assert s.get(Endpoint, sms_id).status == "blocked"  # type: ignore[union-attr]

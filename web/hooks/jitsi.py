@@ -1,9 +1,12 @@
 """``POST /hooks/jitsi/events/{group}/{event}``: Prosody's event_sync webhooks.
 
 Set event_sync's ``api_prefix`` to ``{public_base_url}/hooks/jitsi`` and its ``api_headers``
-to ``{["Authorization"] = "Bearer <COMMTEST_JITSI_WEBHOOK_TOKEN>"}``. A request without that
-token gets 403 and changes nothing. A join by one of our identities acknowledges its ping
-(method ``video-join``), at the ``joined_at`` the module reports; anyone else's is ignored.
+to ``{["Authorization"] = "Bearer <COMMTEST_JITSI_WEBHOOK_TOKEN>"}``: a shared secret, compared
+in constant time, secret only over TLS. A proxy that signs may send instead
+``X-Commtest-Signature: sha256=<HMAC-SHA256 of the body with that secret>``; when that header
+is there it must be right, whatever the bearer says. Anything else gets 403 and changes nothing.
+A join by one of our identities acknowledges its ping (method ``video-join``), at the
+``joined_at`` the module reports; anyone else's is ignored.
 event_sync retries on a 5xx, so an event is answered 2xx only once its reports are recorded,
 and a retried event (same room, occupant and ``joined_at``) is dropped.
 """
@@ -19,7 +22,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from channels.video.jitsi import event_reports, verify_bearer
+from channels.video.jitsi import SIGNATURE_HEADER, event_reports, verify_bearer, verify_signature
 from commtest.clock import Clock
 from commtest.settings import Settings
 from scheduler.reports_in import apply_reports
@@ -51,6 +54,11 @@ class _SeenEvents:
                 self._ids.popitem(last=False)
 
 
+def _refused(request: Request, how: str) -> JSONResponse:
+    log.warning("jitsi webhook %s refused (from %s)", how, request.client.host if request.client else "?")
+    return JSONResponse({"error": "unsigned or wrongly signed"}, status_code=403)
+
+
 def jitsi_router(settings: Settings, engine: Engine, clock: Clock) -> APIRouter:
     router = APIRouter()
     seen = _SeenEvents()
@@ -61,14 +69,15 @@ def jitsi_router(settings: Settings, engine: Engine, clock: Clock) -> APIRouter:
         secret = settings.jitsi_app_secret
         if token is None or secret is None:
             return JSONResponse({"error": "the Jitsi webhook is not configured here"}, status_code=404)
-        if not verify_bearer(request.headers.get("authorization"), token.get_secret_value()):
-            log.warning("jitsi webhook without the right bearer token refused (from %s)",
-                        request.client.host if request.client else "?")
-            return JSONResponse({"error": "unsigned or wrongly signed"}, status_code=403)
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if signature is None and not verify_bearer(request.headers.get("authorization"), token.get_secret_value()):
+            return _refused(request, "without the right bearer token")
         try:
             body = await read_bounded(request, MAX_BODY)
         except BodyTooLarge:
             return JSONResponse({"error": f"larger than {MAX_BODY} bytes"}, status_code=413)
+        if signature is not None and not verify_signature(token.get_secret_value(), body, signature):
+            return _refused(request, f"with a wrong {SIGNATURE_HEADER}")
         try:
             reports = event_reports(json.loads(body), secret.get_secret_value(), clock.now())
         except ValueError as exc:  # JSON or not an event_sync event
