@@ -148,32 +148,48 @@ def acknowledge_token(
     source: str | None,
     info: TokenInfo | None = None,
 ) -> AckOutcome:
-    """Record the answer behind ``token`` in one short durable transaction: the ping is found
+    """Record the answer behind ``token`` in one short durable transaction of its own (the web
+    app groups them: scheduler.ack_writer)."""
+    if not is_well_formed(token):
+        return AckOutcome("malformed")
+    return run_write(engine, lambda s: record_answer(s, clock, settings, token, method=method, by=by,
+                                                     user_agent=user_agent, source=source, info=info), durable=True)
+
+
+def record_answer(
+    s: Session,
+    clock: Clock,
+    settings: Settings,
+    token: str,
+    *,
+    method: str,
+    by: str | None,
+    user_agent: str | None,
+    source: str | None,
+    info: TokenInfo | None = None,
+) -> AckOutcome:
+    """Record the answer behind ``token`` in the caller's durable transaction: the ping is found
     and locked by its token in one statement, then a conditional update and its events.
-    ``info`` is what ``lookup_token`` already read for the page (names, language), so the
-    write transaction reads nothing more."""
+    ``info`` is what ``lookup_token`` already read for the page (names, language), so nothing
+    more is read."""
     if not is_well_formed(token):
         return AckOutcome("malformed")
     digest = records.token_hash(token)
-
-    def work(s: Session) -> AckOutcome:
-        now = clock.now()  # read inside the transaction: a retried one judges its own moment
-        row = records.locked_answer_row(s.connection(), records.PT.c.token_hash == digest)
-        if row is None:
-            return AckOutcome("unknown")
-        known = info if info is not None and info.ping_id == row.id else _info(s, s.get(Ping, row.id))  # type: ignore[arg-type]
-        names = dict(language=known.language, organisation_name=known.organisation_name,
-                     contact_name=known.contact_name, timezone=known.timezone)
-        closed = row.run_status in records.CLOSED_RUN
-        if row.acked_at is None and known.expired(now) and not closed:
-            return AckOutcome("expired", row.id, row.run_id, **names)  # type: ignore[arg-type]
-        result = records.acknowledge_row(
-            s, row, now, method=method, actor=ACTOR, by=(by or "").strip() or None, user_agent=user_agent,
-            source=source, suspicious_within=timedelta(seconds=settings.ack_suspicious_seconds),
-        )
-        status: AckStatus = {"acked": "acked", "after_close": "after_close"}.get(result.status, "already")  # type: ignore[assignment]
-        return AckOutcome(status, result.ping_id, result.run_id, result.response_ms, result.late, result.suspicious,
-                          acked_at=result.acked_at, run_status=result.run_status,
-                          run_finished_at=known.run_finished_at, **names)  # type: ignore[arg-type]
-
-    return run_write(engine, work, durable=True)
+    now = clock.now()  # read inside the transaction: a retried one judges its own moment
+    row = records.locked_answer_row(s.connection(), records.PT.c.token_hash == digest)
+    if row is None:
+        return AckOutcome("unknown")
+    known = info if info is not None and info.ping_id == row.id else _info(s, s.get(Ping, row.id))  # type: ignore[arg-type]
+    names = dict(language=known.language, organisation_name=known.organisation_name,
+                 contact_name=known.contact_name, timezone=known.timezone)
+    closed = row.run_status in records.CLOSED_RUN
+    if row.acked_at is None and known.expired(now) and not closed:
+        return AckOutcome("expired", row.id, row.run_id, **names)  # type: ignore[arg-type]
+    result = records.acknowledge_row(
+        s, row, now, method=method, actor=ACTOR, by=(by or "").strip() or None, user_agent=user_agent,
+        source=source, suspicious_within=timedelta(seconds=settings.ack_suspicious_seconds),
+    )
+    status: AckStatus = {"acked": "acked", "after_close": "after_close"}.get(result.status, "already")  # type: ignore[assignment]
+    return AckOutcome(status, result.ping_id, result.run_id, result.response_ms, result.late, result.suspicious,
+                      acked_at=result.acked_at, run_status=result.run_status,
+                      run_finished_at=known.run_finished_at, **names)  # type: ignore[arg-type]

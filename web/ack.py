@@ -9,7 +9,8 @@ test had closed (or was called off), and the answer changes nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qs
 
@@ -23,7 +24,8 @@ from commtest.i18n import format_duration, format_moment
 from commtest.models import RunStatus
 from commtest.settings import Settings
 from commtest.vocabulary import name_of
-from scheduler.acks import AckOutcome, TokenInfo, acknowledge_token, is_well_formed, lookup_token
+from scheduler.ack_writer import AckWriter, Answer
+from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token
 from web.csrf import CSRF_FIELD, CsrfSigner
 from web.i18n import pick_language
 from web.officer_video import join_of, not_by_link, video_page
@@ -40,6 +42,11 @@ class AckContext:
     engine: Engine
     clock: Clock
     signer: CsrfSigner
+    writer: AckWriter = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.writer is None:
+            object.__setattr__(self, "writer", AckWriter(self.engine, self.clock, self.settings))
 
 
 class BodyTooLarge(Exception):
@@ -128,14 +135,11 @@ def ack_router(ctx: AckContext) -> APIRouter:
         if info.channel == "video" and await run_in_threadpool(join_of, ctx, info) is not None:
             return not_by_link(request, language, token)  # a video ping is answered by joining the room
         name = form.get("name")
-        outcome: AckOutcome = await run_in_threadpool(
-            lambda: acknowledge_token(
-                ctx.engine, ctx.clock, ctx.settings, token, method=METHOD,
-                by=name[:200] if name else None,
-                user_agent=request.headers.get("user-agent"),
-                source=request.client.host if request.client else None, info=info,
-            )
-        )
+        # Recorded by the writer thread with the answers that came in meanwhile, in one durable
+        # commit (group commit); the page answers once that commit is on disk.
+        outcome: AckOutcome = await asyncio.wrap_future(ctx.writer.submit(Answer(
+            token, METHOD, by=name[:200] if name else None, user_agent=request.headers.get("user-agent"),
+            source=request.client.host if request.client else None, info=info)))
         zone = outcome.timezone or info.timezone
         if outcome.status == "acked":
             t = texts(language)
