@@ -13,7 +13,7 @@ import click
 from sqlmodel import func, select
 
 from commtest.context import AppContext
-from commtest.db import session_scope
+from commtest.db import read_session
 from commtest.errors import CommtestError, Problem, ValidationFailed
 from commtest.models import Playbook, PlaybookRevision, Schedule
 
@@ -102,7 +102,7 @@ def _directory_problems(app: AppContext, loaded: list[Any]) -> dict[Path, list[P
 
     out: dict[Path, list[Problem]] = {}
     try:
-        with session_scope(app.engine) as session:
+        with read_session(app.engine) as session:
             if directory_is_empty(session):
                 click.echo("note: cannot check templates against the directory: it is empty; "
                            "import one with `commtest directory import`", err=True)
@@ -130,7 +130,7 @@ def list_() -> None:
     """Sync the playbook folder, then list the playbooks in the database."""
     app = app_context()
     sync_playbooks(app)
-    with session_scope(app.engine) as session:
+    with read_session(app.engine) as session:
         playbooks = session.exec(select(Playbook).order_by(Playbook.id)).all()
         rows = []
         for pb in playbooks:
@@ -172,7 +172,7 @@ def show(playbook_id: str, revision_hash: str | None) -> None:
 
     app = app_context()
     sync_playbooks(app)
-    with session_scope(app.engine) as session:
+    with read_session(app.engine) as session:
         if revision_hash:
             revision, spec = find_revision(session, playbook_id, revision_hash)
         else:
