@@ -28,18 +28,21 @@ class PlaybookInvalid(CommtestError):
     exit_code = 2
 
 
-def sync_playbooks(app: AppContext, *, quiet: bool = False) -> None:
+def sync_playbooks(app: AppContext, *, quiet: bool = False, deadline: float | None = None) -> list[Path]:
     """Sync ``settings.playbook_dir`` into the database (every command that needs playbooks
-    does this first); warn about invalid files on stderr unless ``quiet``."""
+    does this first); warn about invalid files on stderr unless ``quiet``. With a ``deadline``
+    (``time.monotonic()``), returns the files not read by then (left as they were)."""
     from playbooks.store import sync_folder
 
-    report = sync_folder(app.engine, app.settings.playbook_dir, app.clock, max_bytes=app.settings.max_playbook_bytes)
+    report = sync_folder(app.engine, app.settings.playbook_dir, app.clock, max_bytes=app.settings.max_playbook_bytes,
+                         deadline=deadline)
     if quiet:
-        return
+        return report.deferred
     for path, failure in report.invalid:
         click.echo(f"warning: {path} is invalid and was not loaded (its last good revision stays in use):", err=True)
         for problem in failure.problems:
             click.echo(f"  {problem}", err=True)
+    return report.deferred
 
 
 @cli.group()
