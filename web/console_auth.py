@@ -3,8 +3,9 @@ request), the form token of that session, the role checks, and rendering in the 
 language (the ``staff`` catalogue, nl/fr/de/en).
 
 GETs change nothing. A POST needs the session cookie (else 401), the form token bound to that
-session (else 403; the sign-in form's token is bound to a pre-session cookie instead) and, for anything that changes what the daemon does, a coordinator or an
-admin (else 403 naming the roles that may). Database reads and Argon2 run in the thread pool:
+session (else 403; the sign-in form's token is bound to a pre-session cookie instead) and, for
+anything that changes what the daemon does, a coordinator or an admin (else 403 naming the
+roles that may). Database reads and Argon2 run in the thread pool:
 routes are plain ``def`` functions, or ``async`` ones that only read the request body
 themselves and hand the rest to ``run_in_threadpool``.
 """
