@@ -83,8 +83,11 @@ def read_yaml(text: str, filename: str) -> Any:
         raise ValidationFailed([unreadable_problem(exc, text, filename)]) from exc
 
 
-def parse_playbook(text: str, filename: str) -> PlaybookSpec:
-    """Validate playbook ``text``; raises ``ValidationFailed`` listing every problem with its position."""
+def parse_playbook(text: str, filename: str, *, deadline: float | None = None) -> PlaybookSpec:
+    """Validate playbook ``text``; raises ``ValidationFailed`` listing every problem with its position.
+
+    ``deadline`` (``time.monotonic()``) cuts the template checks short when it comes before
+    their own budget: a caller reading a folder within a total budget passes it."""
     tree = read_yaml(text, filename)
     if not isinstance(tree, CommentedMap):
         raise ValidationFailed(
@@ -99,7 +102,7 @@ def parse_playbook(text: str, filename: str) -> PlaybookSpec:
         issues.extend(_pydantic_issues(exc))
         # The model-level checks did not run; run them on the raw data so they are reported too.
         issues.extend(_Issue(loc, message) for loc, message in reference_problems(plain))
-    issues.extend(_template_issues(tree))
+    issues.extend(_template_issues(tree, deadline))
     issues.extend(_email_subject_issues(tree))
     issues.extend(_schedule_issues(tree))
     if issues or spec is None:
@@ -176,7 +179,7 @@ def _unwrap(annotation: Any) -> Any:
 # -- checks on the YAML tree ---------------------------------------------------
 
 
-def _template_issues(tree: CommentedMap) -> list[_Issue]:
+def _template_issues(tree: CommentedMap, deadline: float | None = None) -> list[_Issue]:
     """Render every template text once with the sample context of its language.
 
     Each text has its own render budget, and all of them together ``VALIDATION_SECONDS``:
@@ -186,7 +189,8 @@ def _template_issues(tree: CommentedMap) -> list[_Issue]:
         return []
     ref = PlaybookRef(id=str(tree.get("id", "sample")), title=str(tree.get("title", "")))
     issues: list[_Issue] = []
-    deadline = monotonic() + VALIDATION_SECONDS
+    own = monotonic() + VALIDATION_SECONDS
+    deadline = own if deadline is None else min(own, deadline)
     for name, languages in templates.items():
         if not isinstance(languages, CommentedMap):
             continue

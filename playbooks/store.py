@@ -10,9 +10,10 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from time import monotonic
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -59,6 +60,7 @@ class LoadedPlaybook:
 class FolderLoad:
     valid: list[LoadedPlaybook]
     invalid: list[tuple[Path, ValidationFailed]]
+    deferred: list[Path] = field(default_factory=list)  # not read within the caller's deadline
 
 
 @dataclass(frozen=True)
@@ -67,15 +69,17 @@ class SyncReport:
     invalid: list[tuple[Path, ValidationFailed]]
     new_revisions: list[tuple[str, str]]  # (playbook id, content hash) inserted by this sync
     errors_recorded: list[str]  # playbook ids whose last_error this sync set
+    deferred: list[Path] = field(default_factory=list)  # not read within the deadline: left as they were
 
 
-def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> LoadedPlaybook:
+def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES, deadline: float | None = None) -> LoadedPlaybook:
     """Read and validate one playbook file; raises ``ValidationFailed``.
 
     A file over ``max_bytes`` (the setting ``max_playbook_bytes``) is refused before it is
     parsed. The verdict on a file is remembered by its content hash, so the daemon's sync
     every minute does not validate an unchanged file again (a hostile one included); a
-    refusal by a time budget is not remembered, as it depends on how busy the machine was."""
+    refusal by a time budget is not remembered, as it depends on how busy the machine was.
+    ``deadline`` (``time.monotonic()``) cuts the template checks short (see ``load_folder``)."""
     try:
         data = read_limited(path, limit=max_bytes, what="a playbook file", setting="max_playbook_bytes")
     except OSError as exc:
@@ -85,7 +89,7 @@ def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> Loa
     with _verdicts_lock:
         verdict = _verdicts.get(key)
     if verdict is None:
-        verdict = _validate(path, data, content_hash)
+        verdict = _validate(path, data, content_hash, deadline)
         if not (isinstance(verdict, ValidationFailed) and depends_on_time(verdict)):
             with _verdicts_lock:
                 _verdicts[key] = verdict
@@ -96,13 +100,13 @@ def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> Loa
     return verdict
 
 
-def _validate(path: Path, data: bytes, content_hash: str) -> LoadedPlaybook | ValidationFailed:
+def _validate(path: Path, data: bytes, content_hash: str, deadline: float | None) -> LoadedPlaybook | ValidationFailed:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return ValidationFailed([Problem(str(path), None, "", "the file is not UTF-8 text; save it as UTF-8")])
     try:
-        spec = parse_playbook(text, str(path))
+        spec = parse_playbook(text, str(path), deadline=deadline)
     except ValidationFailed as exc:
         return exc
     return LoadedPlaybook(path=path, text=text, content_hash=content_hash, spec=spec)
@@ -114,16 +118,29 @@ def playbook_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PLAYBOOK_SUFFIXES)
 
 
-def load_folder(folder: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> FolderLoad:
-    """Validate every ``*.yaml``/``*.yml`` file of ``folder`` (in name order); a repeated id is a problem."""
+def load_folder(folder: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES,
+                deadline: float | None = None) -> FolderLoad:
+    """Validate every ``*.yaml``/``*.yml`` file of ``folder`` (in name order); a repeated id is a problem.
+
+    With a ``deadline`` (``time.monotonic()``), the files not read by then (and one whose
+    template checks it cut short) are ``deferred``, neither valid nor invalid: each file is
+    bounded on its own, but a folder of slow ones is not, and the daemon must not wait for
+    it before it leads."""
     valid: list[LoadedPlaybook] = []
     invalid: list[tuple[Path, ValidationFailed]] = []
+    deferred: list[Path] = []
     by_id: dict[str, LoadedPlaybook] = {}
     for path in playbook_files(folder):
+        if deadline is not None and monotonic() >= deadline:
+            deferred.append(path)
+            continue
         try:
-            loaded = load_file(path, max_bytes=max_bytes)
+            loaded = load_file(path, max_bytes=max_bytes, deadline=deadline)
         except ValidationFailed as exc:
-            invalid.append((path, exc))
+            if deadline is not None and monotonic() >= deadline and depends_on_time(exc):
+                deferred.append(path)
+            else:
+                invalid.append((path, exc))
             continue
         first = by_id.get(loaded.spec.id)
         if first is not None:
@@ -137,12 +154,14 @@ def load_folder(folder: Path, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) ->
             continue
         by_id[loaded.spec.id] = loaded
         valid.append(loaded)
-    return FolderLoad(valid=valid, invalid=invalid)
+    return FolderLoad(valid=valid, invalid=invalid, deferred=deferred)
 
 
-def sync_folder(engine: Engine, folder: Path, clock: Clock, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES) -> SyncReport:
-    """Bring the playbook tables in line with ``folder``, in one transaction."""
-    load = load_folder(folder, max_bytes=max_bytes)
+def sync_folder(engine: Engine, folder: Path, clock: Clock, *, max_bytes: int = DEFAULT_MAX_PLAYBOOK_BYTES,
+                deadline: float | None = None) -> SyncReport:
+    """Bring the playbook tables in line with ``folder``, in one transaction; with a
+    ``deadline``, only the files read by then (the others are left as they were)."""
+    load = load_folder(folder, max_bytes=max_bytes, deadline=deadline)
     attempts = 3
     for attempt in range(attempts):
         try:
@@ -202,7 +221,8 @@ def _sync(session: Session, load: FolderLoad, now: datetime, max_bytes: int) -> 
         playbook.last_seen_at = now
         errors_recorded.append(found[0])
     session.flush()
-    return SyncReport(valid=load.valid, invalid=load.invalid, new_revisions=new_revisions, errors_recorded=errors_recorded)
+    return SyncReport(valid=load.valid, invalid=load.invalid, new_revisions=new_revisions, errors_recorded=errors_recorded,
+                      deferred=load.deferred)
 
 
 _HEAD_BYTES = 64 * 1024

@@ -104,7 +104,7 @@ def generate_monthly(engine: Engine, month: str, clock: Clock, timezone: str = "
     """The month's report: the frozen one when signed, else a freshly computed draft (stored).
     A month that has not begun has no draft."""
     parse_month(month)
-    with session_scope(engine) as session:
+    with read_session(engine) as session:
         row = session.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()
         if row is not None and row.status == "signed":
             return row
@@ -199,7 +199,7 @@ def monthly_view(row: MonthlyReport) -> MonthlyView:
 
 
 def load_monthly(engine: Engine, month: str) -> MonthlyReport:
-    with session_scope(engine) as session:
+    with read_session(engine) as session:
         row = session.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()
         if row is None:
             raise NotFoundError(f"no monthly report for {month}; `commtest report monthly {month}` generates it")

@@ -134,13 +134,13 @@ def _signed_reference(engine: Engine, data: dict[str, Any]) -> tuple[dict[str, A
     """The frozen figures and signature of a month, with any difference in the signature itself."""
     from sqlmodel import select
 
-    from commtest.db import session_scope
+    from commtest.db import read_session
     from commtest.models import Event, MonthlyReport
     from reports.monthly import content_hash
 
     month = data.get("figures", {}).get("month")
     diffs: list[Difference] = []
-    with session_scope(engine) as s:
+    with read_session(engine) as s:
         row = s.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()
         if row is None or row.status != "signed":
             return {}, [Difference("status", data.get("status"), row.status if row else None)]

@@ -38,6 +38,18 @@ NESTED_RANGES = "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}
 NESTED_LOOPS_SILENT = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
 
 
+def slow_templates_playbook(playbook_id: str, templates: int = 4) -> str:
+    """A playbook whose ``templates`` template texts each spend their whole render budget
+    (``NESTED_LOOPS_SILENT``): each is refused on its own budget, the file within its
+    validation budget, yet a folder of them takes seconds per file to read."""
+    head, _, _ = VALID.partition("templates:\n")
+    names = [f"slow{i}" for i in range(templates)]
+    text = head.replace("template: invite", f"template: {names[0]}").replace("template: call", f"template: {names[-1]}")
+    quoted = "'" + NESTED_LOOPS_SILENT.replace("'", "''") + "'"
+    text += "templates:\n" + "".join(f"  {name}:\n    en:\n      subject: Test\n      body: {quoted}\n" for name in names)
+    return text.replace("id: drill", f"id: {playbook_id}", 1)
+
+
 def write_big_file(path: Path, size: int, head: str = "id: big\ntitle: Big\nsteps:\n") -> Path:
     """A YAML file of ``size`` bytes: a valid start, then a very long comment."""
     with path.open("w", encoding="utf-8") as fh:

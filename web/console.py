@@ -3,7 +3,9 @@
 The other pages live in their own modules (``console_overview``, ``console_playbooks``,
 ``console_schedules``, ``console_runs``, ``console_directory``, ``console_audit``,
 ``console_tokens``); ``console_router`` composes them. Sessions are kept on the server
-(``commtest.access``): signing out deletes the session, so a copied cookie stops working.
+(``commtest.access``): signing out deletes the session, so a copied cookie stops working. The
+sign-in form carries a token bound to a pre-session cookie (login CSRF: another site cannot
+sign a browser in to an account of its choosing).
 Sign-in is limited per source address and, whatever the address, per user name
 (a growing lock-out after repeated failures). Argon2 runs in the thread pool.
 """
@@ -33,7 +35,7 @@ from reports.monthly_figures import compute_monthly_figures
 from web.ack import BodyTooLarge, read_small_form
 from web.console_auth import COOKIE_NAME, COOKIE_PATH, ConsoleContext, Session
 from web.console_report import embed_monthly
-from web.csrf import CsrfSigner
+from web.csrf import CSRF_FIELD, CsrfSigner
 from web.ratelimit import SlidingWindowLimiter
 
 LOGIN_ATTEMPTS_PER_MINUTE = 10  # per source address; a person mistypes a few times, a script a lot more
@@ -71,8 +73,12 @@ def _sign_in_routes(router: APIRouter, ctx: ConsoleContext) -> None:
     def login_form(request: Request, lang: str, status: int, *, error: str | None, username: str = "",
                    target: str = "/console") -> HTMLResponse:
         t = ctx.texts(lang)
-        return ctx.render(request, "console_login.html", lang, status, title=t("Sign in to the console"),
-                          next=_safe_next(target), error=error, username=username)
+        cookie, new = ctx.login_cookie(request)
+        page = ctx.render(request, "console_login.html", lang, status, title=t("Sign in to the console"),
+                          next=_safe_next(target), error=error, username=username, csrf=ctx.login_token(cookie))
+        if new:
+            ctx.set_login_cookie(request, page, cookie)
+        return page
 
     def locked(request: Request, lang: str, until: datetime) -> HTMLResponse:
         t = ctx.texts(lang)
@@ -129,6 +135,11 @@ def _sign_in_routes(router: APIRouter, ctx: ConsoleContext) -> None:
                                                           "was recorded."))
         username = form.get("username", "").strip().lower()[:100]
         password, target = form.get("password", ""), form.get("next", "/console")
+        if not ctx.check_login_form(request, form.get(CSRF_FIELD)):
+            # Another site's page, or a form too old: no attempt, so no session, no failure counted.
+            return login_form(request, lang, 403, error=t("This sign-in form is too old or did not come from the "
+                                                          "console. Sign in again on this page."),
+                              username=username, target=target)
         outcome, value = await run_in_threadpool(attempt, username, password, source,
                                                  request.headers.get("user-agent", ""))
         if outcome == "locked":

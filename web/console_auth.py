@@ -3,14 +3,16 @@ request), the form token of that session, the role checks, and rendering in the 
 language (the ``staff`` catalogue, nl/fr/de/en).
 
 GETs change nothing. A POST needs the session cookie (else 401), the form token bound to that
-session (else 403) and, for anything that changes what the daemon does, a coordinator or an
-admin (else 403 naming the roles that may). Database reads and Argon2 run in the thread pool:
+session (else 403; the sign-in form's token is bound to a pre-session cookie instead) and, for
+anything that changes what the daemon does, a coordinator or an admin (else 403 naming the
+roles that may). Database reads and Argon2 run in the thread pool:
 routes are plain ``def`` functions, or ``async`` ones that only read the request body
 themselves and hand the rest to ``run_in_threadpool``.
 """
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,10 @@ from web.pages import TEMPLATES
 
 COOKIE_NAME = "commtest_console"
 COOKIE_PATH = "/console"
+# Before a session there is no cookie to bind the sign-in form's token to: the sign-in page
+# sets this random one (SameSite=Strict, so another site's page cannot post with it).
+LOGIN_COOKIE_NAME = "commtest_login"
+LOGIN_COOKIE_PATH = "/console/login"
 CONSOLE_LANGUAGES = DOMAIN_LANGUAGES["staff"]
 FORM_BYTES = 16_384  # a console form: a comment, a reason, an address
 # Console pages may run our own script (the live board) and frame our own report pages.
@@ -125,6 +131,26 @@ class ConsoleContext:
     def check_form(self, session: Session, value: object) -> bool:
         binding = "console-form:" + hashlib.sha256(session.cookie.encode()).hexdigest()
         return isinstance(value, str) and self.signer.check(binding, value)
+
+    # -- the sign-in form: a token bound to a pre-session cookie ------------------------------
+    def login_cookie(self, request: Request) -> tuple[str, bool]:
+        """The browser's pre-session cookie, or a new one (True: set it on the response)."""
+        value = request.cookies.get(LOGIN_COOKIE_NAME, "")
+        if 32 <= len(value) <= 128:
+            return value, False
+        return secrets.token_urlsafe(32), True
+
+    def login_token(self, cookie: str) -> str:
+        return self.signer.issue("console-login:" + hashlib.sha256(cookie.encode()).hexdigest())
+
+    def check_login_form(self, request: Request, value: object) -> bool:
+        cookie = request.cookies.get(LOGIN_COOKIE_NAME, "")
+        binding = "console-login:" + hashlib.sha256(cookie.encode()).hexdigest()
+        return bool(cookie) and isinstance(value, str) and self.signer.check(binding, value)
+
+    def set_login_cookie(self, request: Request, response: HTMLResponse, cookie: str) -> None:
+        response.set_cookie(LOGIN_COOKIE_NAME, cookie, path=LOGIN_COOKIE_PATH, secure=self.secure_cookie(request),
+                            httponly=True, samesite="strict")
 
     async def posted(self, request: Request, lang: str, limit: int = FORM_BYTES
                      ) -> tuple[Session | None, dict[str, str], HTMLResponse | None]:

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
-from commtest.db import session_scope
+from commtest.db import read_session, session_scope
 from commtest.errors import CommtestError, NotFoundError
 from commtest.i18n import N_
 from commtest.models import Ping, TestRun
@@ -193,7 +193,7 @@ def router(ctx: ConsoleContext) -> APIRouter:
             report = report_of(run_id)
         except NotFoundError:
             return not_found(request, lang, session, run_id)
-        with session_scope(ctx.engine) as s:
+        with read_session(ctx.engine) as s:
             run = s.exec(select(TestRun).where(TestRun.id == run_id)).one()
             simulated = any(p.simulated for p in s.exec(select(Ping).where(Ping.run_id == run_id)).all())
         from reports.i18n import ReportTexts

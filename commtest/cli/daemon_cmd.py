@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,11 @@ from .base import app_context, cli
 from .playbook_cmd import sync_playbooks
 
 log = logging.getLogger(__name__)
+
+# What the daemon spends reading the playbook folder before it competes for leadership and
+# serves the web app. Each file is bounded on its own (size, YAML, a template time budget),
+# a folder of slow files is not: the leader reads what is left in its housekeeping.
+PRE_LEAD_SYNC_SECONDS = 2.0
 
 
 # ------------------------------------------------------------------------- daemon
@@ -36,9 +42,14 @@ def daemon_cmd(no_web: bool) -> None:
 
     app = app_context()
     settings = app.settings
-    # A bounded sync (size limits, template time budgets): a hostile file is reported and
-    # skipped, so it cannot keep the daemon from leading; the leader syncs again in housekeeping.
-    sync_playbooks(app)
+    # A sync bounded in total, so that the check below sees the playbooks of the folder (a
+    # first start included); a hostile file is reported and skipped, a slow folder finished by
+    # the leader's housekeeping. Runs of a playbook read only then are still refused at their
+    # start when they need a kind without a provider.
+    deferred = sync_playbooks(app, deadline=time.monotonic() + PRE_LEAD_SYNC_SECONDS)
+    if deferred:
+        log.warning("%d playbook file(s) not read in the %g s before leading (%s): the leader reads them in its "
+                    "housekeeping", len(deferred), PRE_LEAD_SYNC_SECONDS, ", ".join(p.name for p in deferred))
     problems = unready_playbooks(app.engine, ChannelSet(settings, app.clock))
     if problems:
         raise ConfigError("the daemon does not start, so that no test runs half simulated or half sent:\n  "

@@ -7,7 +7,7 @@ from typing import Any, Literal, cast
 
 import click
 
-from commtest.db import session_scope
+from commtest.db import read_session
 
 from .base import app_context, cli
 
@@ -52,7 +52,7 @@ def directory_show(organisation: str | None) -> None:
     """Show the directory (or one ORGANISATION) as tables, with full addresses."""
     from commtest.directory import render_directory, snapshot
 
-    with session_scope(app_context().engine) as session:
+    with read_session(app_context().engine) as session:
         snap = snapshot(session)
     click.echo(render_directory(snap, organisation), nl=False)
 
@@ -72,7 +72,7 @@ def directory_check(max_age_days: int | None, playbook_dir: Path | None) -> None
     if note:
         click.echo(note, err=True)
     max_age = max_age_days or app.settings.verified_max_age_days
-    with session_scope(app.engine) as session:
+    with read_session(app.engine) as session:
         gaps = check_directory(session, requirements, now=app.clock.now(), max_age_days=max_age)
     for gap in gaps:
         click.echo(f"{gap.kind}: {gap}")

@@ -13,7 +13,7 @@ import click
 from sqlmodel import func, select
 
 from commtest.context import AppContext
-from commtest.db import session_scope
+from commtest.db import read_session
 from commtest.errors import CommtestError, Problem, ValidationFailed
 from commtest.models import Playbook, PlaybookRevision, Schedule
 
@@ -28,18 +28,21 @@ class PlaybookInvalid(CommtestError):
     exit_code = 2
 
 
-def sync_playbooks(app: AppContext, *, quiet: bool = False) -> None:
+def sync_playbooks(app: AppContext, *, quiet: bool = False, deadline: float | None = None) -> list[Path]:
     """Sync ``settings.playbook_dir`` into the database (every command that needs playbooks
-    does this first); warn about invalid files on stderr unless ``quiet``."""
+    does this first); warn about invalid files on stderr unless ``quiet``. With a ``deadline``
+    (``time.monotonic()``), returns the files not read by then (left as they were)."""
     from playbooks.store import sync_folder
 
-    report = sync_folder(app.engine, app.settings.playbook_dir, app.clock, max_bytes=app.settings.max_playbook_bytes)
+    report = sync_folder(app.engine, app.settings.playbook_dir, app.clock, max_bytes=app.settings.max_playbook_bytes,
+                         deadline=deadline)
     if quiet:
-        return
+        return report.deferred
     for path, failure in report.invalid:
         click.echo(f"warning: {path} is invalid and was not loaded (its last good revision stays in use):", err=True)
         for problem in failure.problems:
             click.echo(f"  {problem}", err=True)
+    return report.deferred
 
 
 @cli.group()
@@ -102,7 +105,7 @@ def _directory_problems(app: AppContext, loaded: list[Any]) -> dict[Path, list[P
 
     out: dict[Path, list[Problem]] = {}
     try:
-        with session_scope(app.engine) as session:
+        with read_session(app.engine) as session:
             if directory_is_empty(session):
                 click.echo("note: cannot check templates against the directory: it is empty; "
                            "import one with `commtest directory import`", err=True)
@@ -130,7 +133,7 @@ def list_() -> None:
     """Sync the playbook folder, then list the playbooks in the database."""
     app = app_context()
     sync_playbooks(app)
-    with session_scope(app.engine) as session:
+    with read_session(app.engine) as session:
         playbooks = session.exec(select(Playbook).order_by(Playbook.id)).all()
         rows = []
         for pb in playbooks:
@@ -172,7 +175,7 @@ def show(playbook_id: str, revision_hash: str | None) -> None:
 
     app = app_context()
     sync_playbooks(app)
-    with session_scope(app.engine) as session:
+    with read_session(app.engine) as session:
         if revision_hash:
             revision, spec = find_revision(session, playbook_id, revision_hash)
         else:

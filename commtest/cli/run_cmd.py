@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from commtest.context import AppContext
-from commtest.db import session_scope
+from commtest.db import read_session
 from commtest.errors import NotFoundError
 from commtest.models import Playbook, RunStatus, TestRun
 
@@ -96,7 +96,7 @@ def _other_open_runs(app: AppContext) -> int:
     from sqlalchemy import func
 
     now = app.clock.now()
-    with session_scope(app.engine) as s:
+    with read_session(app.engine) as s:
         running = s.exec(select(func.count()).select_from(TestRun).where(
             TestRun.status == RunStatus.running.value)).one()
         due = s.exec(select(func.count()).select_from(TestRun).where(
@@ -121,13 +121,12 @@ def _dry_run(app: AppContext, playbook_id: str) -> None:
     from scheduler.planner import initial_plan
     from scheduler.specs import spec_for_revision
 
-    with session_scope(app.engine) as s:
+    with read_session(app.engine) as s:
         pb = s.get(Playbook, playbook_id)
         if pb is None or pb.current_revision_id is None:
             raise NotFoundError(f"playbook {playbook_id!r} not found; `commtest playbook list` shows the known ones")
         spec = spec_for_revision(s, pb.current_revision_id)
         planned, gaps = initial_plan(s, spec)
-        s.rollback()
     table = Table(title=f"dry run of {playbook_id}: {len(planned)} ping(s) would be sent now (nothing is sent)")
     for c in ("organisation", "contact point", "step", "channel", "address", "language", "sent after", "deadline"):
         table.add_column(c)

@@ -7,7 +7,7 @@ import click
 from rich.table import Table
 from sqlmodel import col, select
 
-from commtest.db import session_scope
+from commtest.db import read_session, session_scope
 from commtest.errors import CommtestError, NotFoundError
 from commtest.models import Ping, RunStatus, TestRun
 
@@ -34,7 +34,7 @@ def runs_list(limit: int) -> None:
         table.add_column(c)
     from sqlalchemy import func
 
-    with session_scope(app.engine) as s:
+    with read_session(app.engine) as s:
         runs = s.exec(select(TestRun).order_by(col(TestRun.id).desc()).limit(limit)).all()
         for r in runs:
             n = s.exec(select(func.count()).select_from(Ping).where(Ping.run_id == r.id)).one()

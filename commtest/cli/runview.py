@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from commtest.context import AppContext
-from commtest.db import session_scope
+from commtest.db import read_session
 from commtest.errors import NotFoundError
 from commtest.models import Event, Ping, PlaybookRevision, TestRun
 
@@ -45,7 +45,7 @@ def whoami() -> str:
 def progress_counts(app: AppContext, run_id: int) -> tuple[int, int, str]:
     from scheduler.records import OPEN_STATES
 
-    with session_scope(app.engine) as s:
+    with read_session(app.engine) as s:
         states = s.exec(select(Ping.state).where(Ping.run_id == run_id)).all()
         run = s.get(TestRun, run_id)
         status = run.status if run else "?"
@@ -58,7 +58,7 @@ def show_run(app: AppContext, run_id: int, *, pings: bool) -> None:
     from scheduler.summary import run_summary
 
     screen = console()
-    with session_scope(app.engine) as s:
+    with read_session(app.engine) as s:
         run = s.get(TestRun, run_id)
         if run is None:
             raise NotFoundError(f"run {run_id} not found; `commtest runs list` shows the runs")

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 from sqlmodel import col, select
 
-from commtest.db import session_scope
+from commtest.db import read_session
 from commtest.models import RunStatus, Schedule, TestRun
 
 from .base import app_context, cli
@@ -44,7 +44,7 @@ def schedule_list() -> None:
     table = Table(title="schedules")
     for c in ("schedule", "state", "kind", "next", "last fired", "description"):
         table.add_column(c)
-    with session_scope(app.engine) as s:
+    with read_session(app.engine) as s:
         for sch in s.exec(select(Schedule).order_by(col(Schedule.playbook_id), col(Schedule.key))).all():
             spec = spec_for_revision(s, sch.revision_id)
             sspec = next((x for x in spec.schedules if x.key == sch.key), None)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from commtest.db import session_scope
+from commtest.db import read_session
 from commtest.models import (
     ChannelKind,
     ContactPoint,
@@ -88,7 +88,7 @@ def snapshot(session: Session) -> dict[str, Any]:
 
 def export_directory(engine: Engine, fmt: Literal["yaml", "csv"] = "yaml") -> str:
     """The directory as a file that ``import_directory`` reads back to the same directory."""
-    with session_scope(engine) as session:
+    with read_session(engine) as session:
         snap = snapshot(session)
     if fmt == "yaml":
         return _yaml(snap)

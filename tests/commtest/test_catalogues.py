@@ -46,3 +46,29 @@ def test_a_moment_is_day_month_year_with_a_24_hour_clock_never_us_style() -> Non
 def test_a_language_a_catalogue_lacks_falls_back_to_english_not_to_a_key() -> None:
     t = Texts("staff", "lb")  # Luxembourgish reports do not exist: English, the source text
     assert t.language == "en" and t("Organisation") == "Organisation"
+
+
+def test_every_module_and_template_with_texts_for_people_is_extracted_into_a_catalogue() -> None:
+    """A module missing from every ``babel-*.cfg`` mapping keeps its texts out of the
+    catalogues, so the test above cannot see them untranslated (web/console.py's sign-in
+    and monthly-report messages were English in every language)."""
+    import re
+
+    from babel.util import pathmatch
+
+    mapped: dict[str, list[str]] = {"python": [], "jinja2": []}
+    for cfg in REPO.glob("babel-*.cfg"):
+        for method, pattern in re.findall(r"^\[(python|jinja2): (.+)\]$", cfg.read_text(encoding="utf-8"), re.MULTILINE):
+            mapped[method].append(pattern)
+    calls = {"python": re.compile(r'(?<![\w.])(N_|_|t|gettext|ngettext)\(\s*"'),
+             "jinja2": re.compile(r"(?<![\w.])(_|gettext|ngettext)\(")}
+    unmapped = []
+    for top in ("commtest", "web", "reports", "scheduler", "channels", "playbooks"):
+        for path in sorted((REPO / top).rglob("*")):
+            method = {".py": "python", ".html": "jinja2", ".j2": "jinja2"}.get(path.suffix)
+            if method is None or not calls[method].search(path.read_text(encoding="utf-8")):
+                continue
+            name = path.relative_to(REPO).as_posix()
+            if not any(pathmatch(pattern, name) for pattern in mapped[method]):
+                unmapped.append(name)
+    assert unmapped == [], "add these to a babel-*.cfg mapping, then `make catalogues`: " + ", ".join(unmapped)

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel, select
+from sqlmodel import Session, SQLModel, select
 
 import commtest.models  # noqa: F401
 from commtest.clock import UTC
-from commtest.db import current_revision, head_revision, make_engine, session_scope
+from commtest.db import current_revision, head_revision, make_engine, run_write, session_scope
 from commtest.models import Organisation
 
 
@@ -95,3 +98,97 @@ def test_the_database_refuses_to_change_or_delete_an_event(engine: Engine) -> No
                 conn.exec_driver_sql(statement)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT kind FROM event").scalars().all() == ["run.planned"]
+
+
+# --- lost races on PostgreSQL are run again, never surfaced ------------------------------------
+
+
+@pytest.fixture
+def pg_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    templates = request.getfixturevalue("pg_templates")
+    if templates is None:
+        pytest.skip("PostgreSQL not configured: set COMMTEST_TEST_POSTGRES_URL to run this")
+    url = templates.fresh()
+    eng = make_engine(url)
+    with eng.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE race_probe (id integer PRIMARY KEY, n integer NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO race_probe VALUES (1, 0), (2, 0)")
+    yield eng
+    eng.dispose()
+    templates.drop(url)
+
+
+def _bump(s: Session, row: int) -> None:
+    s.execute(sa.text("UPDATE race_probe SET n = n + 1 WHERE id = :id"), {"id": row})
+
+
+def _counts(engine: Engine) -> dict[int, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("SELECT id, n FROM race_probe")).all())  # type: ignore[arg-type]
+
+
+def test_run_write_runs_the_work_again_after_a_real_postgresql_deadlock(pg_engine: Engine) -> None:
+    # Two writers lock the same two rows in opposite orders: PostgreSQL ends one with 40P01.
+    both_hold_one = threading.Barrier(2, timeout=30)
+    lost: list[str] = []
+    results: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def writer(name: str, first: int, second: int) -> None:
+        attempts = 0
+
+        def work(s: Session) -> str:
+            nonlocal attempts
+            attempts += 1
+            _bump(s, first)
+            if attempts == 1:
+                both_hold_one.wait()  # only the first time: a retry must not wait for the other
+            _bump(s, second)
+            return f"{name} after {attempts} attempt(s)"
+
+        try:
+            results[name] = run_write(pg_engine, work, on_retry=lambda exc: lost.append(
+                getattr(getattr(exc, "orig", None), "sqlstate", "") or ""))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=("a", 1, 2)), threading.Thread(target=writer, args=("b", 2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and sorted(results) == ["a", "b"], (errors, results)
+    assert lost == ["40P01"]  # one of them lost the deadlock, and was run again
+    assert sorted(r.split(" after ")[1] for r in results.values()) == ["1 attempt(s)", "2 attempt(s)"]
+    assert _counts(pg_engine) == {1: 2, 2: 2}  # each ran once in the end: nothing lost, nothing twice
+
+
+def test_run_write_runs_the_work_again_after_a_serialization_failure(pg_engine: Engine) -> None:
+    read_done, other_committed = threading.Event(), threading.Event()
+    lost: list[str] = []
+    attempts = 0
+
+    def work(s: Session) -> int:
+        nonlocal attempts
+        attempts += 1
+        s.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        n = int(s.execute(sa.text("SELECT n FROM race_probe WHERE id = 1")).scalar_one())
+        if attempts == 1:
+            read_done.set()
+            assert other_committed.wait(30)
+        _bump(s, 1)  # the row changed since this transaction's snapshot: 40001 the first time
+        return n
+
+    def other() -> None:
+        assert read_done.wait(30)
+        with pg_engine.begin() as conn:
+            conn.execute(sa.text("UPDATE race_probe SET n = n + 1 WHERE id = 1"))
+        other_committed.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    seen = run_write(pg_engine, work, on_retry=lambda exc: lost.append(
+        getattr(getattr(exc, "orig", None), "sqlstate", "") or ""))
+    t.join(30)
+    assert lost == ["40001"] and attempts == 2
+    assert seen == 1 and _counts(pg_engine)[1] == 2  # the second run read the other's update

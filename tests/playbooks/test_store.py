@@ -179,3 +179,22 @@ def test_two_files_with_the_same_id_make_the_second_one_invalid(pb_dir: Path) ->
 def test_a_missing_folder_is_a_helpful_error(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="does not exist; create it or set COMMTEST_PLAYBOOK_DIR"):
         load_folder(tmp_path / "nope")
+
+
+def test_a_sync_within_a_deadline_leaves_the_files_it_did_not_reach_as_they_were(
+    engine: Engine, pb_dir: Path, clock: FrozenClock
+) -> None:
+    from time import monotonic
+
+    from tests.hostile import slow_templates_playbook
+
+    _write(pb_dir, VALID, "a-drill.yaml")
+    for name in ("b-slow", "c-slow"):
+        _write(pb_dir, slow_templates_playbook(name), f"{name}.yaml")
+    started = monotonic()
+    report = sync_folder(engine, pb_dir, clock, deadline=started + 0.5)
+    assert monotonic() - started < 3  # not the 4 s a slow file takes, let alone 8
+    assert [p.spec.id for p in report.valid] == ["drill"] and report.invalid == []
+    assert [p.name for p in report.deferred] == ["b-slow.yaml", "c-slow.yaml"]
+    with session_scope(engine) as session:
+        assert [p.id for p in session.exec(select(Playbook)).all()] == ["drill"]  # nothing recorded of the others

@@ -83,6 +83,65 @@ def test_the_daemon_refuses_to_start_while_a_scheduled_playbook_needs_an_unconfi
     assert "Traceback" not in proc.stderr
 
 
+def test_a_daemon_in_sandbox_mode_marks_every_figure_of_its_run_simulated(engine: Engine, run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """COMMTEST_SANDBOX=true, no provider named: the daemon's own channel set answers for the
+    officers everywhere, and ``runs show`` and the test report say so of every figure."""
+    import threading
+    import time
+
+    from commtest.clock import SystemClock
+    from reports.render import render_html
+    from reports.test_report import build_test_report
+    from scheduler.daemon import Daemon
+    from tests.scheduler.test_daemon_inprocess import FakeLock
+
+    seed_directory(engine)
+    store_playbook(engine, fast_playbook(["XA-ONE", "XB-TWO"], deadline="5s"), "fast-playbook")
+    script = tmp_path / "script.yaml"
+    script.write_text("default: {behaviour: ack, after: 1s, by: Duty Officer Example}\n", encoding="utf-8")
+    settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), sandbox=True,
+                             sandbox_script=script, tick_seconds=0.05, dispatch_workers=2)
+    clock = SystemClock()
+    runs = RunEngine(engine, settings, clock, actor="test")
+    try:
+        run_id = runs.create_run("fast-playbook", started_by="test")
+        runs.start_run(run_id)
+    finally:
+        runs.close()
+    daemon = Daemon(settings, engine, clock, lock=FakeLock())  # its own channels, from the settings
+    thread = threading.Thread(target=daemon.run, name="sandbox-daemon", daemon=True)
+    thread.start()
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            with session_scope(engine) as s:
+                if s.get(TestRun, run_id).status == RunStatus.completed.value:  # type: ignore[union-attr]
+                    break
+            time.sleep(0.1)
+    finally:
+        daemon.stop()
+        thread.join(15)
+    assert not thread.is_alive()
+    with session_scope(engine) as s:
+        assert s.get(TestRun, run_id).status == RunStatus.completed.value  # type: ignore[union-attr]
+        pings = s.exec(select(Ping).where(Ping.run_id == run_id)).all()
+    assert pings and all(p.simulated and p.provider == "sandbox" for p in pings if p.state != "cancelled")
+
+    shown = ok(run_cli("runs", "show", str(run_id), "--pings"))
+    assert "SIMULATED — not evidence" in shown
+    checks, attempts = shown.split("┃ ping ┃", 1)
+    table = [line for line in checks.splitlines() if line.startswith("│ X")]
+    assert len(table) == 4 and all("SIMULATED" in line for line in table), shown  # organisation × channel
+    assert attempts.count("(SIMULATED)") == len(pings), shown  # each attempt (its cell wraps)
+
+    report = build_test_report(engine, run_id)
+    assert report.simulated and report.summary.simulated == report.summary.checks > 0
+    assert report.matrix and all(cell.simulated for cell in report.matrix)
+    assert all(check.simulated for check in report.checks) and all(a.simulated for a in report.attempts)
+    html = render_html(report, "en")
+    assert "SIMULATED — not evidence" in html and html.count(">SIMULATED<") >= len(report.matrix) + len(report.checks)
+
+
 def test_naming_a_sandbox_without_the_sandbox_setting_is_refused_at_once(monkeypatch: pytest.MonkeyPatch,
                                                                         clock: FrozenClock) -> None:
     monkeypatch.delenv("COMMTEST_SANDBOX")

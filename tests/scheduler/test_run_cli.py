@@ -128,6 +128,44 @@ def test_runs_show_pings_names_each_contact_point_by_its_code(cli: Cli) -> None:
     assert len(rows) == len(cli.pings(run.id))
 
 
+def test_runs_list_and_show_answer_at_once_while_another_process_holds_the_write_lock(cli: Cli) -> None:
+    """Reads never lock writers, nor wait for them (ARCHITECTURE.md, "Invariants")."""
+    import sqlite3
+    import threading
+    import time
+
+    from commtest.db import sqlite_path
+
+    if cli.engine.dialect.name != "sqlite":
+        pytest.skip("about SQLite's write lock")
+    path = sqlite_path(cli.engine.url.render_as_string(hide_password=False))
+    assert path is not None
+    ok(cli.run("run", "fast-playbook", "--now", "--no-wait"))
+    [run] = cli.runs()
+    held, done = threading.Event(), threading.Event()
+
+    def writer() -> None:  # a daemon's write transaction that takes its time: 20 s at most
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        done.wait(20)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    holder = threading.Thread(target=writer)
+    holder.start()
+    try:
+        assert held.wait(10)
+        for args in (("runs", "list"), ("runs", "show", str(run.id), "--pings"), ("directory", "show")):
+            started = time.monotonic()
+            out = ok(cli.run(*args))
+            assert time.monotonic() - started < 5, f"{' '.join(args)} waited for the writer"
+            assert out
+    finally:
+        done.set()
+        holder.join(30)
+
+
 def test_runs_show_of_an_unknown_run_exits_2_with_a_hint(cli: Cli) -> None:
     result = cli.run("runs", "show", "999")
     assert result.exit_code == 2

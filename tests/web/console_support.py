@@ -41,7 +41,8 @@ class World:
     channels: dict[str, SandboxChannel] = field(default_factory=dict)
 
     def login(self, username: str, password: str = PASSWORD, **headers: str) -> Response:
-        return self.client.post("/console/login?lang=en", data={"username": username, "password": password},
+        csrf = field_value(self.client.get("/console/login?lang=en").text, "csrf")
+        return self.client.post("/console/login?lang=en", data={"username": username, "password": password, "csrf": csrf},
                                 headers=headers, follow_redirects=False)
 
     def token(self, path: str = "/console") -> str:

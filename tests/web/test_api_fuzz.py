@@ -1,6 +1,7 @@
 """schemathesis against the OpenAPI document: generated requests, with an admin's token, never
 get a 5xx, and every answer has a status code and content type the document declares.
-Bounded (a few examples per operation, no deadline per example) to stay well under a minute."""
+Bounded (a few examples per operation, no deadline per example) to stay well under a minute, and
+by its own timeout marker."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -39,8 +40,12 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory, sqlite_template) -> Ite
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
+# Its own bound, well above the ~1 minute it takes, rather than the suite's 300 s per test:
+# a slow generator or a hanging route fails this test, not the whole run much later.
+TIMEOUT_SECONDS = 180
 
 
+@pytest.mark.timeout(TIMEOUT_SECONDS)
 @schema.parametrize()
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_generated_requests_never_get_a_server_error(case) -> None:  # type: ignore[no-untyped-def]
@@ -48,3 +53,10 @@ def test_generated_requests_never_get_a_server_error(case) -> None:  # type: ign
     assert isinstance(world, World)
     case.call_and_validate(headers={"Authorization": f"Bearer {_state['token']}"},
                            checks=[not_a_server_error, status_code_conformance, content_type_conformance])
+
+
+def test_the_fuzz_test_has_its_own_timeout(request: pytest.FixtureRequest) -> None:
+    fuzz = [item for item in request.session.items if item.originalname == "test_generated_requests_never_get_a_server_error"]
+    if not fuzz:
+        pytest.skip("the fuzz test is not collected in this session")
+    assert all(item.get_closest_marker("timeout").args == (TIMEOUT_SECONDS,) for item in fuzz)  # type: ignore[union-attr]

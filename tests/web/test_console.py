@@ -25,7 +25,7 @@ from tests.reports.builder import LogBuilder
 from tests.web.conftest import web_settings
 from web.app import create_app
 from web.console import LOGIN_ATTEMPTS_PER_MINUTE
-from web.console_auth import COOKIE_NAME
+from web.console_auth import COOKIE_NAME, LOGIN_COOKIE_NAME
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 PASSWORD = "fictional-pass-phrase-42"
@@ -43,11 +43,17 @@ class Console:
     run_id: int
 
     def login(self, username: str, password: str = PASSWORD) -> Response:
-        return self.client.post("/console/login?lang=en", data={"username": username, "password": password},
+        return self.client.post("/console/login?lang=en", data={"username": username, "password": password,
+                                                                 "csrf": login_token(self.client)},
                                 follow_redirects=False)
 
     def token(self, path: str = REPORT) -> str:
         return field(self.client.get(path + "?lang=en").text, "csrf")
+
+
+def login_token(client: TestClient) -> str:
+    """The form token of the sign-in page, as a browser gets it (with its pre-session cookie)."""
+    return field(client.get("/console/login?lang=en").text, "csrf")
 
 
 def field(html: str, name: str) -> str:
@@ -147,15 +153,75 @@ def test_anonymous_pages_redirect_to_the_login_and_posts_are_401(console: Consol
 
 
 def test_after_login_the_browser_goes_back_to_the_page_it_asked_for_but_never_elsewhere(console: Console) -> None:
-    r = console.client.post("/console/login?lang=de", data={"username": "rvw", "password": PASSWORD, "next": REPORT},
+    r = console.client.post("/console/login?lang=de", data={"username": "rvw", "password": PASSWORD, "next": REPORT,
+                                                             "csrf": login_token(console.client)},
                             follow_redirects=False)
     assert r.headers["location"] == f"{REPORT}?lang=de"
     console.client.cookies.clear()
     for target in ("https://evil.example/", "//evil.example", "/console/../ack"):
-        r = console.client.post("/console/login", data={"username": "rvw", "password": PASSWORD, "next": target},
+        r = console.client.post("/console/login", data={"username": "rvw", "password": PASSWORD, "next": target,
+                                                        "csrf": login_token(console.client)},
                                 follow_redirects=False)
         assert r.headers["location"].startswith("/console?"), target
         console.client.cookies.clear()
+
+
+def test_the_sign_in_form_carries_a_token_tied_to_a_strict_httponly_pre_session_cookie(console: Console) -> None:
+    r = console.client.get("/console/login?lang=en")
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"{LOGIN_COOKIE_NAME}=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Path=/console/login" in cookie and not cookie.startswith(f"{COOKIE_NAME}=")
+    assert field(r.text, "csrf")
+    again = console.client.get("/console/login?lang=en")  # the browser keeps its pre-session cookie
+    assert "set-cookie" not in again.headers and field(again.text, "csrf")
+
+
+def _login_post(client: TestClient, csrf: str | None) -> Response:
+    data = {"username": "rvw", "password": PASSWORD}
+    if csrf is not None:
+        data["csrf"] = csrf
+    return client.post("/console/login?lang=en", data=data, follow_redirects=False)
+
+
+def _signed_in(client: TestClient) -> bool:
+    return client.get("/console/reports/monthly", follow_redirects=False).status_code == 200
+
+
+def _logins(engine: Engine) -> list[str]:
+    with session_scope(engine) as s:
+        return [e.kind for e in s.exec(select(Event).where(Event.kind.in_(("user.login", "user.login_failed"))))]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("csrf", [None, "", "1776150000.0000", "forged"])
+def test_a_login_without_its_form_token_is_403_and_signs_nobody_in(console: Console, csrf: str | None) -> None:
+    login_token(console.client)  # the browser has its pre-session cookie, but posts no (valid) token
+    r = _login_post(console.client, csrf)
+    assert r.status_code == 403 and COOKIE_NAME not in r.headers.get("set-cookie", "")
+    assert "This sign-in form is too old or did not come from the console. Sign in again on this page." in r.text
+    assert not _signed_in(console.client) and _logins(console.engine) == []  # no attempt, not even a failure
+    # The page answered carries a fresh token: signing in from it works.
+    r = _login_post(console.client, field(r.text, "csrf"))
+    assert r.status_code == 303 and r.headers["set-cookie"].startswith(f"{COOKIE_NAME}=") and _signed_in(console.client)
+
+
+def test_a_cross_site_login_post_is_403_and_signs_nobody_in(console: Console) -> None:
+    # Another site's page posts the form with a token its author fetched with their own
+    # pre-session cookie; the victim's browser sends no such cookie (SameSite=Strict).
+    attacker = login_token(console.client)
+    console.client.cookies.clear()
+    r = _login_post(console.client, attacker)
+    assert r.status_code == 403 and COOKIE_NAME not in r.headers.get("set-cookie", "")
+    assert not _signed_in(console.client)
+    # Nor does a token of one browser work with another browser's pre-session cookie.
+    login_token(console.client)
+    r = _login_post(console.client, attacker)
+    assert r.status_code == 403 and not _signed_in(console.client) and _logins(console.engine) == []
+
+
+def test_an_old_sign_in_form_is_refused(console: Console) -> None:
+    token = login_token(console.client)
+    console.clock.advance(hours=13)
+    assert _login_post(console.client, token).status_code == 403 and not _signed_in(console.client)
 
 
 def test_a_session_ends_after_eight_hours(console: Console) -> None:
