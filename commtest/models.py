@@ -376,6 +376,27 @@ class CheckFact(SQLModel, table=True):
     detail: str = Field(default="", max_length=1000)
 
 
+class MonthRollup(SQLModel, table=True):
+    """The figures of one settled month (its end passed, every run in it closed), per channel
+    and for all channels (``channel`` empty), in one report time zone: what the 12-month trend
+    of every later monthly report shows. Computed from ``check_fact`` the first time a report
+    needs them and never changed (a closed run stays closed); ``commtest db rebuild-facts``
+    clears them with the facts they came from."""
+
+    __tablename__ = "month_rollup"
+
+    timezone: str = Field(primary_key=True, max_length=64)
+    month: str = Field(primary_key=True, max_length=7)  # YYYY-MM
+    channel: str = Field(primary_key=True, default="", max_length=16)  # "" = all channels
+    runs: int = Field(default=0)
+    checks: int = Field(default=0)
+    answered: int = Field(default=0)
+    in_target: int = Field(default=0)
+    median_ms: int | None = Field(default=None)
+    p90_ms: int | None = Field(default=None)
+    computed_at: datetime | None = _ts(nullable=False)
+
+
 class VerdictFact(SQLModel, table=True):
     """The verdict of one organisation on one channel in a closed run (answer: any|all)."""
 

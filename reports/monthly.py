@@ -109,7 +109,7 @@ def generate_monthly(engine: Engine, month: str, clock: Clock, timezone: str = "
         if row is not None and row.status == "signed":
             return row
     refuse_future(month, clock, timezone)
-    figures = compute_monthly_figures(engine, month, timezone)
+    figures = compute_monthly_figures(engine, month, timezone, now=clock.now())
     data = _figures_data(figures)
     with session_scope(engine) as session:
         row = session.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()

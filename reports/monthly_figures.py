@@ -11,6 +11,7 @@ Percentiles: nearest rank (see ``reports.queries``).
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -29,10 +30,13 @@ from commtest.models import (
     Endpoint,
     EndpointStatus,
     FieldOfWork,
+    MonthRollup,
     Organisation,
     VerdictFact,
 )
-from reports.queries import E, R, nearest_rank_percentiles, ts
+from reports.queries import E, R, nearest_rank, ts
+
+log = logging.getLogger(__name__)
 
 EP = Endpoint.__table__  # type: ignore[attr-defined]
 CP = ContactPoint.__table__  # type: ignore[attr-defined]
@@ -40,6 +44,7 @@ ORG = Organisation.__table__  # type: ignore[attr-defined]
 FW = FieldOfWork.__table__  # type: ignore[attr-defined]
 CF = CheckFact.__table__  # type: ignore[attr-defined]
 VF = VerdictFact.__table__  # type: ignore[attr-defined]
+MR = MonthRollup.__table__  # type: ignore[attr-defined]
 TREND_MONTHS = 12
 # A channel test (`commtest channel test`) checks one endpoint, not a centre's readiness: not counted.
 COUNTED = R.c.trigger != CHANNEL_TEST_TRIGGER
@@ -181,38 +186,37 @@ def _not_channel_test(run_col: Any) -> Any:
     return run_col.not_in(sa.select(R.c.id).where(R.c.trigger == CHANNEL_TEST_TRIGGER))
 
 
-def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/Brussels") -> MonthlyFigures:
+def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/Brussels", *,
+                            now: datetime | None = None) -> MonthlyFigures:
+    """The figures of ``month``. With ``now``, the trend's settled months are read from (and
+    stored into) ``month_rollup``; without it every figure is computed from ``check_fact``
+    (what ``report verify`` does, so it also checks the rollups a report used)."""
     year, mon = parse_month(month)
     months = [shift_month(year, mon, -i) for i in range(TREND_MONTHS - 1, -1, -1)]
     labels = [f"{y:04d}-{m:02d}" for y, m in months]
     bounds = [month_start(y, m, timezone) for y, m in months] + [month_start(*shift_month(year, mon, 1), timezone)]
     start, end = bounds[-2], bounds[-1]
-    bucket = sa.case(
-        *((sa.and_(CF.c.fire_at >= bounds[i], CF.c.fire_at < bounds[i + 1]), labels[i]) for i in range(TREND_MONTHS)),
-        else_=sa.null(),
-    )
     with engine.connect() as conn:
-        real_year = (
-            sa.select(CF, bucket.label("month"))
-            .where(CF.c.fire_at >= bounds[0], CF.c.fire_at < end, CF.c.simulated.is_(False),
-                   _not_channel_test(CF.c.run_id))
-            .subquery("real_year")
-        )
-        this_month = sa.select(real_year).where(real_year.c.month == month).subquery("this_month")
+        # Only this month's checks are read (the index on fire_at): the trend's other months come
+        # from their rollups, or one month at a time.
+        this_month = _real(conn, start, end).subquery("this_month")
         runs = _runs(conn, start, end)
-        trend = _trend(conn, real_year, labels, bounds)
+        times = _answered_times(conn, start, end)
+        trend, settled = _trend(conn, labels, bounds, timezone, now, times)
         outcome_counts = {
             o: int(n) for o, n in conn.execute(
                 sa.select(this_month.c.outcome, sa.func.count()).where(this_month.c.status.in_(COUNTED))
                 .group_by(this_month.c.outcome).order_by(this_month.c.outcome))
         }
         breaches = _breaches(conn, start, end)
-        per_org = _per_org_channel(conn, this_month, breaches)
+        per_org = _per_org_channel(conn, this_month, breaches, times)
         simulated = _simulated(conn, start, end)
         freshness = _freshness(conn, year, mon, end, timezone)
         action_points = _action_points(conn, start, end)
         organisations = {r.code: {"": r.name, **(r.names or {})}
                          for r in conn.execute(sa.select(ORG.c.code, ORG.c.name, ORG.c.names))}
+    if settled and now is not None:
+        store_rollups(engine, settled, now, timezone)
     current = trend[-1]
     return MonthlyFigures(
         month=month, timezone=timezone, period_start=start, period_end=end, runs=runs,
@@ -220,6 +224,12 @@ def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/
         simulated=simulated, outcome_counts=outcome_counts, per_org_channel=per_org, breaches=breaches, trend=trend,
         freshness=freshness, action_points=action_points, organisations=organisations,
     )
+
+
+def _real(conn: sa.Connection, start: datetime, end: datetime) -> Any:
+    """The real (not simulated) checks of the runs fired in [start, end), channel tests left out."""
+    return sa.select(CF).where(CF.c.fire_at >= start, CF.c.fire_at < end, CF.c.simulated.is_(False),
+                               _not_channel_test(CF.c.run_id))
 
 
 def _aggregates(src: Any) -> tuple[Any, Any, Any]:
@@ -250,6 +260,7 @@ def _runs(conn: sa.Connection, start: datetime, end: datetime) -> list[MonthRun]
     per_run = (
         sa.select(CF.c.run_id, checks.label("checks"), answered.label("answered"),
                   sa.func.max(sa.case((CF.c.simulated.is_(True), 1), else_=0)).label("simulated"))
+        .where(CF.c.fire_at >= start, CF.c.fire_at < end)
         .group_by(CF.c.run_id).subquery("per_run")
     )
     rows = conn.execute(
@@ -266,36 +277,103 @@ def _runs(conn: sa.Connection, start: datetime, end: datetime) -> list[MonthRun]
     ]
 
 
-def _trend(conn: sa.Connection, real_year: Any, labels: list[str], bounds: list[datetime]) -> list[TrendPoint]:
-    checks, answered, in_target = _aggregates(real_year)
-    by_month = {m: tuple(int(x or 0) for x in rest) for m, *rest in conn.execute(
-        sa.select(real_year.c.month, checks, answered, in_target).group_by(real_year.c.month))}
-    by_channel = {(m, c): tuple(int(x or 0) for x in rest) for m, c, *rest in conn.execute(
-        sa.select(real_year.c.month, real_year.c.channel, checks, answered, in_target)
-        .group_by(real_year.c.month, real_year.c.channel))}
-    ans = _answered_only(real_year)
-    pct_month = nearest_rank_percentiles(conn, ans, ["month"])
-    pct_channel = nearest_rank_percentiles(conn, ans, ["month", "channel"])
-    run_month = sa.case(
-        *((sa.and_(R.c.fire_at >= bounds[i], R.c.fire_at < bounds[i + 1]), labels[i]) for i in range(len(labels)))
-    ).label("m")
-    run_counts: dict[str, int] = dict(conn.execute(
-        sa.select(run_month, sa.func.count())
-        .where(R.c.fire_at >= bounds[0], R.c.fire_at < bounds[-1], R.c.status == "completed",
-               R.c.trigger != CHANNEL_TEST_TRIGGER)
-        .group_by("m")).all())
-    points = []
-    for label in labels:
-        n, a, it = by_month.get(label, (0, 0, 0))
-        _, median, p90 = pct_month.get((label,), (0, None, None))
-        channels = {}
-        for (m, c), (cn, ca, cit) in sorted(by_channel.items()):
-            if m == label and cn:
-                _, cm, cp = pct_channel.get((m, c), (0, None, None))
-                channels[c] = Stats(**_stats(cn, ca, cit, cm, cp))
-        points.append(TrendPoint(month=label, runs=int(run_counts.get(label, 0)), channels=channels,
-                                 **_stats(n, a, it, median, p90)))
-    return points
+def _trend(conn: sa.Connection, labels: list[str], bounds: list[datetime], timezone: str,
+           now: datetime | None, times: list[tuple[str, str, int]]) -> tuple[list[TrendPoint], list[TrendPoint]]:
+    """The twelve months' points, and those newly computed that are settled (to be stored)."""
+    stored: dict[str, dict[str, Any]] = {}
+    if now is not None:
+        for r in conn.execute(sa.select(MR).where(MR.c.timezone == timezone, MR.c.month.in_(labels))):
+            stored.setdefault(r.month, {})[r.channel] = r
+    points: list[TrendPoint] = []
+    settled: list[TrendPoint] = []
+    for i, label in enumerate(labels):
+        rows = stored.get(label)
+        if rows is not None and "" in rows:
+            points.append(_point_of(label, rows))
+            continue
+        point = _month_point(conn, label, bounds[i], bounds[i + 1], times if i == len(labels) - 1 else None)
+        points.append(point)
+        if now is not None and _is_settled(conn, bounds[i], bounds[i + 1], now):
+            settled.append(point)
+    return points, settled
+
+
+def _month_point(conn: sa.Connection, label: str, start: datetime, end: datetime,
+                 times: list[tuple[str, str, int]] | None = None) -> TrendPoint:
+    """One month's figures from its own checks (an index range, never the whole year)."""
+    month = _real(conn, start, end).subquery("month")
+    checks, answered, in_target = _aggregates(month)
+    by_channel = {c: tuple(int(x or 0) for x in rest) for c, *rest in conn.execute(
+        sa.select(month.c.channel, checks, answered, in_target).group_by(month.c.channel))}
+    times = _answered_times(conn, start, end) if times is None else times
+    runs = conn.execute(
+        sa.select(sa.func.count()).select_from(R)
+        .where(R.c.fire_at >= start, R.c.fire_at < end, R.c.status == "completed",
+               R.c.trigger != CHANNEL_TEST_TRIGGER)).scalar_one()
+    n, a, it = (sum(v[k] for v in by_channel.values()) for k in range(3))
+    _, median, p90 = nearest_rank([ms for _, _, ms in times])
+    channels = {}
+    for c, (cn, ca, cit) in sorted(by_channel.items()):
+        if cn:
+            _, cm, cp = nearest_rank([ms for _, ch, ms in times if ch == c])
+            channels[c] = Stats(**_stats(cn, ca, cit, cm, cp))
+    return TrendPoint(month=label, runs=int(runs), channels=channels, **_stats(n, a, it, median, p90))
+
+
+def _answered_times(conn: sa.Connection, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
+    """(organisation, channel, response ms) of the month's answered counted checks, fastest
+    first (ties in a stable order): one read serves every percentile of the month."""
+    month = _real(conn, start, end).subquery("month")
+    return [(r[0], r[1], int(r[2])) for r in conn.execute(
+        sa.select(month.c.organisation_code, month.c.channel, month.c.response_ms)
+        .where(month.c.status.in_(COUNTED), month.c.outcome.in_(ANSWERED), month.c.response_ms.is_not(None))
+        .order_by(month.c.response_ms, month.c.id))]
+
+
+def _point_of(label: str, rows: dict[str, Any]) -> TrendPoint:
+    total = rows[""]
+    channels = {c: Stats(**_stats(r.checks, r.answered, r.in_target, r.median_ms, r.p90_ms))
+                for c, r in sorted(rows.items()) if c}
+    return TrendPoint(month=label, runs=total.runs, channels=channels,
+                      **_stats(total.checks, total.answered, total.in_target, total.median_ms, total.p90_ms))
+
+
+def _is_settled(conn: sa.Connection, start: datetime, end: datetime, now: datetime) -> bool:
+    """Over, and every run in it closed: its figures can no longer change."""
+    if end > now:
+        return False
+    open_runs = conn.execute(sa.select(sa.func.count()).select_from(R).where(
+        R.c.fire_at >= start, R.c.fire_at < end, R.c.status.in_(("planned", "running")))).scalar_one()
+    return not open_runs
+
+
+def store_rollups(engine: Engine, points: list[TrendPoint], now: datetime, timezone: str | None = None) -> None:
+    """Keep the figures of settled months (one short write; a month already stored stays)."""
+    from commtest.db import run_write
+
+    def row(point: TrendPoint, channel: str, stats: Stats, runs: int) -> dict[str, Any]:
+        return {"timezone": zone, "month": point.month, "channel": channel, "runs": runs, "checks": stats.checks,
+                "answered": stats.answered, "in_target": stats.in_target, "median_ms": stats.median_ms,
+                "p90_ms": stats.p90_ms, "computed_at": now}
+
+    zone = timezone or "Europe/Brussels"
+
+    def work(s: Any) -> None:
+        conn = s.connection()
+        have = {(r.month, r.channel) for r in conn.execute(
+            sa.select(MR.c.month, MR.c.channel).where(MR.c.timezone == zone, MR.c.month.in_([p.month for p in points])))}
+        rows = []
+        for p in points:
+            rows.append(row(p, "", p, p.runs))
+            rows.extend(row(p, c, st, 0) for c, st in p.channels.items())
+        rows = [r for r in rows if (r["month"], r["channel"]) not in have]
+        if rows:
+            conn.execute(MR.insert(), rows)
+
+    try:
+        run_write(engine, work)
+    except Exception:  # a cache: the report stands without it, and the next one stores it
+        log.warning("could not store the figures of settled months", exc_info=True)
 
 
 def _breaches(conn: sa.Connection, start: datetime, end: datetime) -> list[Breach]:
@@ -308,12 +386,16 @@ def _breaches(conn: sa.Connection, start: datetime, end: datetime) -> list[Breac
                    target_ms=r.target_ms, checks=r.checks, in_target=r.in_target) for r in rows]
 
 
-def _per_org_channel(conn: sa.Connection, this_month: Any, breaches: list[Breach]) -> list[OrgChannelStats]:
+def _per_org_channel(conn: sa.Connection, this_month: Any, breaches: list[Breach],
+                     times: list[tuple[str, str, int]]) -> list[OrgChannelStats]:
     checks, answered, in_target = _aggregates(this_month)
     group = (this_month.c.organisation_code, this_month.c.channel)
     counts = {(o, c): tuple(int(x or 0) for x in rest) for o, c, *rest in conn.execute(
         sa.select(*group, checks, answered, in_target).group_by(*group))}
-    pct = nearest_rank_percentiles(conn, _answered_only(this_month), ["organisation_code", "channel"])
+    grouped: dict[tuple[str, str], list[int]] = {}
+    for org, channel, ms in times:
+        grouped.setdefault((org, channel), []).append(ms)
+    pct = {key: nearest_rank(values) for key, values in grouped.items()}
     keys = {k for k, v in counts.items() if v[0]} | {(b.organisation, b.channel) for b in breaches}
     out = []
     for org, channel in sorted(keys):

@@ -43,9 +43,20 @@ def nearest_rank_percentiles(
     q = sa.select(*rcols, sa.func.max(ranked.c.n), median, p90).group_by(*rcols)
     out: dict[tuple[Any, ...], tuple[int, int, int]] = {}
     for row in conn.execute(q):
+        if row[-3] is None:
+            continue  # no rows at all (without groups, the aggregate still answers one row of NULLs)
         key = tuple(row[: len(group_by)])
         out[key] = (int(row[-3]), int(row[-2]), int(row[-1]))
     return out
+
+
+def nearest_rank(ordered: Sequence[int]) -> tuple[int, int | None, int | None]:
+    """(n, median, p90) of values already in ascending order, nearest rank: the same numbers
+    ``nearest_rank_percentiles`` computes in SQL (ranks ceil(n/2) and ceil(9n/10))."""
+    n = len(ordered)
+    if not n:
+        return 0, None, None
+    return n, ordered[(n + 1) // 2 - 1], ordered[(n * 9 + 9) // 10 - 1]
 
 
 def running_statuses() -> tuple[str, ...]:

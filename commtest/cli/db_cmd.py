@@ -67,4 +67,8 @@ def db_rebuild_facts(run_id: int | None) -> None:
         return len(facts.checks)
 
     checks = sum(run_write(app.engine, lambda s, rid=rid: rebuild(s, rid)) for rid in ids)
-    click.echo(f"rebuilt the facts of {len(ids)} closed run(s): {checks} check(s)")
+    # The figures of settled months came from the facts just rebuilt: computed again when next needed.
+    from commtest.models import MonthRollup
+
+    run_write(app.engine, lambda s: s.connection().execute(MonthRollup.__table__.delete()))  # type: ignore[attr-defined]
+    click.echo(f"rebuilt the facts of {len(ids)} closed run(s): {checks} check(s); month figures cleared")
