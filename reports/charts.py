@@ -7,34 +7,38 @@ the report, not a giant empty frame.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
-
-import pygal
-from pygal.style import Style
 
 from reports.i18n import ReportTexts
 
-_PRINT = Style(
-    background="white",
-    plot_background="white",
-    foreground="#222",
-    foreground_strong="#000",
-    foreground_subtle="#666",
-    colors=("#1f4e79", "#c55a11", "#548235", "#7030a0", "#bf9000", "#2e75b6"),
-    font_family="DejaVu Sans, Arial, sans-serif",
-    label_font_size=15,
-    major_label_font_size=15,
-    legend_font_size=15,
-    title_font_size=18,
-    value_font_size=13,
-    tooltip_font_size=13,
-    no_data_font_size=14,
-)
+
+@lru_cache(maxsize=1)
+def _print_style() -> Any:
+    # pygal is imported when a chart is drawn: a daemon that draws none does not carry it.
+    from pygal.style import Style
+
+    return Style(
+        background="white",
+        plot_background="white",
+        foreground="#222",
+        foreground_strong="#000",
+        foreground_subtle="#666",
+        colors=("#1f4e79", "#c55a11", "#548235", "#7030a0", "#bf9000", "#2e75b6"),
+        font_family="DejaVu Sans, Arial, sans-serif",
+        label_font_size=15,
+        major_label_font_size=15,
+        legend_font_size=15,
+        title_font_size=18,
+        value_font_size=13,
+        tooltip_font_size=13,
+        no_data_font_size=14,
+    )
 
 
 def _chart(kind: Any, title: str, labels: list[str], t: ReportTexts) -> Any:
     chart = kind(
-        style=_PRINT,
+        style=_print_style(),
         width=520,
         height=300,
         js=[],  # self-contained: pygal links its tooltip script from the web otherwise
@@ -57,6 +61,8 @@ def _chart(kind: Any, title: str, labels: list[str], t: ReportTexts) -> Any:
 def trend_charts(trend: list[Any], t: ReportTexts, month_label: Any) -> list[str]:
     """The charts that have data: answered within target (%), then per channel the median and
     90th percentile response time in minutes."""
+    import pygal
+
     labels = [month_label(p.month, short=True) for p in trend]
     charts: list[str] = []
     if any(p.checks for p in trend):

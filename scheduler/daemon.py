@@ -74,6 +74,7 @@ class Daemon:
         self.rng = rng or secrets.SystemRandom()
         self.stop_event = threading.Event()
         self._lost = threading.Event()
+        self._wake = threading.Event()  # set on stop and on leadership lost: the leading loop looks
         self.runs: RunEngine | None = None
         self.heartbeat: Heartbeat | None = None
         self.timers: LeaderTimers | None = None
@@ -82,6 +83,7 @@ class Daemon:
     # ---------------------------------------------------------------- lifecycle
     def stop(self) -> None:
         self.stop_event.set()
+        self._wake.set()
         if self.runs is not None:
             self.runs.stopping.set()
 
@@ -134,7 +136,7 @@ class Daemon:
         runs = self.runs
         self.timers = LeaderTimers(self.engine, self.clock, dispatch=lambda _now: runs.dispatch_due(),
                                    deadlines=runs.judge_deadlines, idle_wait=self.settings.tick_seconds,
-                                   on_lost=self._lost.set)
+                                   on_lost=self._lose)
         runs.on_planned = self.timers.dispatch.add
         runs.on_sent = self.timers.deadlines.add
         runs.next_deadline = self.timers.deadlines.peek
@@ -159,7 +161,9 @@ class Daemon:
         log.info("leading: ticking every %ss; timers wake for attempts and deadlines when due", self.settings.tick_seconds)
         try:
             while not self.stop_event.is_set() and not self._lost.is_set():
-                self.stop_event.wait(0.2)
+                # Woken at once by a stop or a loss; the timeout only bounds a missed wake-up.
+                self._wake.wait(5.0)
+                self._wake.clear()
         finally:
             # A clean stop lets the batch in flight finish its provider calls (runs.stopping keeps
             # a new one from starting), and the running tick too (wait=True).
@@ -179,7 +183,7 @@ class Daemon:
             try:
                 func()
             except LeadershipLost:
-                self._lost.set()
+                self._lose()
             except Exception:  # a failing job must not kill APScheduler's thread silently
                 log.exception("job %s failed", name)
         return job
@@ -195,13 +199,17 @@ class Daemon:
             if self.timers is not None:
                 self.timers.refresh()
         except LeadershipLost:
-            self._lost.set()
+            self._lose()
         except Exception:
             log.exception("tick failed; the next tick retries")
 
+    def _lose(self) -> None:
+        self._lost.set()
+        self._wake.set()
+
     def _check_leader(self) -> None:
         if not self.lock.check():
-            self._lost.set()
+            self._lose()
 
     def _housekeeping(self) -> None:
         runs = self.runs

@@ -7,6 +7,8 @@ accept. Each refusal is a ``CapRefused`` with the HTTP status the web hook answe
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,11 +16,13 @@ from functools import lru_cache
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import xmlschema
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from commtest.clock import UTC
+
+if TYPE_CHECKING:
+    import xmlschema
 from commtest.errors import ChannelError
 
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -36,7 +40,11 @@ class CapRefused(ChannelError):
 
 @lru_cache(maxsize=1)
 def schema() -> xmlschema.XMLSchema:
-    # Loaded from the shipped file; the schema imports nothing, so nothing is fetched.
+    # Loaded from the shipped file; the schema imports nothing, so nothing is fetched. Imported
+    # here, on the first CAP message: xmlschema and the parsed schema cost a daemon without CAP
+    # partners about 17 MB for nothing.
+    import xmlschema
+
     return xmlschema.XMLSchema(str(SCHEMA))
 
 

@@ -124,12 +124,13 @@ def _report(app: AppContext, ping_id: int) -> bool:
 def _serve_web(app: AppContext) -> Any:
     try:
         import uvicorn
+        from web.serving import QuietServer
 
         from web.app import create_app
     except ImportError:
         log.warning("web app not available: answers through webhooks cannot arrive")
         return None
-    server = uvicorn.Server(uvicorn.Config(create_app(app.settings, app.engine, app.clock), host=app.settings.web_host,
+    server = QuietServer(uvicorn.Config(create_app(app.settings, app.engine, app.clock), host=app.settings.web_host,
                                            port=app.settings.web_port, log_level="warning", access_log=False))
     threading.Thread(target=server.run, name="web", daemon=True).start()
     deadline = time.monotonic() + 10

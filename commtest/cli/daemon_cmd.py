@@ -108,6 +108,7 @@ class _Web:
 def _start_web(app: AppContext) -> _Web | None:
     try:
         import uvicorn
+        from web.serving import QuietServer
 
         from web.app import create_app
     except ImportError:
@@ -118,7 +119,7 @@ def _start_web(app: AppContext) -> _Web | None:
         return _start_web_workers(app)
     config = uvicorn.Config(create_app(settings, app.engine, app.clock), host=settings.web_host, proxy_headers=False,
                             port=settings.web_port, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    server = QuietServer(config)
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()
     log.info("web app on http://%s:%s", settings.web_host, settings.web_port)

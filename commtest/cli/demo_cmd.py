@@ -177,10 +177,11 @@ def demo_cmd(speed: float, workdir: Path) -> None:
     from scheduler.inbound import serve_inbound
     from web.app import create_app
     import uvicorn
+    from web.serving import QuietServer
 
     mail = DevSmtpServer("127.0.0.1", smtp_port, workdir / "mail")
     mail.start()
-    web = uvicorn.Server(uvicorn.Config(create_app(settings, app.engine, clock), host="127.0.0.1", port=port,
+    web = QuietServer(uvicorn.Config(create_app(settings, app.engine, clock), host="127.0.0.1", port=port,
                                         log_level="warning", access_log=False))
     threading.Thread(target=web.run, name="web", daemon=True).start()
     stop = threading.Event()
