@@ -476,6 +476,8 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """Every setting, secrets masked: what `commtest check-config` prints."""
+        from commtest.i18n import format_duration
+
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
@@ -487,7 +489,9 @@ class Settings(BaseSettings):
                 value = {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in value.items()}
             elif name in ("database_url", "public_base_url", "twilio_base_url"):
                 value = mask_url(value) if isinstance(value, str) else value
-            elif isinstance(value, (Path, timedelta)):
+            elif isinstance(value, timedelta):
+                value = format_duration(value.total_seconds() * 1000, "en")  # one duration style everywhere
+            elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
         return out

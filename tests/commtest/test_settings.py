@@ -142,6 +142,20 @@ def test_check_config_prints_a_sqlite_url_with_all_its_slashes(tmp_path: Path, m
     assert line.split()[-1] == url
 
 
+def test_check_config_shows_durations_as_every_report_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from commtest.cli import cli
+
+    monkeypatch.setenv("COMMTEST_MISFIRE_GRACE", "PT15M")
+    result = CliRunner().invoke(cli, ["check-config"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    shown = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in result.output.splitlines()
+             if line and not line.startswith(" ") and len(line.split(None, 1)) == 2}
+    assert (shown["misfire_grace"], shown["video_join_grace"]) == ("15 min", "1 h 00 min")
+    assert "0:15:00" not in result.output and "7 days" not in result.output
+
+
 def test_an_unknown_key_in_the_toml_file_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "commtest.toml"
     cfg.write_text("bogus = 1\n")
