@@ -95,11 +95,16 @@ class ReportTexts(Texts):
             return self.name("endpoint_status", p.get("status"))
         return ""
 
-    def advice(self, kind: str, outcome: str = "", detail: str = "") -> str:
-        """What to do about an action point, as a sentence."""
+    def advice(self, kind: str, outcome: str = "", detail: str = "", *, template: str = "", channel: str = "") -> str:
+        """What to do about an action point, as a sentence. A template that failed is named by
+        its name (an identifier in the playbook) and its step by its channel, in the reader's words."""
         t = self
         what = self.name("outcome", outcome) if outcome else ""
         sentences = {
+            "fix_template": lambda: t(
+                "The message for this contact point could not be prepared from template %(template)s (the %(channel)s "
+                "step of the playbook): %(error)s. Fix the template in the playbook; this is not the centre's fault.",
+                template=template or "?", channel=self.name("channel", channel), error=detail or "–"),
             "failed_check": lambda: t("Not answered (%(outcome)s): check with the centre that this endpoint reaches "
                                          "its duty desk at any hour, and correct the directory if it does not.",
                                          outcome=what),
