@@ -142,8 +142,22 @@ def monthly_context(view: MonthlyView, t: ReportTexts) -> dict[str, Any]:
         # A signed PDF is read by people: long listings stay complete in CSV and JSON.
         "max_rows": MAX_PRINTED_ROWS,
         "org_name": lambda code: t.localised(f.organisations.get(code, {}).get("", code), f.organisations.get(code, {})),
+        "field_name": lambda code: t.localised(f.fields.get(code, {}).get("", code), f.fields.get(code, {})) if code else "–",
+        "points": f.action_points + f.stale_endpoints,
+        "advice": lambda a: t.advice(a.kind, a.reason, _month_detail(a), template=a.template, channel=a.channel),
         "summary_paragraph": monthly_summary(view, t, label(f.month)),
     }
+
+
+def _month_detail(point: Any) -> str:
+    """What the sentence of a monthly action point needs besides its outcome."""
+    if point.kind == "repeated_failure":
+        return str(point.failures)
+    if point.kind == "stale_endpoint":
+        return point.since.isoformat() if point.since else ""
+    if point.kind == "fix_template":
+        return str(point.detail)
+    return str(point.reason)
 
 
 def monthly_summary(view: MonthlyView, t: ReportTexts, month_name: str) -> str:
@@ -162,8 +176,9 @@ def monthly_summary(view: MonthlyView, t: ReportTexts, month_name: str) -> str:
         if f.breaches:
             text += " " + t.n("%(n)s organisation-channel verdict failed.", "%(n)s organisation-channel verdicts failed.",
                               len(f.breaches))
-    if f.action_points:
-        text += " " + t.n("%(n)s action point is open.", "%(n)s action points are open.", len(f.action_points))
+    open_points = len(f.action_points) + len(f.stale_endpoints)
+    if open_points:
+        text += " " + t.n("%(n)s action point is open.", "%(n)s action points are open.", open_points)
     if f.simulated.checks:
         text += " " + t("Simulated checks are counted apart and are not evidence.")
     return text
@@ -245,7 +260,7 @@ def tables(report: AnyReport) -> dict[str, Table]:
             "per_org_channel": _rows(f.per_org_channel, list(OrgChannelStats.model_fields)),
             "breaches": _rows(f.breaches, list(Breach.model_fields)),
             "trend": _rows(f.trend, ["month", "runs", *stats]),
-            "action_points": _rows(f.action_points, list(MonthActionPoint.model_fields)),
+            "action_points": _rows(f.action_points + f.stale_endpoints, list(MonthActionPoint.model_fields)),
         }
     contacts = [
         [c.organisation, c.field, c.code, c.name, " ".join(c.languages), e.kind, e.address, e.priority, e.status,

@@ -145,6 +145,14 @@ class LogBuilder:
                 self.addresses[(key, kind)] = address
         return key
 
+    def prove_all(self, at: datetime) -> LogBuilder:
+        """The directory records every endpoint as proven reachable at ``at`` (as an import would)."""
+        with session_scope(self.engine) as s:
+            for endpoint in s.exec(select(Endpoint)).all():
+                endpoint.verified_at = at
+                s.add(endpoint)
+        return self
+
     def close(self, run_id: int, status: str = "completed") -> int:
         """Close the run as the engine does: its status, ``run.completed`` and its facts."""
         from commtest.facts import facts_of_run, write_run_facts

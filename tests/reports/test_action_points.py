@@ -71,3 +71,116 @@ def test_an_attempt_our_provider_failed_still_points_at_the_provider(log: LogBui
     log.close(run)
     [point] = build_test_report(log.engine, run).action_points
     assert (point.kind, point.outcome) == ("not_tested", "provider_failure")
+
+
+# ------------------------------------------------------------------------- monthly report
+
+JAN = datetime(2026, 1, 13, 9, 0, tzinfo=UTC)
+FEB = datetime(2026, 2, 10, 9, 0, tzinfo=UTC)
+APRIL = FrozenClock(datetime(2026, 4, 2, tzinfo=UTC))
+
+
+def proven(log: LogBuilder, key: tuple[str, str], at: datetime) -> None:
+    """The directory records that this endpoint was proven reachable at ``at`` (an import)."""
+    from commtest.db import session_scope
+    from commtest.models import Endpoint
+
+    with session_scope(log.engine) as s:
+        endpoint = s.get(Endpoint, log.endpoints[key])
+        assert endpoint is not None
+        endpoint.verified_at = at
+        s.add(endpoint)
+
+
+def monthly_html(log: LogBuilder, month: str, lang: str = "en") -> str:
+    from reports.monthly import generate_monthly, monthly_view
+
+    return render_html(monthly_view(generate_monthly(log.engine, month, APRIL)), lang)
+
+
+def test_the_monthly_report_lists_scanner_answers_failures_on_our_side_and_endpoints_not_proven_for_too_long(
+        log: LogBuilder) -> None:
+    from commtest import events as ev
+    from reports.monthly_figures import compute_monthly_figures
+
+    run = log.run(T0)
+    log.ping(run, "BE-NCCN", "email", sent_at=T0, response_s=3, suspicious=True)
+    log.ping(run, "NL-NCC", "email", sent_at=T0, response_s=60)
+    log.ping(run, "NL-NCC", "voice", sent_at=T0, sent=False, outcome="provider_failure", reason="HTTP 503")
+    log.ping(run, "BE-NCCN", "voice", sent_at=T0, sent=False, outcome="template_error", reason=TEMPLATE_FAILURE)
+    log.event(T0 + timedelta(minutes=2), ev.ENDPOINT_VERIFIED, run_id=run, endpoint_id=log.endpoints[("NL-NCC", "email")])
+    log.close(run)
+    proven(log, ("LU-CNC", "email"), datetime(2025, 6, 1, tzinfo=UTC))  # more than 180 days before April
+    proven(log, ("NL-NCC", "voice"), datetime(2026, 2, 1, tzinfo=UTC))  # recent enough
+
+    figures = compute_monthly_figures(log.engine, "2026-03", stale_after_days=180)
+    points = {(a.kind, a.organisation, a.channel): a for a in figures.action_points}
+    assert set(points) == {("possible_scanner", "BE-NCCN", "email"), ("not_tested", "NL-NCC", "voice"),
+                           ("fix_template", "BE-NCCN", "voice")}
+    fix = points[("fix_template", "BE-NCCN", "voice")]
+    assert (fix.contact_point, fix.step, fix.template) == ("BE-NCCN duty desk", "call", "ping")
+    assert "'contact' has no attribute 'phone'" in fix.detail and "desk@nccn.example" not in fix.detail
+    stale = {(a.kind, a.organisation, a.channel, a.address, a.since) for a in figures.stale_endpoints}
+    assert stale == {
+        ("stale_endpoint", "LU-CNC", "email", "desk@cnc.example", datetime(2025, 6, 1, tzinfo=UTC)),
+        ("stale_endpoint", "BE-NCCN", "email", "desk@nccn.example", None),  # never proven
+        ("stale_endpoint", "BE-NCCN", "voice", "+447700900101", None),
+    }  # NL-NCC's e-mail was proven by the run, its phone in February: neither is stale
+
+    html = monthly_html(log, "2026-03")
+    text = " ".join(text_of(html).split())
+    assert "possibly a mail security scanner" in text and "Fix the template in the playbook" in text
+    assert "our side failed" in text and "Not proven reachable since 1 Jun 2025" in text
+    assert "Never proven reachable" in text and "6 action points are open." in text
+
+
+def test_the_monthly_report_carries_over_what_is_still_open_from_earlier_months(log: LogBuilder) -> None:
+    from commtest import events as ev
+    from reports.monthly_figures import compute_monthly_figures
+
+    run = log.run(JAN)
+    log.ping(run, "NL-NCC", "email", sent_at=JAN, outcome="delivered_no_ack")  # failed, not passed since: open
+    log.ping(run, "BE-NCCN", "email", sent_at=JAN, outcome="delivered_no_ack")  # failed, passed in February: closed
+    log.ping(run, "LU-CNC", "email", sent_at=JAN, response_s=2, suspicious=True)  # no person answered since: open
+    log.ping(run, "NL-NCC", "voice", sent_at=JAN, sent=False, outcome="provider_failure", reason="HTTP 503")  # open
+    log.ping(run, "BE-NCCN", "voice", sent_at=JAN, sent=False, outcome="template_error", reason=TEMPLATE_FAILURE)
+    log.event(JAN, ev.RUN_GAP, run_id=run, organisation_code="LU-CNC", channel="voice",
+              contact_point="LU-CNC/crisis-desk", field="crisis-desk", reason="no active voice endpoint")
+    log.close(run)
+    february = log.run(FEB)
+    log.ping(february, "BE-NCCN", "email", sent_at=FEB, response_s=60)
+    log.ping(february, "BE-NCCN", "voice", sent_at=FEB, response_s=30)  # the template was fixed
+    log.close(february)
+
+    figures = compute_monthly_figures(log.engine, "2026-03")  # no test in March at all
+    points = {(a.kind, a.organisation, a.channel): a for a in figures.action_points}
+    assert set(points) == {("failed_check", "NL-NCC", "email"), ("possible_scanner", "LU-CNC", "email"),
+                           ("not_tested", "NL-NCC", "voice"), ("no_contact_point", "LU-CNC", "voice")}
+    assert all(a.from_earlier_month and a.since is not None and a.since.date() == JAN.date()
+               for a in points.values())
+    text = " ".join(text_of(monthly_html(log, "2026-03")).split())
+    assert text.count("still open") == 4
+
+    # February's report still lists January's failure of NL-NCC, but not BE-NCCN's: it passed that month.
+    february_points = {(a.kind, a.organisation, a.channel) for a in compute_monthly_figures(log.engine, "2026-02").action_points}
+    assert ("failed_check", "NL-NCC", "email") in february_points
+    assert not any(org == "BE-NCCN" for _, org, _ in february_points)
+
+
+def test_a_failure_from_an_earlier_month_closes_once_the_contact_point_passes_again(log: LogBuilder) -> None:
+    from reports.monthly_figures import compute_monthly_figures
+
+    run = log.run(JAN)
+    log.ping(run, "NL-NCC", "email", sent_at=JAN, outcome="delivered_no_ack")
+    log.close(run)
+    later = log.run(FEB)
+    log.ping(later, "NL-NCC", "email", sent_at=FEB, outcome="bounced", delivered_after_s=None)  # failed again
+    log.close(later)
+    [point] = [a for a in compute_monthly_figures(log.engine, "2026-03").action_points if a.channel == "email"]
+    # Open since the first failure of the streak, two failures in a row; the last one bounced.
+    assert (point.kind, point.from_earlier_month, point.failures) == ("fix_endpoint", True, 2)
+    assert point.since is not None and point.since.date() == JAN.date()
+    again = log.run(T0)
+    log.ping(again, "NL-NCC", "email", sent_at=T0, response_s=40)
+    log.close(again)
+    assert [a for a in compute_monthly_figures(log.engine, "2026-04").action_points if a.channel == "email"] == []
