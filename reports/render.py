@@ -104,11 +104,13 @@ def summary_sentence(report: TestReport, t: ReportTexts, orgs: dict[str, str]) -
     for c in report.matrix:
         by_org.setdefault(c.organisation, []).append(c.verdict)
     all_pass = sum(1 for verdicts in by_org.values() if all(v == "pass" for v in verdicts))
-    parts = [t.n("%(passed)s of %(n)s organisation passed on every channel.",
-                 "%(passed)s of %(n)s organisations passed on every channel.", len(by_org), passed=all_pass)]
-    parts.append(t.n("%(answered)s of %(n)s check was answered, %(in_target)s within its target.",
-                     "%(answered)s of %(n)s checks were answered, %(in_target)s within their target.", s.counted,
-                     answered=s.answered, in_target=s.passed))
+    # The verb agrees with the first number ("1 organisation sur 4 a réussi", "2 … ont réussi").
+    parts = [t.n("%(passed)s of %(total)s organisations passed on every channel.",
+                 "%(passed)s of %(total)s organisations passed on every channel.", all_pass, passed=all_pass,
+                 total=len(by_org))]
+    parts.append(t.n("%(answered)s of %(total)s checks was answered, %(in_target)s within their target.",
+                     "%(answered)s of %(total)s checks were answered, %(in_target)s within their target.", s.answered,
+                     answered=s.answered, total=s.counted, in_target=s.passed))
     if s.not_tested:
         parts.append(t.n("%(n)s check could not be made because our side failed.",
                          "%(n)s checks could not be made because our side failed.", s.not_tested))

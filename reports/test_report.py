@@ -278,7 +278,7 @@ def build_test_report(engine: Engine, run_id: int, *, clock: Clock | None = None
         attempts=attempts,
         answers_after_close=_late_answers(events, pings, names),
         outcome_counts=dict(sorted(counts.items())),
-        timeline=_timeline(events, names, pings),
+        timeline=_timeline(events, names, pings, facts.step_channels),
         directory_changes=_directory_changes(conn_free_endpoints(engine, events), events),
         directory_state=state,
     )
@@ -547,13 +547,16 @@ _PARAMS = {
 }
 
 
-def _timeline(events: list[EventRow], names: _Names, pings: dict[int, Any]) -> list[TimelineEntry]:
+def _timeline(events: list[EventRow], names: _Names, pings: dict[int, Any],
+              step_channels: dict[str, str] | None = None) -> list[TimelineEntry]:
     out = []
     for e in sorted(events, key=lambda x: (x.at, x.id)):
         p = pings.get(e.ping_id) if e.ping_id else None
         params = {k: e.data[k] for k in _PARAMS.get(e.kind, ()) if e.data.get(k) not in (None, "", False)}
         if e.kind == ev.PING_ESCALATED and "to_contact_point" in params:
             params["to_contact_point"] = names.by_code.get(str(params["to_contact_point"]), params["to_contact_point"])
+        if e.kind == ev.PING_ESCALATED and (step_channels or {}).get(str(e.data.get("to_step"))):
+            params["to_channel"] = (step_channels or {})[str(e.data.get("to_step"))]  # the reader's word for the step
         out.append(TimelineEntry(
             event_id=e.id, at=e.at, kind=e.kind,
             organisation=e.organisation_code or e.data.get("organisation_code"),
