@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -84,7 +85,7 @@ def _deadline(claimed: Claimed) -> timedelta:
 
 
 def _prepare(s: Session, ping: Ping, run: TestRun, who: tuple[ContactPoint, Organisation, FieldOfWork],
-             now: datetime, settings: Settings, senders: dict[str, str]) -> Claimed:
+             now: datetime, settings: Settings, senders: dict[str, Any]) -> Claimed:
     spec: PlaybookSpec = spec_for_revision(s, run.revision_id)
     step = spec.step(ping.step)
     cp, org, fld = who
@@ -92,14 +93,16 @@ def _prepare(s: Session, ping: Ping, run: TestRun, who: tuple[ContactPoint, Orga
     code = f"{secrets.randbelow(10**6):06d}"
     deadline = now + step.ack_deadline
     ack_url = f"{settings.public_base_url.rstrip('/')}/ack/{token}"
-    if spec.owner not in senders:
-        senders[spec.owner] = s.exec(select(Organisation.name).where(Organisation.code == spec.owner)).first() or spec.owner
+    if spec.owner not in senders:  # the owner's names: {"": name, "<lang>": name in that language}
+        owner = s.exec(select(Organisation).where(Organisation.code == spec.owner)).first()
+        senders[spec.owner] = {"": owner.name, **(owner.names or {})} if owner else {"": spec.owner}
+    sender: dict[str, str] = senders[spec.owner]
     def render(language: str) -> RenderedMessage:
         return render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
                            organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
                            field_code=fld.code, language=language, timezone=cp.timezone or org.timezone,
-                           ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=senders[spec.owner],
-                           test_at=run.fire_at)
+                           ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=sender[""],
+                           test_at=run.fire_at, organisation_names=org.names, sender_names=sender)
 
     msg = render(ping.language)
     alternatives: tuple[AlternativeText, ...] = ()
