@@ -184,3 +184,31 @@ def test_a_failure_from_an_earlier_month_closes_once_the_contact_point_passes_ag
     log.ping(again, "NL-NCC", "email", sent_at=T0, response_s=40)
     log.close(again)
     assert [a for a in compute_monthly_figures(log.engine, "2026-04").action_points if a.channel == "email"] == []
+
+
+def test_an_endpoint_not_proven_for_longer_than_the_setting_is_an_action_point_of_the_test_report(
+        log: LogBuilder) -> None:
+    run = log.run(T0)
+    log.ping(run, "BE-NCCN", "email", sent_at=T0, response_s=30)
+    log.close(run)
+    proven(log, ("BE-NCCN", "email"), T0 - timedelta(days=30))  # recent: fine
+    proven(log, ("NL-NCC", "email"), datetime(2025, 6, 1, tzinfo=UTC))  # 282 days before the report
+    proven(log, ("NL-NCC", "voice"), T0 - timedelta(days=10))
+    proven(log, ("LU-CNC", "email"), T0 - timedelta(days=10))
+    report = build_test_report(log.engine, run, clock=FrozenClock(T0 + timedelta(days=1)), stale_after_days=180)
+    stale = {(a.kind, a.organisation, a.channel, a.address, a.detail) for a in report.directory_state.action_points}
+    assert stale == {
+        ("stale_endpoint", "NL-NCC", "email", "desk@ncc.example", "2025-06-01T00:00:00+00:00"),
+        ("stale_endpoint", "BE-NCCN", "voice", "+447700900101", ""),  # never proven
+    }
+    assert all(a.field == "crisis-desk" and a.contact_point for a in report.directory_state.action_points)
+    rows = action_rows(render_html(report, "en"))
+    [nl] = [r for r in rows if "desk@ncc.example" in r]
+    assert nl.startswith("Nationaal CrisisCentrum Crisis desk E-mail NL-NCC duty desk desk@ncc.example")
+    assert nl.endswith("Not proven reachable since 1 Jun 2025: include it in the next test or confirm it with the "
+                       "centre.")
+    [be] = [r for r in rows if "+447700900101" in r]
+    assert be.endswith("Never proven reachable: include it in the next test or confirm it with the centre.")
+    # A longer setting: nothing is stale any more but the endpoint never proven.
+    longer = build_test_report(log.engine, run, clock=FrozenClock(T0 + timedelta(days=1)), stale_after_days=400)
+    assert {a.address for a in longer.directory_state.action_points} == {"+447700900101"}
