@@ -587,8 +587,8 @@ def _failure_streak(conn: sa.Connection, contact_point_id: int, channel: str, en
         .order_by(CF.c.fire_at.desc(), CF.c.run_id.desc()).limit(12)
     ).all()
     streak, first = 0, None
-    for status, at in rows:
-        if status != "fail":
+    for row in rows:
+        if row.status != "fail":
             break
-        streak, first = streak + 1, at
+        streak, first = streak + 1, row.at
     return streak, first

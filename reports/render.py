@@ -143,12 +143,18 @@ def monthly_context(view: MonthlyView, t: ReportTexts) -> dict[str, Any]:
         "trend_rows": [p for p in f.trend if p.checks or p.runs],
         # A signed PDF is read by people: long listings stay complete in CSV and JSON.
         "max_rows": MAX_PRINTED_ROWS,
-        "org_name": lambda code: t.localised(f.organisations.get(code, {}).get("", code), f.organisations.get(code, {})),
-        "field_name": lambda code: t.localised(f.fields.get(code, {}).get("", code), f.fields.get(code, {})) if code else "–",
+        "org_name": lambda code: _named(t, f.organisations, code),
+        "field_name": lambda code: _named(t, f.fields, code) if code else "–",
         "points": f.action_points + f.stale_endpoints,
         "advice": lambda a: t.advice(a.kind, a.reason, _month_detail(a), template=a.template, channel=a.channel),
         "summary_paragraph": monthly_summary(view, t, label(f.month)),
     }
+
+
+def _named(t: ReportTexts, names: dict[str, dict[str, str]], code: str) -> str:
+    """The name of an organisation or a field of work in the reader's language, else its code."""
+    known = names.get(code, {})
+    return t.localised(known.get("", code), known)
 
 
 def _month_detail(point: Any) -> str:
