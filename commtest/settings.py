@@ -482,6 +482,8 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """Every setting, secrets masked: what `commtest check-config` prints."""
+        from commtest.i18n import format_duration
+
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
@@ -493,7 +495,9 @@ class Settings(BaseSettings):
                 value = {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in value.items()}
             elif name in ("database_url", "public_base_url", "twilio_base_url"):
                 value = mask_url(value) if isinstance(value, str) else value
-            elif isinstance(value, (Path, timedelta)):
+            elif isinstance(value, timedelta):
+                value = format_duration(value.total_seconds() * 1000, "en")  # one duration style everywhere
+            elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
         return out
@@ -514,25 +518,28 @@ def secret_fields() -> list[str]:
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of a URL, in its user part or in its query (``?password=``)."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    """Hide the password of a URL, in its user part or in its query (``?password=``), and
+    print everything else exactly as written: rebuilding the URL would drop the empty host of
+    ``sqlite:////var/lib/x.db`` and change the path it names."""
+    from urllib.parse import unquote_plus, urlsplit
 
     try:
         parts = urlsplit(url)
     except ValueError:
         return "********"
-    netloc = parts.netloc
-    if "@" in netloc:
-        creds, host = netloc.rsplit("@", 1)
+    out = url
+    if "@" in parts.netloc:
+        creds, host = parts.netloc.rsplit("@", 1)
         if ":" in creds:
-            creds = creds.split(":", 1)[0] + ":********"
-        netloc = f"{creds}@{host}"
-    query = parts.query
-    if query:
-        pairs = [(k, "********" if k.lower() in ("password", "pass", "pwd", "passfile", "sslpassword") else v)
-                 for k, v in parse_qsl(query, keep_blank_values=True)]
-        query = urlencode(pairs, safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+            out = out.replace(f"//{parts.netloc}", f"//{creds.split(':', 1)[0]}:********@{host}", 1)
+    if parts.query:
+        pairs = []
+        for pair in parts.query.split("&"):
+            key, sep, _value = pair.partition("=")
+            secret = unquote_plus(key).lower() in ("password", "pass", "pwd", "passfile", "sslpassword")
+            pairs.append(f"{key}=********" if sep and secret else pair)
+        out = out.replace(f"?{parts.query}", "?" + "&".join(pairs), 1)
+    return out
 
 
 class _TomlSource(PydanticBaseSettingsSource):

@@ -21,6 +21,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_time
 
 from commtest.errors import CommtestError
+from playbooks.french_articles import FILTERS as FRENCH_FILTERS
 from playbooks.template_sandbox import RENDER_LIMITS, BoundedSandbox, RenderLimitExceeded, RenderLimits, generate_bounded
 
 if TYPE_CHECKING:
@@ -127,6 +128,9 @@ def _finalize(value: Any) -> Any:
 
 _TEXT_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_finalize)
 _HTML_ENV = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=True, finalize=_finalize)
+# French articles before a name: {{ organisation.name | du }} -> "du Centre national de crise".
+_TEXT_ENV.filters.update(FRENCH_FILTERS)
+_HTML_ENV.filters.update(FRENCH_FILTERS)
 
 
 @functools.lru_cache(maxsize=512)

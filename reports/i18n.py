@@ -50,6 +50,11 @@ class ReportTexts(Texts):
             return format_clock(at, self.timezone, self.language)
         return f"{self.day(at)} {format_clock(at, self.timezone, self.language)}"
 
+    def labelled(self, label: str, value: str) -> str:
+        """``label: value`` with the language's typography (French puts a space before the colon)."""
+        t = self
+        return t("%(label)s: %(value)s", label=label, value=value)
+
     def verdict(self, verdict: str, simulated: bool = False) -> str:
         t = self
         word = self.name("verdict", verdict)
@@ -60,8 +65,10 @@ class ReportTexts(Texts):
         """The timeline's detail of one event, as a sentence in the reader's language."""
         t = self
         p = dict(params)
+        # A step is named by its channel (the timeline's own column), never by its id: "email"
+        # is a word of the playbook's author, not of the reader.
         if kind == "ping.planned":
-            return t("step %(step)s, attempt %(attempt)s", step=p.get("step", "?"), attempt=p.get("attempt", "?"))
+            return t("attempt %(attempt)s", attempt=p.get("attempt", "?"))
         if kind == "ping.sent":
             text = t("through %(provider)s", provider=p.get("provider") or "?")
             return text + (" — " + t("SIMULATED, not evidence") if p.get("simulated") else "")
@@ -80,8 +87,8 @@ class ReportTexts(Texts):
             return t("attempt %(attempt)s planned after: %(reason)s", attempt=p.get("next_attempt", "?"),
                         reason=self.name("outcome", p.get("reason")))
         if kind == "ping.escalated":
-            return t("to step %(step)s for %(contact)s", step=p.get("to_step", "?"),
-                        contact=p.get("to_contact_point", "?"))
+            channel, contact = self.name("channel", p.get("to_channel")), p.get("to_contact_point", "?")
+            return t("next channel: %(channel)s, for %(contact)s", channel=channel, contact=contact)
         if kind == "ping.settled" and p.get("method"):
             return self.name("method", p.get("method"))
         if kind == "run.gap":
@@ -95,11 +102,16 @@ class ReportTexts(Texts):
             return self.name("endpoint_status", p.get("status"))
         return ""
 
-    def advice(self, kind: str, outcome: str = "", detail: str = "") -> str:
-        """What to do about an action point, as a sentence."""
+    def advice(self, kind: str, outcome: str = "", detail: str = "", *, template: str = "", channel: str = "") -> str:
+        """What to do about an action point, as a sentence. A template that failed is named by
+        its name (an identifier in the playbook) and its step by its channel, in the reader's words."""
         t = self
         what = self.name("outcome", outcome) if outcome else ""
         sentences = {
+            "fix_template": lambda: t(
+                "The message for this contact point could not be prepared from template %(template)s (the %(channel)s "
+                "step of the playbook): %(error)s. Fix the template in the playbook; this is not the centre's fault.",
+                template=template or "?", channel=self.name("channel", channel), error=detail or "–"),
             "failed_check": lambda: t("Not answered (%(outcome)s): check with the centre that this endpoint reaches "
                                          "its duty desk at any hour, and correct the directory if it does not.",
                                          outcome=what),

@@ -100,16 +100,18 @@ def signable_problems(engine: Engine, month: str, clock: Clock, timezone: str) -
     return problems
 
 
-def generate_monthly(engine: Engine, month: str, clock: Clock, timezone: str = "Europe/Brussels") -> MonthlyReport:
+def generate_monthly(engine: Engine, month: str, clock: Clock, timezone: str = "Europe/Brussels", *,
+                     stale_after_days: int = 180) -> MonthlyReport:
     """The month's report: the frozen one when signed, else a freshly computed draft (stored).
-    A month that has not begun has no draft."""
+    A month that has not begun has no draft. ``stale_after_days`` is the setting
+    ``verified_max_age_days``: endpoints not proven for longer are action points."""
     parse_month(month)
     with read_session(engine) as session:
         row = session.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()
         if row is not None and row.status == "signed":
             return row
     refuse_future(month, clock, timezone)
-    figures = compute_monthly_figures(engine, month, timezone, now=clock.now())
+    figures = compute_monthly_figures(engine, month, timezone, stale_after_days=stale_after_days, now=clock.now())
     data = _figures_data(figures)
     with session_scope(engine) as session:
         row = session.exec(select(MonthlyReport).where(MonthlyReport.month == month)).first()
@@ -129,7 +131,7 @@ def generate_monthly(engine: Engine, month: str, clock: Clock, timezone: str = "
 
 def sign_monthly(
     engine: Engine, month: str, username: str, comment: str, clock: Clock, timezone: str = "Europe/Brussels",
-    *, via: str = "cli", include_simulated: bool = False,
+    *, via: str = "cli", include_simulated: bool = False, stale_after_days: int = 180,
 ) -> MonthlyReport:
     """Sign the month off as ``username`` (a reviewer or an admin); freezes its figures.
 
@@ -145,7 +147,7 @@ def sign_monthly(
     problems = signable_problems(engine, month, clock, timezone)
     if problems:
         raise NotSignable(f"the report of {month} cannot be signed yet: " + "; ".join(problems) + "; nothing was signed")
-    row = generate_monthly(engine, month, clock, timezone)
+    row = generate_monthly(engine, month, clock, timezone, stale_after_days=stale_after_days)
     if row.status == "signed":
         raise AlreadySigned(f"the report of {month} was signed by {row.signer_name or row.signed_by} on "
                             f"{row.signed_at:%Y-%m-%d}; it is frozen")
@@ -214,8 +216,9 @@ def write_monthly(
     formats: tuple[str, ...] = ("html", "pdf"),
     lang: str = "en",
     timezone: str = "Europe/Brussels",
+    stale_after_days: int = 180,
 ) -> list[Path]:
     from reports.render import write_report
 
-    view = monthly_view(generate_monthly(engine, month, clock, timezone))
+    view = monthly_view(generate_monthly(engine, month, clock, timezone, stale_after_days=stale_after_days))
     return write_report(view, Path(out_dir) / f"monthly-{month}", formats, lang)

@@ -12,7 +12,7 @@ Percentiles: nearest rank (see ``reports.queries``).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -32,9 +32,12 @@ from commtest.models import (
     FieldOfWork,
     MonthRollup,
     Organisation,
+    PlaybookRevision,
     VerdictFact,
 )
-from reports.queries import E, R, nearest_rank, ts
+from reports.playbook_facts import RevisionUnreadable, playbook_facts
+from reports.queries import E, P, R, nearest_rank, ts
+from reports.test_report import template_failure
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ ORG = Organisation.__table__  # type: ignore[attr-defined]
 FW = FieldOfWork.__table__  # type: ignore[attr-defined]
 CF = CheckFact.__table__  # type: ignore[attr-defined]
 VF = VerdictFact.__table__  # type: ignore[attr-defined]
+REV = PlaybookRevision.__table__  # type: ignore[attr-defined]
 MR = MonthRollup.__table__  # type: ignore[attr-defined]
 TREND_MONTHS = 12
 # A channel test (`commtest channel test`) checks one endpoint, not a centre's readiness: not counted.
@@ -115,16 +119,19 @@ class Freshness(_Frozen):
 
 class MonthActionPoint(_Frozen):
     kind: Literal["repeated_failure", "failed_check", "late_answer", "fix_endpoint", "unblock_number", "check_endpoint",
-                  "no_contact_point"]
+                  "possible_scanner", "no_contact_point", "fix_template", "not_tested", "stale_endpoint"]
     organisation: str
     field: str
     channel: str
     contact_point: str
     address: str
     reason: str
-    since: datetime
+    since: datetime | None  # None: an endpoint never proven reachable
     failures: int = 1
     from_earlier_month: bool = False
+    detail: str = ""  # fix_template: the template's error, masked
+    step: str = ""  # fix_template: the step whose template failed, and that template
+    template: str = ""
 
 
 class SimulatedTotals(_Frozen):
@@ -148,8 +155,14 @@ class MonthlyFigures(_Frozen):
     trend: list[TrendPoint]
     freshness: Freshness
     action_points: list[MonthActionPoint]
-    # The names of the organisations, as the directory had them: code -> {"": name, "<lang>": ...}
+    # The names of the organisations and fields of work, as the directory had them:
+    # code -> {"": name, "<lang>": ...}
     organisations: dict[str, dict[str, str]] = {}
+    fields: dict[str, dict[str, str]] = {}
+    # The endpoints not proven reachable in the ``stale_after_days`` before the month's end:
+    # from the directory as it is, not from the log (``report verify`` does not compare them).
+    stale_after_days: int = 180
+    stale_endpoints: list[MonthActionPoint] = []
 
 
 def parse_month(month: str) -> tuple[int, int]:
@@ -187,7 +200,7 @@ def _not_channel_test(run_col: Any) -> Any:
 
 
 def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/Brussels", *,
-                            now: datetime | None = None) -> MonthlyFigures:
+                            stale_after_days: int = 180, now: datetime | None = None) -> MonthlyFigures:
     """The figures of ``month``. With ``now``, the trend's settled months are read from (and
     stored into) ``month_rollup``; without it every figure is computed from ``check_fact``
     (what ``report verify`` does, so it also checks the rollups a report used)."""
@@ -199,7 +212,7 @@ def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/
     with engine.connect() as conn:
         # Only this month's checks are read (the index on fire_at): the trend's other months come
         # from their rollups, or one month at a time.
-        this_month = _real(conn, start, end).subquery("this_month")
+        this_month = _in_month(start, end).subquery("this_month")
         runs = _runs(conn, start, end)
         times = _answered_times(conn, start, end)
         trend, settled = _trend(conn, labels, bounds, timezone, now, times)
@@ -213,8 +226,10 @@ def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/
         simulated = _simulated(conn, start, end)
         freshness = _freshness(conn, year, mon, end, timezone)
         action_points = _action_points(conn, start, end)
+        stale = _stale_endpoints(conn, end, stale_after_days)
         organisations = {r.code: {"": r.name, **(r.names or {})}
                          for r in conn.execute(sa.select(ORG.c.code, ORG.c.name, ORG.c.names))}
+        fields = {r.code: {"": r.name, **(r.names or {})} for r in conn.execute(sa.select(FW.c.code, FW.c.name, FW.c.names))}
     if settled and now is not None:
         store_rollups(engine, settled, now, timezone)
     current = trend[-1]
@@ -222,11 +237,12 @@ def compute_monthly_figures(engine: Engine, month: str, timezone: str = "Europe/
         month=month, timezone=timezone, period_start=start, period_end=end, runs=runs,
         totals=Stats(**{k: getattr(current, k) for k in Stats.model_fields}),
         simulated=simulated, outcome_counts=outcome_counts, per_org_channel=per_org, breaches=breaches, trend=trend,
-        freshness=freshness, action_points=action_points, organisations=organisations,
+        freshness=freshness, action_points=action_points, organisations=organisations, fields=fields,
+        stale_after_days=stale_after_days, stale_endpoints=stale,
     )
 
 
-def _real(conn: sa.Connection, start: datetime, end: datetime) -> Any:
+def _in_month(start: datetime, end: datetime) -> Any:
     """The real (not simulated) checks of the runs fired in [start, end), channel tests left out."""
     return sa.select(CF).where(CF.c.fire_at >= start, CF.c.fire_at < end, CF.c.simulated.is_(False),
                                _not_channel_test(CF.c.run_id))
@@ -301,7 +317,7 @@ def _trend(conn: sa.Connection, labels: list[str], bounds: list[datetime], timez
 def _month_point(conn: sa.Connection, label: str, start: datetime, end: datetime,
                  times: list[tuple[str, str, int]] | None = None) -> TrendPoint:
     """One month's figures from its own checks (an index range, never the whole year)."""
-    month = _real(conn, start, end).subquery("month")
+    month = _in_month(start, end).subquery("month")
     checks, answered, in_target = _aggregates(month)
     by_channel = {c: tuple(int(x or 0) for x in rest) for c, *rest in conn.execute(
         sa.select(month.c.channel, checks, answered, in_target).group_by(month.c.channel))}
@@ -323,7 +339,7 @@ def _month_point(conn: sa.Connection, label: str, start: datetime, end: datetime
 def _answered_times(conn: sa.Connection, start: datetime, end: datetime) -> list[tuple[str, str, int]]:
     """(organisation, channel, response ms) of the month's answered counted checks, fastest
     first (ties in a stable order): one read serves every percentile of the month."""
-    month = _real(conn, start, end).subquery("month")
+    month = _in_month(start, end).subquery("month")
     return [(r[0], r[1], int(r[2])) for r in conn.execute(
         sa.select(month.c.organisation_code, month.c.channel, month.c.response_ms)
         .where(month.c.status.in_(COUNTED), month.c.outcome.in_(ANSWERED), month.c.response_ms.is_not(None))
@@ -429,40 +445,108 @@ def _freshness(conn: sa.Connection, year: int, mon: int, end: datetime, timezone
     return Freshness(endpoints=total, fresh=n_fresh, share=_rate(n_fresh, total), since=since, until=end)
 
 
+_CHECK_COLUMNS = (CF.c.organisation_code, CF.c.field_code, CF.c.channel, CF.c.contact_point_code, CF.c.contact_point_id,
+                  CF.c.address, CF.c.outcome, CF.c.status, CF.c.suspicious, CF.c.detail, CF.c.run_id)
+ENDPOINT_FAULTS = ("bounced", "invalid_endpoint", "blocked")
+_ORDER = ("repeated_failure", "fix_endpoint", "unblock_number", "failed_check", "late_answer", "check_endpoint",
+          "possible_scanner", "no_contact_point", "fix_template", "not_tested", "stale_endpoint")
+
+
+def _real(end: datetime) -> Any:
+    return sa.and_(CF.c.fire_at < end, CF.c.simulated.is_(False), _not_channel_test(CF.c.run_id))
+
+
 def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[MonthActionPoint]:
-    """Open at the month's end: every endpoint whose checks failed this month (twice or more
-    in a row: repeated), bounced or was refused, and the endpoints flagged suspect/invalid/blocked
-    in earlier months and not proven reachable (or, blocked, unblocked) since; each with what to do."""
+    """Open at the month's end, each with what to do:
+
+    * this month's failed checks (twice or more in a row: repeated; bounced or refused: fix the
+      endpoint), answers by a possible mail scanner, checks our side could not make (a template
+      that failed: fix the playbook), and contact points or endpoints missing;
+    * from earlier months, those still open: a contact point and channel whose last check
+      failed and has not passed since, whose last answer came from a possible scanner, whose
+      last check our side could not make, an endpoint flagged suspect or invalid and not proven
+      since, and a gap no later check filled.
+    """
     points: dict[tuple[str, ...], MonthActionPoint] = {}
-    later = E.alias("later")
+    names = dict(conn.execute(sa.select(CP.c.id, CP.c.name)).all())
+    templates = _TemplateSteps(conn)
 
-    def proven_after(endpoint_col: Any, after_col: Any) -> Any:
-        return sa.exists().where(
-            later.c.kind == ev.ENDPOINT_VERIFIED, later.c.data["endpoint_id"].as_integer() == endpoint_col,
-            later.c.at >= after_col, later.c.at < end)
-
-    failed = conn.execute(
-        sa.select(CF.c.organisation_code, CF.c.field_code, CF.c.channel, CF.c.contact_point_code, CF.c.contact_point_id,
-                  CF.c.address, CF.c.outcome, ts(CF.c.fire_at).label("at"), CF.c.run_id)
-        .where(CF.c.fire_at >= start, CF.c.fire_at < end, CF.c.status == "fail", CF.c.simulated.is_(False),
-               _not_channel_test(CF.c.run_id))
-        .order_by(CF.c.fire_at, CF.c.run_id)
-    ).all()
-    names = dict(conn.execute(sa.select(CP.c.id, CP.c.name)).all()) if failed else {}
-    for r in failed:
-        key = ("check", r.organisation_code, r.channel, str(r.contact_point_id))
-        streak = _failure_streak(conn, r.contact_point_id, r.channel, end)
-        kind = "unblock_number" if r.outcome == "blocked" else "fix_endpoint" if r.outcome in (
-            "bounced", "invalid_endpoint") else (
-            "repeated_failure" if streak >= 2 else "late_answer" if r.outcome in ANSWERED else "failed_check")
+    def add(key: tuple[str, ...], kind: str, r: Any, since: datetime, earlier: bool, failures: int = 1) -> None:
         previous = points.get(key)
+        step, template, detail = "", "", ""
+        if kind == "fix_template":
+            step, template = templates.of(r.run_id, r.contact_point_id, r.channel)
+            detail = template_failure(r.detail or "")
         points[key] = MonthActionPoint(
             kind=kind, organisation=r.organisation_code, field=r.field_code, channel=r.channel,  # type: ignore[arg-type]
             contact_point=names.get(r.contact_point_id, r.contact_point_code), address=r.address, reason=r.outcome,
-            since=previous.since if previous else r.at, failures=max(streak, 1),
+            since=previous.since if previous else since, failures=failures, from_earlier_month=earlier,
+            detail=detail, step=step, template=template,
         )
-    # Flags from earlier months still open at this month's end.
+
+    def failure(r: Any, earlier: bool) -> None:
+        streak, first = _failure_streak(conn, r.contact_point_id, r.channel, end)
+        kind = "unblock_number" if r.outcome == "blocked" else "fix_endpoint" if r.outcome in ENDPOINT_FAULTS else (
+            "repeated_failure" if streak >= 2 else "late_answer" if r.outcome in ANSWERED else "failed_check")
+        add(("check", r.organisation_code, r.channel, str(r.contact_point_id)), kind, r,
+            (first or r.at) if earlier else r.at, earlier, max(streak, 1))
+
+    def our_side(r: Any, earlier: bool) -> None:
+        kind = "fix_template" if r.outcome == "template_error" else "not_tested"
+        add(("our_side", r.organisation_code, r.channel, str(r.contact_point_id)), kind, r, r.at, earlier)
+
+    def scanner(r: Any, earlier: bool) -> None:
+        add(("scanner", r.organisation_code, r.channel, str(r.contact_point_id)), "possible_scanner", r, r.at, earlier)
+
+    this_month = conn.execute(
+        sa.select(*_CHECK_COLUMNS, ts(CF.c.fire_at).label("at"))
+        .where(CF.c.fire_at >= start, _real(end),
+               sa.or_(CF.c.status.in_(("fail", "not_tested")), CF.c.suspicious.is_(True)))
+        .order_by(CF.c.fire_at, CF.c.run_id)
+    ).all()
+    for r in this_month:
+        if r.status == "fail":
+            failure(r, earlier=False)
+        elif r.status == "not_tested":
+            our_side(r, earlier=False)
+        if r.suspicious and r.status in COUNTED:
+            scanner(r, earlier=False)
+    # Still open from earlier months: the last check of its kind fell before this month.
+    for r in _last_checks(conn, end, CF.c.status.in_(COUNTED)):
+        # A number that replied STOP stays open through its endpoint's flag (until it sends START).
+        if r.at < start and r.status == "fail" and r.outcome != "blocked":
+            failure(r, earlier=True)
+    for r in _last_checks(conn, end, CF.c.status.in_((*COUNTED, "not_tested"))):
+        if r.at < start and r.status == "not_tested":
+            our_side(r, earlier=True)
+    for r in _last_checks(conn, end, sa.and_(CF.c.status.in_(COUNTED), CF.c.outcome.in_(ANSWERED))):
+        if r.at < start and r.suspicious:
+            scanner(r, earlier=True)
+    _endpoint_flags(conn, start, end, points)
+    _gaps(conn, start, end, points)
+    return sorted(points.values(), key=lambda a: (_ORDER.index(a.kind), a.organisation, a.channel, a.contact_point,
+                                                  a.address))
+
+
+def _last_checks(conn: sa.Connection, end: datetime, which: Any) -> list[Any]:
+    """Per contact point and channel, the last real check before ``end`` among ``which``."""
+    rank = sa.func.row_number().over(partition_by=(CF.c.contact_point_id, CF.c.channel),
+                                     order_by=(CF.c.fire_at.desc(), CF.c.run_id.desc())).label("rank")
+    ranked = sa.select(*_CHECK_COLUMNS, CF.c.fire_at, rank).where(_real(end), which).subquery("ranked")
+    cols = [ranked.c[c.name] for c in _CHECK_COLUMNS]
+    return list(conn.execute(sa.select(*cols, ts(ranked.c.fire_at).label("at")).where(ranked.c.rank == 1)
+                             .order_by(ranked.c.fire_at, ranked.c.run_id)).all())
+
+
+def _endpoint_flags(conn: sa.Connection, start: datetime, end: datetime,
+                    points: dict[tuple[str, ...], MonthActionPoint]) -> None:
+    """Endpoints whose last flag before ``end`` is suspect, invalid or blocked and not proven
+    (or, blocked, unblocked) since."""
+    later = E.alias("later")
     eid = E.c.data["endpoint_id"].as_integer()
+    proven_after = sa.exists().where(
+        later.c.kind == ev.ENDPOINT_VERIFIED, later.c.data["endpoint_id"].as_integer() == eid,
+        later.c.at >= E.c.at, later.c.at < end)
     last_status = (
         sa.select(sa.func.max(E.c.id).label("id")).where(E.c.kind == ev.ENDPOINT_STATUS, E.c.at < end)
         .group_by(eid).subquery("last_status")
@@ -472,25 +556,31 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
         sa.select(eid.label("endpoint_id"), status.label("status"), ts(E.c.at).label("at"))
         .join(last_status, last_status.c.id == E.c.id)
         .where(status.in_((EndpointStatus.suspect.value, EndpointStatus.invalid.value, EndpointStatus.blocked.value)),
-               ~proven_after(eid, E.c.at))
+               ~proven_after)
     ).all()
-    if marked:
-        rows = {r.id: r for r in conn.execute(
-            sa.select(EP.c.id, EP.c.kind, EP.c.address, CP.c.name, CP.c.id.label("cp_id"), ORG.c.code,
-                      FW.c.code.label("field"))
-            .join(CP, CP.c.id == EP.c.contact_point_id).join(ORG, ORG.c.id == CP.c.organisation_id)
-            .join(FW, FW.c.id == CP.c.field_id).where(EP.c.id.in_([m.endpoint_id for m in marked])))}
-        for m in marked:
-            r = rows.get(m.endpoint_id)
-            if r is None or ("check", r.code, r.kind, str(r.cp_id)) in points:
-                continue
-            points[("endpoint", str(m.endpoint_id))] = MonthActionPoint(
-                kind="fix_endpoint" if m.status == "invalid" else "unblock_number" if m.status == "blocked" else
-                "check_endpoint",
-                organisation=r.code,
-                field=r.field, channel=r.kind, contact_point=r.name, address=r.address, reason=m.status, since=m.at,
-                from_earlier_month=m.at < start,
-            )
+    if not marked:
+        return
+    rows = {r.id: r for r in conn.execute(
+        sa.select(EP.c.id, EP.c.kind, EP.c.address, CP.c.name, CP.c.id.label("cp_id"), ORG.c.code,
+                  FW.c.code.label("field"))
+        .join(CP, CP.c.id == EP.c.contact_point_id).join(ORG, ORG.c.id == CP.c.organisation_id)
+        .join(FW, FW.c.id == CP.c.field_id).where(EP.c.id.in_([m.endpoint_id for m in marked])))}
+    for m in marked:
+        r = rows.get(m.endpoint_id)
+        if r is None or ("check", r.code, r.kind, str(r.cp_id)) in points:
+            continue
+        points[("endpoint", str(m.endpoint_id))] = MonthActionPoint(
+            kind="fix_endpoint" if m.status == "invalid" else "unblock_number" if m.status == "blocked" else
+            "check_endpoint", organisation=r.code,
+            field=r.field, channel=r.kind, contact_point=r.name, address=r.address, reason=m.status, since=m.at,
+            from_earlier_month=m.at < start,
+        )
+
+
+def _gaps(conn: sa.Connection, start: datetime, end: datetime, points: dict[tuple[str, ...], MonthActionPoint]) -> None:
+    """Nothing to ping (no contact point, or none of its endpoints on a channel): this month's,
+    and earlier months' that no later check filled (a check of that organisation, field, channel
+    and contact point means something could be pinged)."""
     gap_cols = (
         sa.func.coalesce(E.c.organisation_code, E.c.data["organisation_code"].as_string()),
         E.c.data["field"].as_string(),
@@ -502,32 +592,88 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
     # "channel" in GROUP BY as the input column of that name.
     gaps = conn.execute(
         sa.select(*(c.label(n) for c, n in zip(gap_cols, ("org", "field", "channel", "cp", "reason"), strict=True)),
-                  ts(sa.func.min(E.c.at)).label("at"))
+                  ts(sa.func.min(E.c.at)).label("at"), ts(sa.func.max(R.c.fire_at)).label("last_run"),
+                  sa.func.max(sa.case((R.c.fire_at >= start, 1), else_=0)).label("this_month"))
         .join(R, R.c.id == E.c.run_id)
-        .where(E.c.kind == ev.RUN_GAP, R.c.fire_at >= start, R.c.fire_at < end)
+        .where(E.c.kind == ev.RUN_GAP, R.c.fire_at < end)
         .group_by(*gap_cols)
     ).all()
     for g in gaps:
-        points[("gap", str(g.org), str(g.field), str(g.channel), str(g.cp))] = MonthActionPoint(
+        key = ("gap", str(g.org), str(g.field), str(g.channel), str(g.cp))
+        if not g.this_month:
+            filled = [CF.c.organisation_code == g.org, CF.c.channel == g.channel, CF.c.fire_at > g.last_run,
+                      CF.c.fire_at < end]
+            filled += [CF.c.field_code == g.field] if g.field else []
+            filled += [CF.c.contact_point_code == g.cp] if g.cp else []
+            if conn.execute(sa.select(CF.c.id).where(*filled).limit(1)).first() is not None or key in points:
+                continue
+        previous = points.get(key)
+        points[key] = MonthActionPoint(
             kind="no_contact_point", organisation=g.org or "", field=g.field or "", channel=g.channel or "",
-            contact_point=g.cp or "", address="", reason=g.reason or "", since=g.at)
-    order = ("repeated_failure", "fix_endpoint", "unblock_number", "failed_check", "late_answer", "check_endpoint",
-             "no_contact_point")
-    return sorted(points.values(), key=lambda a: (order.index(a.kind), a.organisation, a.channel, a.contact_point,
-                                                  a.address))
+            contact_point=g.cp or "", address="", reason=g.reason or "",
+            since=min(previous.since, g.at) if previous and previous.since else g.at,
+            from_earlier_month=not g.this_month)
 
 
-def _failure_streak(conn: sa.Connection, contact_point_id: int, channel: str, end: datetime) -> int:
-    """How many of the last counted checks of (contact point, channel) before ``end`` failed in a row."""
-    statuses = conn.execute(
-        sa.select(CF.c.status)
+def _stale_endpoints(conn: sa.Connection, end: datetime, stale_after_days: int) -> list[MonthActionPoint]:
+    """The endpoints of active contact points (not marked invalid) not proven reachable in the
+    ``stale_after_days`` before the month's end: no run proved them then (``endpoint.verified``)
+    and the directory records no proof since (``verified_at``)."""
+    cutoff = end - timedelta(days=stale_after_days)
+    proven = sa.select(E.c.data["endpoint_id"].as_integer()).where(
+        E.c.kind == ev.ENDPOINT_VERIFIED, E.c.at >= cutoff, E.c.at < end)
+    rows = conn.execute(
+        sa.select(EP.c.kind, EP.c.address, ts(EP.c.verified_at).label("verified_at"), CP.c.name, CP.c.code.label("cp"),
+                  ORG.c.code, FW.c.code.label("field"))
+        .join(CP, CP.c.id == EP.c.contact_point_id).join(ORG, ORG.c.id == CP.c.organisation_id)
+        .join(FW, FW.c.id == CP.c.field_id)
+        .where(CP.c.active.is_(True), EP.c.status != EndpointStatus.invalid.value, EP.c.id.not_in(proven),
+               sa.or_(EP.c.verified_at.is_(None), EP.c.verified_at < cutoff))
+        .order_by(ORG.c.code, CP.c.name, EP.c.kind, EP.c.address)
+    ).all()
+    return [
+        MonthActionPoint(kind="stale_endpoint", organisation=r.code, field=r.field, channel=r.kind, contact_point=r.name,
+                         address=r.address, reason="", since=r.verified_at, from_earlier_month=False)
+        for r in rows
+    ]
+
+
+class _TemplateSteps:
+    """The step and template of an attempt whose template failed, from its run's playbook revision."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.revisions: dict[int, dict[str, str]] = {}
+
+    def of(self, run_id: int, contact_point_id: int, channel: str) -> tuple[str, str]:
+        row = self.conn.execute(
+            sa.select(P.c.step, R.c.revision_id).join(R, R.c.id == P.c.run_id)
+            .where(P.c.run_id == run_id, P.c.contact_point_id == contact_point_id, P.c.channel == channel,
+                   P.c.outcome == "template_error").order_by(P.c.id).limit(1)
+        ).first()
+        if row is None:
+            return "", ""
+        if row.revision_id not in self.revisions:
+            source = self.conn.execute(sa.select(REV.c.source_text).where(REV.c.id == row.revision_id)).scalar()
+            try:
+                self.revisions[row.revision_id] = playbook_facts(source or "").step_templates
+            except RevisionUnreadable:
+                self.revisions[row.revision_id] = {}
+        return row.step, self.revisions[row.revision_id].get(row.step, "")
+
+
+def _failure_streak(conn: sa.Connection, contact_point_id: int, channel: str, end: datetime) -> tuple[int, datetime | None]:
+    """How many of the last counted checks of (contact point, channel) before ``end`` failed in
+    a row, and when the first of them was."""
+    rows = conn.execute(
+        sa.select(CF.c.status, ts(CF.c.fire_at).label("at"))
         .where(CF.c.contact_point_id == contact_point_id, CF.c.channel == channel, CF.c.fire_at < end,
                CF.c.status.in_(COUNTED), CF.c.simulated.is_(False))
         .order_by(CF.c.fire_at.desc(), CF.c.run_id.desc()).limit(12)
-    ).scalars().all()
-    streak = 0
-    for status in statuses:
-        if status != "fail":
+    ).all()
+    streak, first = 0, None
+    for row in rows:
+        if row.status != "fail":
             break
-        streak += 1
-    return streak
+        streak, first = streak + 1, row.at
+    return streak, first

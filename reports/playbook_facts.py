@@ -5,7 +5,7 @@ that a report only depends on the stored, immutable text and on the schema.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -34,6 +34,10 @@ class PlaybookFacts:
     needed_channels: tuple[str, ...]
     targets_ms: dict[str, int]
     rules: FactRules
+    # step id -> its channel and its template: a report names a step by its channel, in the
+    # reader's words, and a template by its name (an identifier a coordinator fixes).
+    step_channels: dict[str, str] = field(default_factory=dict)
+    step_templates: dict[str, str] = field(default_factory=dict)
 
 
 def playbook_facts(source_text: str, *, revision_id: int | None = None) -> PlaybookFacts:
@@ -52,4 +56,6 @@ def playbook_facts(source_text: str, *, revision_id: int | None = None) -> Playb
         needed_channels=tuple(dict.fromkeys(s.channel for s in spec.initial_steps())),
         targets_ms={ch: int(d.total_seconds() * 1000) for ch, d in spec.targets.items()},
         rules=spec.fact_rules(),
+        step_channels={s.id: s.channel for s in spec.steps},
+        step_templates={s.id: s.template for s in spec.steps},
     )

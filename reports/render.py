@@ -105,11 +105,13 @@ def summary_sentence(report: TestReport, t: ReportTexts, orgs: dict[str, str]) -
     for c in report.matrix:
         by_org.setdefault(c.organisation, []).append(c.verdict)
     all_pass = sum(1 for verdicts in by_org.values() if all(v == "pass" for v in verdicts))
-    parts = [t.n("%(passed)s of %(n)s organisation passed on every channel.",
-                 "%(passed)s of %(n)s organisations passed on every channel.", len(by_org), passed=all_pass)]
-    parts.append(t.n("%(answered)s of %(n)s check was answered, %(in_target)s within its target.",
-                     "%(answered)s of %(n)s checks were answered, %(in_target)s within their target.", s.counted,
-                     answered=s.answered, in_target=s.passed))
+    # The verb agrees with the first number ("1 organisation sur 4 a réussi", "2 … ont réussi").
+    parts = [t.n("%(passed)s of %(total)s organisations passed on every channel.",
+                 "%(passed)s of %(total)s organisations passed on every channel.", all_pass, passed=all_pass,
+                 total=len(by_org))]
+    parts.append(t.n("%(answered)s of %(total)s checks was answered, %(in_target)s within their target.",
+                     "%(answered)s of %(total)s checks were answered, %(in_target)s within their target.", s.answered,
+                     answered=s.answered, total=s.counted, in_target=s.passed))
     if s.not_tested:
         parts.append(t.n("%(n)s check could not be made because our side failed.",
                          "%(n)s checks could not be made because our side failed.", s.not_tested))
@@ -142,9 +144,29 @@ def monthly_context(view: MonthlyView, t: ReportTexts) -> dict[str, Any]:
         "trend_rows": [p for p in f.trend if p.checks or p.runs],
         # A signed PDF is read by people: long listings stay complete in CSV and JSON.
         "max_rows": MAX_PRINTED_ROWS,
-        "org_name": lambda code: t.localised(f.organisations.get(code, {}).get("", code), f.organisations.get(code, {})),
+        "org_name": lambda code: _named(t, f.organisations, code),
+        "field_name": lambda code: _named(t, f.fields, code) if code else "–",
+        "points": f.action_points + f.stale_endpoints,
+        "advice": lambda a: t.advice(a.kind, a.reason, _month_detail(a), template=a.template, channel=a.channel),
         "summary_paragraph": monthly_summary(view, t, label(f.month)),
     }
+
+
+def _named(t: ReportTexts, names: dict[str, dict[str, str]], code: str) -> str:
+    """The name of an organisation or a field of work in the reader's language, else its code."""
+    known = names.get(code, {})
+    return t.localised(known.get("", code), known)
+
+
+def _month_detail(point: Any) -> str:
+    """What the sentence of a monthly action point needs besides its outcome."""
+    if point.kind == "repeated_failure":
+        return str(point.failures)
+    if point.kind == "stale_endpoint":
+        return point.since.isoformat() if point.since else ""
+    if point.kind == "fix_template":
+        return str(point.detail)
+    return str(point.reason)
 
 
 def monthly_summary(view: MonthlyView, t: ReportTexts, month_name: str) -> str:
@@ -163,8 +185,9 @@ def monthly_summary(view: MonthlyView, t: ReportTexts, month_name: str) -> str:
         if f.breaches:
             text += " " + t.n("%(n)s organisation-channel verdict failed.", "%(n)s organisation-channel verdicts failed.",
                               len(f.breaches))
-    if f.action_points:
-        text += " " + t.n("%(n)s action point is open.", "%(n)s action points are open.", len(f.action_points))
+    open_points = len(f.action_points) + len(f.stale_endpoints)
+    if open_points:
+        text += " " + t.n("%(n)s action point is open.", "%(n)s action points are open.", open_points)
     if f.simulated.checks:
         text += " " + t("Simulated checks are counted apart and are not evidence.")
     return text
@@ -246,7 +269,7 @@ def tables(report: AnyReport) -> dict[str, Table]:
             "per_org_channel": _rows(f.per_org_channel, list(OrgChannelStats.model_fields)),
             "breaches": _rows(f.breaches, list(Breach.model_fields)),
             "trend": _rows(f.trend, ["month", "runs", *stats]),
-            "action_points": _rows(f.action_points, list(MonthActionPoint.model_fields)),
+            "action_points": _rows(f.action_points + f.stale_endpoints, list(MonthActionPoint.model_fields)),
         }
     contacts = [
         [c.organisation, c.field, c.code, c.name, " ".join(c.languages), e.kind, e.address, e.priority, e.status,

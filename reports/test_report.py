@@ -25,7 +25,17 @@ from commtest import events as ev
 from commtest.clock import Clock, SystemClock, parse_instant
 from commtest.errors import NotFoundError
 from commtest.facts import Check, EventRow, derive_run, load_run_events
-from commtest.models import CheckFact, ContactPoint, Endpoint, FieldOfWork, Organisation, PlaybookRevision, RunStatus
+from commtest.masking import mask_in_text
+from commtest.models import (
+    CheckFact,
+    ContactPoint,
+    Endpoint,
+    FieldOfWork,
+    Organisation,
+    Outcome,
+    PlaybookRevision,
+    RunStatus,
+)
 from reports.playbook_facts import playbook_facts
 from reports.queries import P, R
 
@@ -135,7 +145,7 @@ class Attempt(_Frozen):
 class ActionPoint(_Frozen):
     # What to do about it is worded by the renderer, per kind, in the reader's language.
     kind: Literal["failed_check", "late_answer", "fix_endpoint", "check_endpoint", "voicemail", "possible_scanner",
-                  "no_contact_point", "not_tested", "failed_before", "stale_endpoint", "unblock_number"]
+                  "no_contact_point", "not_tested", "fix_template", "failed_before", "stale_endpoint", "unblock_number"]
     organisation: str
     field: str
     channel: str
@@ -143,6 +153,9 @@ class ActionPoint(_Frozen):
     address: str
     outcome: str
     detail: str = ""
+    # fix_template: the playbook step whose template failed, and that template's name
+    step: str = ""
+    template: str = ""
 
 
 class LateAnswer(_Frozen):
@@ -244,7 +257,7 @@ def build_test_report(engine: Engine, run_id: int, *, clock: Clock | None = None
     counts: dict[str, int] = {}
     for c in derived.checks:
         counts[c.outcome] = counts.get(c.outcome, 0) + 1
-    points = _action_points(derived.checks, events, names, earlier)
+    points = _action_points(derived.checks, events, names, earlier, _failed_steps(events, pings, facts))
     said = {(p.kind, p.organisation, p.channel, p.address) for p in points}
     state = state.model_copy(update={"action_points": [
         p for p in state.action_points if (p.kind, p.organisation, p.channel, p.address) not in said]})
@@ -269,7 +282,7 @@ def build_test_report(engine: Engine, run_id: int, *, clock: Clock | None = None
         attempts=attempts,
         answers_after_close=_late_answers(events, pings, names),
         outcome_counts=dict(sorted(counts.items())),
-        timeline=_timeline(events, names, pings),
+        timeline=_timeline(events, names, pings, facts.step_channels),
         directory_changes=_directory_changes(conn_free_endpoints(engine, events), events),
         directory_state=state,
     )
@@ -375,16 +388,21 @@ _FAILED_KINDS = {
 
 
 def _action_points(checks: list[Check], events: list[EventRow], names: _Names,
-                   earlier: dict[tuple[int, str], int]) -> list[ActionPoint]:
+                   earlier: dict[tuple[int, str], int],
+                   failed_steps: dict[tuple[int, str], tuple[str, str]] | None = None) -> list[ActionPoint]:
     """Every failed check, bounce, invalid, suspect or blocked endpoint, voicemail, answer by a possible
-    scanner, contact point missing, attempt failed on our side, and an endpoint that failed
-    in the previous run too — each naming organisation, field, endpoint and what to do."""
+    scanner, contact point missing, attempt failed on our side (a template that failed: which
+    one, and its error), and an endpoint that failed in the previous run too — each naming
+    organisation, field, endpoint and what to do."""
     points: dict[tuple[str, ...], ActionPoint] = {}
+    failed_steps = failed_steps or {}
 
-    def add(kind: str, org: str, field: str, channel: str, cp: str, address: str, outcome: str, detail: str = "") -> None:
+    def add(kind: str, org: str, field: str, channel: str, cp: str, address: str, outcome: str, detail: str = "",
+            step: str = "", template: str = "") -> None:
         key = (kind, org, channel, cp, address)
         points.setdefault(key, ActionPoint(kind=kind, organisation=org, field=field, channel=channel,  # type: ignore[arg-type]
-                                           contact_point=cp, address=address, outcome=outcome, detail=detail[:300]))
+                                           contact_point=cp, address=address, outcome=outcome, detail=detail[:300],
+                                           step=step, template=template))
 
     for c in checks:
         cp = names.cp_name.get(c.contact_point_id, c.contact_point_code)
@@ -398,8 +416,12 @@ def _action_points(checks: list[Check], events: list[EventRow], names: _Names,
             previous = earlier.get((c.contact_point_id, c.channel))
             if previous is not None:
                 add("failed_before", c.organisation_code, field, c.channel, cp, c.address, c.outcome, str(previous))
+        elif c.status == "not_tested" and c.outcome == Outcome.template_error.value:
+            step, template = failed_steps.get((c.contact_point_id, c.channel), ("", ""))
+            add("fix_template", c.organisation_code, field, c.channel, cp, c.address, c.outcome,
+                template_failure(c.detail), step, template)
         elif c.status == "not_tested":
-            add("not_tested", c.organisation_code, field, c.channel, cp, c.address, c.outcome, c.detail)
+            add("not_tested", c.organisation_code, field, c.channel, cp, c.address, c.outcome, mask_in_text(c.detail))
         if c.suspicious:
             add("possible_scanner", c.organisation_code, field, c.channel, cp, c.address, c.outcome)
     for e in events:
@@ -417,6 +439,7 @@ def _action_points(checks: list[Check], events: list[EventRow], names: _Names,
                     names.cp_name.get(check.contact_point_id, cp), check.address, str(e.data.get("status")))
     order = {k: i for i, k in enumerate(("failed_check", "fix_endpoint", "unblock_number", "voicemail", "late_answer",
                                          "failed_before", "check_endpoint", "possible_scanner", "no_contact_point",
+                                         "fix_template",
                                          "not_tested", "stale_endpoint"))}
     # A failed check already says what "check the endpoint" would say about the same address.
     failing = {(p.organisation, p.channel, p.address) for p in points.values()
@@ -424,6 +447,28 @@ def _action_points(checks: list[Check], events: list[EventRow], names: _Names,
     kept = [p for p in points.values()
             if not (p.kind == "check_endpoint" and (p.organisation, p.channel, p.address) in failing)]
     return sorted(kept, key=lambda a: (order[a.kind], a.organisation, a.channel, a.contact_point))
+
+
+_NOT_PREPARED = ("the message could not be prepared for this contact point: ", "TemplateError: ")
+
+
+def template_failure(reason: str) -> str:
+    """The error of a template that failed at send time, as stored with the attempt, without
+    the engine's English preamble; addresses and numbers in it masked as in the log."""
+    for prefix in _NOT_PREPARED:
+        reason = reason.removeprefix(prefix)
+    return mask_in_text(reason.strip())
+
+
+def _failed_steps(events: list[EventRow], pings: dict[int, Any], facts: Any) -> dict[tuple[int, str], tuple[str, str]]:
+    """(contact point, channel) -> (step, template) of the attempt whose template failed."""
+    steps = {e.ping_id: str(e.data.get("step") or "") for e in events if e.kind == ev.PING_PLANNED and e.ping_id}
+    out: dict[tuple[int, str], tuple[str, str]] = {}
+    for e in events:
+        if e.kind == ev.PING_SETTLED and e.outcome == Outcome.template_error.value and e.ping_id in pings:
+            p, step = pings[e.ping_id], steps.get(e.ping_id, "")
+            out.setdefault((p.contact_point_id, p.channel), (step, facts.step_templates.get(step, "")))
+    return out
 
 
 def _failed_before(conn: sa.Connection, run_id: int, fire_at: datetime | None,
@@ -512,13 +557,16 @@ _PARAMS = {
 }
 
 
-def _timeline(events: list[EventRow], names: _Names, pings: dict[int, Any]) -> list[TimelineEntry]:
+def _timeline(events: list[EventRow], names: _Names, pings: dict[int, Any],
+              step_channels: dict[str, str] | None = None) -> list[TimelineEntry]:
     out = []
     for e in sorted(events, key=lambda x: (x.at, x.id)):
         p = pings.get(e.ping_id) if e.ping_id else None
         params = {k: e.data[k] for k in _PARAMS.get(e.kind, ()) if e.data.get(k) not in (None, "", False)}
         if e.kind == ev.PING_ESCALATED and "to_contact_point" in params:
             params["to_contact_point"] = names.by_code.get(str(params["to_contact_point"]), params["to_contact_point"])
+        if e.kind == ev.PING_ESCALATED and (step_channels or {}).get(str(e.data.get("to_step"))):
+            params["to_channel"] = (step_channels or {})[str(e.data.get("to_step"))]  # the reader's word for the step
         out.append(TimelineEntry(
             event_id=e.id, at=e.at, kind=e.kind,
             organisation=e.organisation_code or e.data.get("organisation_code"),

@@ -86,7 +86,8 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-_NOT_FROM_THE_LOG = ("directory_state", "figures.organisations")
+_NOT_FROM_THE_LOG = ("directory_state", "figures.organisations", "figures.fields", "figures.stale_after_days",
+                     "figures.stale_endpoints")
 
 
 def _compared(path: str) -> bool:
@@ -127,7 +128,10 @@ def recompute(engine: Engine, data: dict[str, Any]) -> dict[str, Any]:
     month, zone = figures.get("month"), figures.get("timezone")
     if not isinstance(month, str) or not isinstance(zone, str):
         raise NotAReport("the file names no month (figures.month, figures.timezone)")
-    return {"figures": compute_monthly_figures(engine, month, zone).model_dump(mode="json")}
+    stale_after_days = figures.get("stale_after_days", 180)
+    return {"figures": compute_monthly_figures(
+        engine, month, zone, stale_after_days=stale_after_days if isinstance(stale_after_days, int) else 180,
+    ).model_dump(mode="json")}
 
 
 def _signed_reference(engine: Engine, data: dict[str, Any]) -> tuple[dict[str, Any], list[Difference]]:

@@ -53,6 +53,7 @@ _CLAIM_COLUMNS = (PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.organisation
 _WHO_COLUMNS = (CP.c.name.label("cp_name"), CP.c.languages.label("cp_languages"), CP.c.timezone.label("cp_timezone"),
                 ORG.c.code.label("org_code"), ORG.c.name.label("org_name"), ORG.c.timezone.label("org_timezone"),
                 ORG.c.languages.label("org_languages"), ORG.c.country.label("org_country"),
+                ORG.c.names.label("org_names"),
                 FW.c.code.label("field_code"))
 
 
@@ -88,7 +89,7 @@ def prepare_due(conn: sa.Connection, now: datetime, batch: int, settings: Settin
         return Prepared([], [])
     runs = {r.id: r for r in conn.execute(sa.select(RT.c.id, RT.c.revision_id, RT.c.announced, RT.c.fire_at)
                                           .where(RT.c.id.in_({r.run_id for r in rows})))}
-    senders: dict[str, str] = {}
+    senders: dict[str, Any] = {}
     out = Prepared([], [])
     for row in rows:
         try:
@@ -110,7 +111,7 @@ class _Who:
     def of(cls, row: Any) -> _Who:
         return cls(SimpleNamespace(name=row.cp_name, languages=row.cp_languages, timezone=row.cp_timezone),
                    SimpleNamespace(code=row.org_code, name=row.org_name, timezone=row.org_timezone,
-                                   languages=row.org_languages, country=row.org_country),
+                                   languages=row.org_languages, country=row.org_country, names=row.org_names),
                    SimpleNamespace(code=row.field_code))
 
 
@@ -158,7 +159,7 @@ def _deadline(claimed: Claimed) -> timedelta:
 
 
 def _prepare(conn: sa.Connection, ping: Any, run: Any, who: _Who, now: datetime, settings: Settings,
-             senders: dict[str, str]) -> Claimed:
+             senders: dict[str, Any]) -> Claimed:
     spec: PlaybookSpec = spec_for_revision_id(conn, run.revision_id)
     step = spec.step(ping.step)
     cp, org, fld = who.cp, who.org, who.fld
@@ -166,14 +167,16 @@ def _prepare(conn: sa.Connection, ping: Any, run: Any, who: _Who, now: datetime,
     code = f"{secrets.randbelow(10**6):06d}"
     deadline = now + step.ack_deadline
     ack_url = f"{settings.public_base_url.rstrip('/')}/ack/{token}"
-    if spec.owner not in senders:
-        senders[spec.owner] = conn.execute(sa.select(ORG.c.name).where(ORG.c.code == spec.owner)).scalar() or spec.owner
+    if spec.owner not in senders:  # the owner's names: {"": name, "<lang>": name in that language}
+        owner = conn.execute(sa.select(ORG.c.name, ORG.c.names).where(ORG.c.code == spec.owner)).first()
+        senders[spec.owner] = {"": owner.name, **(owner.names or {})} if owner else {"": spec.owner}
+    sender: dict[str, str] = senders[spec.owner]
     def render(language: str) -> RenderedMessage:
         return render_ping(spec, step, run_id=run.id or 0, announced=run.announced,
                            organisation_code=org.code, organisation_name=org.name, contact_name=cp.name,
                            field_code=fld.code, language=language, timezone=cp.timezone or org.timezone,
-                           ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=senders[spec.owner],
-                           test_at=run.fire_at)
+                           ack_url=ack_url, ack_code=code, deadline_at=deadline, sender=sender[""],
+                           test_at=run.fire_at, organisation_names=org.names, sender_names=sender)
 
     msg = render(ping.language)
     alternatives: tuple[AlternativeText, ...] = ()

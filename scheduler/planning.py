@@ -135,7 +135,11 @@ def _announcements(s: Any, runs: RunEngine, run: TestRun, spec: Any, template: s
     from scheduler.messages import render_announcement
     from scheduler.planner import contact_points, usable_endpoints
 
-    sender = s.exec(select(Organisation.name).where(Organisation.code == spec.owner)).first() or spec.owner
+    # Names per language ({"": name, "fr": ...}): the announcement says them in its own language.
+    names = {o.code: {"": o.name, **(o.names or {})} for o in s.exec(
+        select(Organisation).where(col(Organisation.code).in_([spec.owner, *(p.organisation for p in spec.participants)]))
+    ).all()}
+    sender = names.get(spec.owner, {"": spec.owner})
     out: list[Notice] = []
     assert run.fire_at is not None
     for participant in spec.participants:
@@ -147,7 +151,8 @@ def _announcements(s: Any, runs: RunEngine, run: TestRun, spec: Any, template: s
                 msg = render_announcement(spec, template, run_id=run.id or 0, organisation_code=t.organisation_code,
                                           organisation_name=t.organisation_name, contact_name=t.contact_name,
                                           field_code=t.field_code, language=t.language, timezone=t.timezone,
-                                          test_at=run.fire_at, sender=sender)
+                                          test_at=run.fire_at, sender=sender[""], sender_names=sender,
+                                          organisation_names=names.get(t.organisation_code))
                 out.append(Notice(run_id=run.id or 0, channel="email", address=eps[0].address, language=msg.language,
                                   subject=msg.subject, body=msg.body, organisation_code=t.organisation_code,
                                   contact_name=t.contact_name))

@@ -168,6 +168,7 @@ def _sign_in_routes(router: APIRouter, ctx: ConsoleContext) -> None:
 
 def _monthly_routes(router: APIRouter, ctx: ConsoleContext) -> None:
     settings, engine, clock = ctx.settings, ctx.engine, ctx.clock
+    stale = settings.verified_max_age_days  # endpoints not proven for longer are action points
 
     def load_row(month: str) -> MonthlyReport | None:
         with read_session(engine) as s:
@@ -222,7 +223,7 @@ def _monthly_routes(router: APIRouter, ctx: ConsoleContext) -> None:
             return await run_in_threadpool(list_page, request, lang, session, 400,
                                            t("“%(month)s” is not a month: write YYYY-MM, e.g. 2026-03.", month=month[:20]),
                                            month[:20])
-        await run_in_threadpool(generate_monthly, engine, month, clock, settings.timezone)
+        await run_in_threadpool(lambda: generate_monthly(engine, month, clock, settings.timezone, stale_after_days=stale))
         return RedirectResponse(f"{LIST}/{month}?lang={lang}", status_code=303)
 
     def open_report(request: Request, month: str) -> Response | tuple[str, Session, MonthlyReport]:
@@ -276,15 +277,17 @@ def _monthly_routes(router: APIRouter, ctx: ConsoleContext) -> None:
             return report_page(request, lang, session, row, 400, t("Write a comment before signing. Nothing was "
                                                                    "recorded."), comment[:MAX_COMMENT])
         # The reviewer signs what the page showed: refuse when the figures moved since.
-        now_hash = content_hash(compute_monthly_figures(engine, month, settings.timezone).model_dump(mode="json"))
+        now_hash = content_hash(compute_monthly_figures(engine, month, settings.timezone, stale_after_days=stale)
+                                .model_dump(mode="json"))
         if form.get("content_hash") != now_hash:
-            generate_monthly(engine, month, clock, settings.timezone)  # so the page shows the new figures
+            generate_monthly(engine, month, clock, settings.timezone, stale_after_days=stale)  # the new figures
             return ctx.notice(request, lang, t("The figures have changed"),
                               t("The figures of %(month)s changed since you opened the page (new events arrived). Read "
                                 "them again before signing. Nothing was recorded.", month=month), 409, session,
                               link=(f"{LIST}/{month}?lang={lang}", t("Monthly report %(month)s", month=month)))
         try:
-            sign_monthly(engine, month, session.user.username, comment, clock, settings.timezone, via="console")
+            sign_monthly(engine, month, session.user.username, comment, clock, settings.timezone, via="console",
+                         stale_after_days=stale)
         except AlreadySigned:
             return signed_already(request, lang, session, load_row(month) or row)
         except PermissionDenied:  # deactivated or demoted between the page and the press

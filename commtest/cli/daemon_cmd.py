@@ -194,7 +194,8 @@ def _monthly_job(app: AppContext) -> None:
 
     now = app.clock.now().astimezone(ZoneInfo(app.settings.timezone))
     prev = (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
-    report = generate_monthly(app.engine, prev, app.clock)
+    report = generate_monthly(app.engine, prev, app.clock, app.settings.timezone,
+                              stale_after_days=app.settings.verified_max_age_days)
     log.info("monthly report %s generated", prev)
     if app.settings.reviewers:
         try:

@@ -6,6 +6,7 @@ stderr and never replace the last good revision.
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def list_() -> None:
 @click.option("--revision", "revision_hash", help="Show this revision (content hash or its first characters).")
 def show(playbook_id: str, revision_hash: str | None) -> None:
     """Show a playbook: participants, steps, targets, schedules and template languages."""
-    from playbooks.durations import format_duration
+    from commtest.i18n import format_duration as human
     from playbooks.store import current_revision, find_revision
 
     app = app_context()
@@ -198,6 +199,9 @@ def show(playbook_id: str, revision_hash: str | None) -> None:
     out("participants:")
     for p in spec.participants:
         out(f"  {p.organisation}: {', '.join(p.fields)}")
+    def format_duration(value: timedelta) -> str:  # one duration style everywhere: "3 min 16 s"
+        return human(value.total_seconds() * 1000, "en")
+
     out("steps:")
     initial = {s.id for s in spec.initial_steps()}
     for step in spec.steps:

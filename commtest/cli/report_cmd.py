@@ -69,7 +69,8 @@ def report_monthly(month: str, fmt: str, lang: str, output: Path | None) -> None
 
     check_format("monthly", fmt)
     app = app_context()
-    row = generate_monthly(app.engine, month, app.clock, app.settings.timezone)
+    row = generate_monthly(app.engine, month, app.clock, app.settings.timezone,
+                           stale_after_days=app.settings.verified_max_age_days)
     _write(monthly_view(row), "monthly", f"monthly-{month}", fmt, lang, output)
     click.echo(f"{month}: {row.status}" + (f", signed by {row.signed_by}" if row.signed_by else ""), err=True)
 
@@ -120,7 +121,7 @@ def report_sign(month: str, username: str, comment: str, password_stdin: bool, i
         raise PermissionDenied(f"wrong user name or password for {username!r}; nothing was signed "
                                f"(an administrator sets a password with `commtest user passwd {username}`)")
     row = sign_monthly(app.engine, month, username, comment, app.clock, app.settings.timezone,
-                       include_simulated=include_simulated)
+                       include_simulated=include_simulated, stale_after_days=app.settings.verified_max_age_days)
     from zoneinfo import ZoneInfo
 
     local = row.signed_at.astimezone(ZoneInfo(app.settings.timezone)) if row.signed_at else None

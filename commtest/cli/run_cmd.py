@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -116,8 +117,13 @@ def _follow(app: AppContext, run_id: int) -> None:
         app.clock.sleep(max(1.0, app.settings.tick_seconds))
 
 
+def _duration(value: timedelta) -> str:
+    from commtest.i18n import format_duration
+
+    return format_duration(value.total_seconds() * 1000, "en")
+
+
 def _dry_run(app: AppContext, playbook_id: str) -> None:
-    from playbooks.durations import format_duration
     from scheduler.planner import initial_plan
     from scheduler.specs import spec_for_revision
 
@@ -132,7 +138,7 @@ def _dry_run(app: AppContext, playbook_id: str) -> None:
         table.add_column(c)
     for p in planned:
         table.add_row(p.target.organisation_code, p.target.contact_name, p.step.id, p.step.channel, p.address,
-                      p.target.language, f"+{format_duration(p.step.start_after)}", format_duration(p.step.ack_deadline))
+                      p.target.language, f"+{_duration(p.step.start_after)}", _duration(p.step.ack_deadline))
     screen = console()
     screen.print(table)
     later = [st for st in spec.steps if st not in spec.initial_steps()]

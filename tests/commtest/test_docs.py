@@ -42,3 +42,16 @@ def test_the_readme_shows_the_two_commands_first() -> None:
     text = README.read_text()
     first = text.index("make demo"), text.index("make test")
     assert max(first) < text.index("## ") + 2000
+
+
+def test_the_configuration_guide_lists_each_shipped_provider_once_and_no_kind_falls_back_to_the_sandbox() -> None:
+    from importlib.metadata import entry_points
+
+    text = (DOCS / "configuration.md").read_text()
+    assert text.count("Shipped providers") == 1, "the paragraph on the shipped providers is there twice"
+    start = text.index("Shipped providers")
+    paragraph = text[start:text.index("\n\n", start)]
+    providers = {ep.name.split(".", 1)[1] for ep in entry_points(group="commtest.channels")}
+    assert [p for p in sorted(providers) if f"`{p}`" not in paragraph] == []
+    assert "every other kind" not in text and "for every kind" not in paragraph
+    assert "COMMTEST_SANDBOX=true" in paragraph  # the sandbox is used only when asked for

@@ -104,6 +104,58 @@ def test_check_config_masks_passwords_in_any_part_of_a_url() -> None:
     assert "pw@" not in masked["public_base_url"] and "u:********@" in masked["public_base_url"]
 
 
+@pytest.mark.parametrize("url", [
+    "sqlite:////tmp/x",
+    "sqlite:///var/lib/commtest/commtest.db",
+    "sqlite:///commtest.db",
+    "sqlite://",
+    "postgresql+psycopg://db.example:5432/commtest?sslmode=require",
+    "https://commtest.example/base/",
+])
+def test_masking_a_url_without_a_password_prints_it_exactly_as_written(url: str) -> None:
+    from commtest.settings import mask_url
+
+    assert mask_url(url) == url
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg://app:pw@db.example:5432/commtest", "postgresql+psycopg://app:********@db.example:5432/commtest"),
+    ("postgresql+psycopg:///commtest?host=/run/pg&password=pw", "postgresql+psycopg:///commtest?host=/run/pg&password=********"),
+    ("https://u:pw@commtest.example/#top", "https://u:********@commtest.example/#top"),
+])
+def test_masking_a_url_hides_its_password_and_keeps_the_rest(url: str, shown: str) -> None:
+    from commtest.settings import mask_url
+
+    assert mask_url(url) == shown
+
+
+def test_check_config_prints_a_sqlite_url_with_all_its_slashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from commtest.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"  # four slashes: an absolute path
+    monkeypatch.setenv("COMMTEST_DATABASE_URL", url)
+    result = CliRunner().invoke(cli, ["check-config"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("database_url")]
+    assert line.split()[-1] == url
+
+
+def test_check_config_shows_durations_as_every_report_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from commtest.cli import cli
+
+    monkeypatch.setenv("COMMTEST_MISFIRE_GRACE", "PT15M")
+    result = CliRunner().invoke(cli, ["check-config"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    shown = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in result.output.splitlines()
+             if line and not line.startswith(" ") and len(line.split(None, 1)) == 2}
+    assert (shown["misfire_grace"], shown["video_join_grace"]) == ("15 min", "1 h 00 min")
+    assert "0:15:00" not in result.output and "7 days" not in result.output
+
+
 def test_an_unknown_key_in_the_toml_file_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "commtest.toml"
     cfg.write_text("bogus = 1\n")

@@ -85,9 +85,9 @@ def test_show_describes_steps_targets_schedules_and_languages(run_cli, folder: P
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert "  BE-NCCN: crisis-desk" in out
-    assert "  mail: email, template invite, on escalation only, ack within 15m" in out
-    assert "  call: voice, template call, starts at +0s, ack within 5m, escalates to step mail" in out
-    assert "  email: 15m" in out
+    assert "  mail: email, template invite, on escalation only, ack within 15 min" in out
+    assert "  call: voice, template call, starts at +0 s, ack within 5 min, escalates to step mail" in out
+    assert "  email: 15 min" in out
     assert "  spring: months 4, window mon,tue,wed,thu,fri 09:00-16:00 Europe/Brussels, unannounced" in out
     assert "  invite: en" in out
     assert "revisions: 1" in out

@@ -145,6 +145,14 @@ class LogBuilder:
                 self.addresses[(key, kind)] = address
         return key
 
+    def prove_all(self, at: datetime) -> LogBuilder:
+        """The directory records every endpoint as proven reachable at ``at`` (as an import would)."""
+        with session_scope(self.engine) as s:
+            for endpoint in s.exec(select(Endpoint)).all():
+                endpoint.verified_at = at
+                s.add(endpoint)
+        return self
+
     def close(self, run_id: int, status: str = "completed") -> int:
         """Close the run as the engine does: its status, ``run.completed`` and its facts."""
         from commtest.facts import facts_of_run, write_run_facts
@@ -200,10 +208,13 @@ class LogBuilder:
         delivered_after_s: float | None = 1,
         simulated: bool = False,
         sent: bool = True,
+        reason: str = "",
     ) -> int:
         """A ping sent at ``sent_at``; acknowledged ``response_s`` seconds after it was sent, or
         settled as ``outcome``. ``contact`` names another contact point of ``org`` (see
-        ``contact``); ``sent=False`` is an attempt never sent (cancelled)."""
+        ``contact``); ``sent=False`` is an attempt never sent (cancelled, or ``outcome`` with
+        ``reason``: ``template_error``, ``provider_failure``)."""
+        unsent_outcome = outcome or "cancelled"
         outcome = outcome or ("acked" if response_s is not None else "delivered_no_ack")
         key = contact or org
         with session_scope(self.engine) as s:
@@ -221,7 +232,10 @@ class LogBuilder:
                             contact_point=f"{key}/crisis-desk" if contact is None else key, field="crisis-desk",
                             due_at=sent_at, endpoint_id=endpoint_id, **common)
             if not sent:
-                ev.record_event(s, at=sent_at, kind=ev.PING_SETTLED, outcome="cancelled", **common)
+                ping.state, ping.outcome = ("cancelled" if unsent_outcome == "cancelled" else "failed"), unsent_outcome
+                s.add(ping)
+                ev.record_event(s, at=sent_at, kind=ev.PING_SETTLED, outcome=unsent_outcome,
+                                **({"reason": reason} if reason else {}), **common)
                 return ping.id  # type: ignore[return-value]
             ev.record_event(s, at=sent_at, kind=ev.PING_SENT, provider="sandbox" if simulated else "smtp",
                             simulated=simulated, deadline_at=sent_at + timedelta(minutes=15), **common)

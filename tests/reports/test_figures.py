@@ -240,28 +240,55 @@ def test_a_malformed_month_is_refused_with_the_expected_form(engine) -> None:  #
         compute_monthly_figures(engine, "2026-13")
 
 
-# Words that must never reach a French, German or Dutch reader (statuses, channels, methods,
-# outcomes, details as they are stored).
-ENGLISH = ("completed", "manual", "email", "voice", "keypress", "link", "delivered", "ringing", "acked", "voicemail",
-           "next_attempt", "reason=", "pass", "fail", "Action points", "None.", "No data", "Channel",
-           "Response time", "Outcome", " AM", " PM", "sandbox duty officer")
+# Words that must never reach a French, German or Dutch reader: statuses, channel and step ids,
+# methods, outcomes, details as they are stored, and the English of the shipped playbook.
+ENGLISH = ("completed", "manual", "email", "voice", "sms", "video", "cap", "keypress", "link", "delivered", "ringing",
+           "acked", "voicemail", "next_attempt", "reason=", "pass", "fail", "Action points", "None.", "No data",
+           "Channel", "Response time", "Outcome", " AM", " PM", "sandbox duty officer", "communication test",
+           "Communication test", "crisis", "Crisis", "step", "Step", "attempt", "to step")
+
+
+def _words_a_reader_sees(html: str) -> str:
+    text = re.sub(r"<style.*?</style>|<[^>]+>", " ", html, flags=re.S)
+    # Identifiers and addresses, not words: e-mail addresses, video room URLs, playbook ids.
+    return re.sub(r"\S+@\S+|https?://\S+|BENELUX-SG|benelux-quarterly|benelux-nrw-crisis-centres|sha256 \w+", " ", text)
 
 
 @pytest.mark.parametrize("lang", ["fr", "de", "nl"])
-def test_a_report_in_french_german_or_dutch_has_no_english_word_left(log: LogBuilder, lang: str) -> None:
-    run = log.run(T0)
-    log.ping(run, "BE-NCCN", "email", sent_at=T0, response_s=30)
-    log.ping(run, "NL-NCC", "voice", sent_at=T0, outcome="voicemail", delivered_status="ringing",
-             extra=[(ev.PING_RETRY, {"next_attempt": 2, "reason": "voicemail"})])
-    log.ping(run, "LU-CNC", "email", sent_at=T0, response_s=1200, outcome="acked_late")
-    log.close(run)
-    report = build_test_report(log.engine, run)
-    month = monthly_view(generate_monthly(log.engine, "2026-03", FrozenClock(datetime(2026, 4, 2, tzinfo=UTC))))
-    for html in (render_html(report, lang), render_html(month, lang)):
-        text = re.sub(r"<style.*?</style>|<[^>]+>", " ", html, flags=re.S)
-        text = re.sub(r"\S+@\S+|BENELUX-SG|benelux-quarterly|sha256 \w+", " ", text)  # identifiers, not words
+def test_a_report_of_the_shipped_playbook_in_french_german_or_dutch_has_no_english_word_left(
+        engine, clock: FrozenClock, lang: str) -> None:  # type: ignore[no-untyped-def]
+    from reports.directory_report import publish_directory
+    from tests.reports.shipped import run_the_shipped_playbook
+
+    run = run_the_shipped_playbook(engine, clock)  # e-mail, voice, SMS after the calls, video: steps email, voice...
+    report = build_test_report(engine, run, clock=clock)
+    assert {"retry planned", "escalated"} <= {e.kind.replace("ping.retry", "retry planned").replace(
+        "ping.escalated", "escalated") for e in report.timeline}
+    month = monthly_view(generate_monthly(engine, "2026-04", FrozenClock(datetime(2026, 5, 2, tzinfo=UTC))))
+    directory = publish_directory(engine, clock)
+    for html in (render_html(report, lang), render_html(month, lang), render_html(directory, lang)):
+        text = _words_a_reader_sees(html)
         found = [w for w in ENGLISH if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text)]
         assert found == [], f"{lang}: {found}"
+
+
+@pytest.mark.parametrize("lang, sentence", [
+    ("fr", "1 organisation sur 4 a réussi sur tous les canaux."),
+    ("de", "1 von 4 Organisationen hat auf allen Kanälen bestanden."),
+    ("nl", "1 van de 4 organisaties is op elk kanaal geslaagd."),
+    ("en", "1 of 4 organisations passed on every channel."),
+])
+def test_the_summary_of_the_shipped_playbooks_run_agrees_with_its_numbers(
+        engine, clock: FrozenClock, lang: str, sentence: str) -> None:  # type: ignore[no-untyped-def]
+    from tests.reports.shipped import run_the_shipped_playbook
+
+    report = build_test_report(engine, run_the_shipped_playbook(engine, clock), clock=clock)
+    html = render_html(report, lang)
+    assert sentence in html
+    title = {"fr": "Test de communication des centres de crise du Benelux",
+             "de": "Kommunikationstest der Krisenzentren", "nl": "Communicatietest van de crisiscentra",
+             "en": "Benelux–NRW crisis centres communication test"}[lang]
+    assert "<h1>" in html and title in html.split("<h1>", 1)[1].split("</h1>", 1)[0]
 
 
 def test_the_report_speaks_the_language_asked_for_with_its_grammar(log: LogBuilder) -> None:
@@ -272,5 +299,6 @@ def test_the_report_speaks_the_language_asked_for_with_its_grammar(log: LogBuild
     assert "Samenvatting" in render_html(report, "nl") and "geslaagd" in render_html(report, "nl")
     assert "de Centre national de crise" not in render_html(report, "fr")
     assert "Zusammenfassung" in render_html(report, "de")
+    log.prove_all(T0)  # nothing open: no endpoint waits to be proven either
     month = monthly_view(generate_monthly(log.engine, "2026-03", FrozenClock(datetime(2026, 4, 2, tzinfo=UTC))))
     assert "Aucun point d'action" in render_html(month, "fr").replace("’", "'")

@@ -64,14 +64,16 @@ def test_a_channel_test_calls_the_number_and_reports_the_key_press(engine: Engin
         planned = s.exec(select(Event).where(Event.kind == "run.planned")).one()
         assert planned.data["trigger"] == CHANNEL_TEST_TRIGGER
     # The officer heard the channel test's own text, in the contact point's language (nl).
-    assert phones.calls[0].spoken[0][2].startswith("Dit is een testoproep van Coordination Office")
+    spoken = phones.calls[0].spoken[0][2]
+    assert spoken.startswith("Dit is een testoproep om dit nummer") and "Afzender: Coordination Office." in spoken
 
 
 def test_a_channel_test_by_sms_is_confirmed_with_the_reply_code(engine: Engine, run_cli: Any, phones: FakeTwilio) -> None:
     result = run_cli("channel", "test", "sms", "+32470555010")
     assert result.exit_code == 0, result.output
     assert "by sms-reply" in result.output
-    assert "Testbericht van Coordination Office" in phones.messages[0].body
+    assert "Testbericht om dit nummer" in phones.messages[0].body
+    assert "(afzender: Coordination Office)" in phones.messages[0].body  # a name never bent by a preposition
 
 
 def test_the_monthly_report_leaves_channel_tests_out(engine: Engine, run_cli: Any, phones: FakeTwilio) -> None:

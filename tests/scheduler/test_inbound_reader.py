@@ -1,6 +1,8 @@
-"""The reply-mailbox reader loop (``serve_inbound``) when the database goes away under it."""
+"""The reply-mailbox reader (``scheduler.inbound``): its loop when the database goes away under it,
+and what it logs and stores of a bounce."""
 from __future__ import annotations
 
+import logging
 import mailbox
 import threading
 import time
@@ -13,13 +15,15 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import func, select
 
 from channels.email.devserver import DevSmtpServer
+from channels.email.inbound import RawMail, classify
 from channels.email.maildir import MaildirSource
 from channels.email.message import build_reply
 from commtest.clock import FrozenClock
 from commtest.db import make_engine, read_session
 from commtest.models import Event, InboundMessage, Ping
-from scheduler.inbound import serve_inbound
+from scheduler.inbound import record_inbound, serve_inbound
 from tests.channels.email_support import email_engine, email_settings, smtp, smtp_server  # noqa: F401
+from tests.channels.test_email_inbound import dsn_bytes
 from tests.scheduler.seed import seed_directory, store_playbook
 
 
@@ -90,3 +94,33 @@ def test_the_reader_keeps_going_while_the_database_is_away_and_records_the_reply
 def _acked(engine: Engine) -> int:
     with read_session(engine) as s:
         return int(s.exec(select(func.count()).select_from(Ping).where(Ping.state == "acked")).one())
+
+
+def test_a_bounce_quoting_the_address_and_a_phone_number_is_logged_and_stored_masked(
+        engine: Engine, clock: FrozenClock, smtp: DevSmtpServer, caplog) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    seed_directory(engine)
+    store_playbook(engine)
+    runs = email_engine(engine, clock, smtp)
+    run_id = runs.create_run("test-playbook")
+    runs.start_run(run_id)
+    runs.tick()
+    runs.close()
+    original = next(m for m in smtp.messages() if str(m["Delivered-To"]) == "desk@xa-one.example")
+    token = str(original["Reply-To"]).split("+", 1)[1].split("@", 1)[0]
+    raw = dsn_bytes(token, with_original=False).replace(
+        b"550 5.1.1 user unknown", b"550 5.1.1 user unknown, the desk moved to +32 2 555 01 10")
+    mail = classify(RawMail("1", raw))
+    assert "desk@xa-one.example" in mail.detail and "+32 2 555 01 10" in mail.detail  # what the bounce says
+    with caplog.at_level(logging.INFO, logger="scheduler.inbound"):
+        [result] = record_inbound(engine, clock, email_settings(engine, smtp), [mail])
+    assert (result.classification, result.outcome) == ("bounce", "bounced")
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "scheduler.inbound")
+    assert "inbound bounce" in logged
+    with read_session(engine) as s:
+        [stored] = s.exec(select(InboundMessage)).all()
+        ping = s.exec(select(Ping).where(Ping.address == "desk@xa-one.example", Ping.channel == "email")).one()
+        reasons = [str(e.data.get("reason")) for e in s.exec(select(Event).where(Event.ping_id == ping.id)).all()
+                   if e.data.get("reason")]
+    for text in (logged, result.detail, stored.summary, ping.error or "", *reasons):
+        assert "desk@xa-one.example" not in text and "555 01 10" not in text and "3225550110" not in text, text
+    assert "d***@xa-one.example" in logged and "+32*****110" in logged and "5.1.1" in logged

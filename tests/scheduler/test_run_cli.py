@@ -85,6 +85,18 @@ def test_a_dry_run_prints_every_ping_and_writes_no_run(cli: Cli) -> None:
     assert cli.runs() == []
 
 
+def test_a_dry_run_shows_when_each_ping_goes_and_its_deadline_as_every_report_does(cli: Cli) -> None:
+    timed = fast_playbook(["XA-ONE"], deadline="15m").replace("id: fast-playbook", "id: timed-playbook")
+    timed = timed.replace("    channel: voice\n", "    channel: voice\n    start_after: 3m16s\n", 1)
+    (cli.folder / "timed.yaml").write_text(timed, encoding="utf-8")
+    out = ok(cli.run("run", "timed-playbook", "--now", "--dry-run"))
+    rows = {line.split("│")[4].strip(): [c.strip() for c in line.split("│")] for line in out.splitlines()
+            if line.count("│") > 7 and "+" in line}
+    assert (rows["voice"][7], rows["voice"][8]) == ("+3 min 16 s", "15 min")
+    assert (rows["email"][7], rows["email"][8]) == ("+0 s", "15 min")
+    assert "3m16s" not in out and "15m " not in out
+
+
 def test_run_now_drives_the_test_to_completion_and_prints_the_table_per_organisation(cli: Cli) -> None:
     out = ok(cli.run("run", "fast-playbook", "--now", "--by", "coordinator"))
     [run] = cli.runs()

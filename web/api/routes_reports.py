@@ -44,7 +44,8 @@ def get_monthly(request: Request, month: str = Month, user: UserInfo = Depends(c
 
     api = api_of(request)
     try:
-        row = generate_monthly(api.engine, month, api.clock, api.settings.timezone)
+        row = generate_monthly(api.engine, month, api.clock, api.settings.timezone,
+                               stale_after_days=api.settings.verified_max_age_days)
     except CommtestError as exc:
         raise ProblemError(422, str(exc), slug="invalid-month") from None
     return {**_monthly(row), "figures": row.data}
@@ -68,15 +69,16 @@ async def sign(request: Request, body: SignMonthly, month: str = Month,
         if verify_login(api.engine, user.username, body.password) is None:
             raise ProblemError(403, f"wrong password for {user.username!r}; nothing was signed", slug="wrong-password")
         if body.content_hash is not None:
-            now_hash = content_hash(compute_monthly_figures(api.engine, month, api.settings.timezone)
-                                    .model_dump(mode="json"))
+            stale = api.settings.verified_max_age_days
+            now_hash = content_hash(compute_monthly_figures(api.engine, month, api.settings.timezone,
+                                                            stale_after_days=stale).model_dump(mode="json"))
             if body.content_hash != now_hash:
-                generate_monthly(api.engine, month, api.clock, api.settings.timezone)
+                generate_monthly(api.engine, month, api.clock, api.settings.timezone, stale_after_days=stale)
                 raise ProblemError(409, f"the figures of {month} changed since that hash; read them again",
                                    slug="figures-changed")
         try:
             row = sign_monthly(api.engine, month, user.username, body.comment, api.clock, api.settings.timezone,
-                               via="api")
+                               via="api", stale_after_days=api.settings.verified_max_age_days)
         except PermissionDenied as exc:
             raise ProblemError(403, str(exc), slug="forbidden") from None
         except AlreadySigned as exc:
