@@ -3,7 +3,10 @@
 Generates a year of runs (default 1,000,000 pings and their ~4.7 events each) into a
 SQLite file under var/bench/ with Core executemany inserts, then times the monthly
 report of the last month (figures + 12-month trend) to HTML and to PDF, and prints the
-peak memory (ru_maxrss of the process, and tracemalloc's peak during the report).
+peak memory (ru_maxrss of the process, and tracemalloc's peak during the report). The HTML is
+timed twice: on a database where no month's figures were kept yet, then as usual (each month's
+own report kept its figures: month_rollup). Meanwhile officers acknowledge a run going on and
+the engine ticks: every failure is counted (there must be none).
 
     .venv/bin/python bench/bench_monthly_report.py --pings 100000
 """

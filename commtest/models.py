@@ -347,6 +347,8 @@ class CheckFact(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("run_id", "contact_point_id", "channel", name="uq_check_fact"),
         sa.Index("ix_check_fact_fire", "fire_at"),
+        # The last checks of one contact point on one channel (failure streaks, what is still open).
+        sa.Index("ix_check_fact_pair", "contact_point_id", "channel", "fire_at", "run_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

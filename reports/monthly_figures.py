@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.util import ClauseAdapter
 
 from commtest import events as ev
 from commtest.clock import UTC
@@ -484,8 +485,13 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
             detail=detail, step=step, template=template,
         )
 
+    streaks: dict[tuple[int, str], tuple[int, datetime | None]] = {}
+
     def failure(r: Any, earlier: bool) -> None:
-        streak, first = _failure_streak(conn, r.contact_point_id, r.channel, end)
+        pair = (r.contact_point_id, r.channel)
+        if pair not in streaks:  # one look back per contact point and channel, however many failures
+            streaks[pair] = _failure_streak(conn, r.contact_point_id, r.channel, end)
+        streak, first = streaks[pair]
         kind = "unblock_number" if r.outcome == "blocked" else "fix_endpoint" if r.outcome in ENDPOINT_FAULTS else (
             "repeated_failure" if streak >= 2 else "late_answer" if r.outcome in ANSWERED else "failed_check")
         add(("check", r.organisation_code, r.channel, str(r.contact_point_id)), kind, r,
@@ -529,13 +535,18 @@ def _action_points(conn: sa.Connection, start: datetime, end: datetime) -> list[
 
 
 def _last_checks(conn: sa.Connection, end: datetime, which: Any) -> list[Any]:
-    """Per contact point and channel, the last real check before ``end`` among ``which``."""
-    rank = sa.func.row_number().over(partition_by=(CF.c.contact_point_id, CF.c.channel),
-                                     order_by=(CF.c.fire_at.desc(), CF.c.run_id.desc())).label("rank")
-    ranked = sa.select(*_CHECK_COLUMNS, CF.c.fire_at, rank).where(_real(end), which).subquery("ranked")
-    cols = [ranked.c[c.name] for c in _CHECK_COLUMNS]
-    return list(conn.execute(sa.select(*cols, ts(ranked.c.fire_at).label("at")).where(ranked.c.rank == 1)
-                             .order_by(ranked.c.fire_at, ranked.c.run_id)).all())
+    """Per contact point and channel of the directory, the last real check before ``end`` among
+    ``which``: one index seek per pair (``ix_check_fact_pair``), never a pass over the history."""
+    later = CF.alias("later")
+    adapt = ClauseAdapter(later).traverse
+    pairs = sa.select(EP.c.contact_point_id.label("cp"), EP.c.kind.label("channel")).distinct().subquery("pairs")
+    last = (sa.select(later.c.id)
+            .where(later.c.contact_point_id == pairs.c.cp, later.c.channel == pairs.c.channel, adapt(_real(end)),
+                   adapt(which))
+            .order_by(later.c.fire_at.desc(), later.c.run_id.desc()).limit(1).scalar_subquery())
+    return list(conn.execute(sa.select(*_CHECK_COLUMNS, ts(CF.c.fire_at).label("at"))
+                             .select_from(pairs).join(CF, CF.c.id == last)
+                             .order_by(CF.c.fire_at, CF.c.run_id)).all())
 
 
 def _endpoint_flags(conn: sa.Connection, start: datetime, end: datetime,

@@ -72,3 +72,17 @@ def test_every_module_and_template_with_texts_for_people_is_extracted_into_a_cat
             if not any(pathmatch(pattern, name) for pattern in mapped[method]):
                 unmapped.append(name)
     assert unmapped == [], "add these to a babel-*.cfg mapping, then `make catalogues`: " + ", ".join(unmapped)
+
+
+def test_every_catalogue_file_reads_without_a_problem() -> None:
+    """A merge that drops a ``msgstr`` line or a blank line leaves a file Babel reads with a
+    warning and a message lost; reading strictly fails on it."""
+    from pathlib import Path
+
+    from babel.messages.pofile import read_po
+
+    files = sorted((Path(__file__).resolve().parents[2] / "commtest" / "locale").glob("*/LC_MESSAGES/*.po"))
+    assert files
+    for path in files:
+        with path.open("rb") as f:
+            read_po(f, abort_invalid=True)  # raises PoFileError, naming the line
