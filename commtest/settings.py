@@ -81,7 +81,10 @@ class Settings(BaseSettings):
         timedelta(minutes=15),
         description="A scheduled test whose fire time was missed by less than this still runs; otherwise it is recorded as missed.",
     )
-    tick_seconds: float = Field(1.0, gt=0, description="How often the daemon re-evaluates deadlines and escalations.")
+    tick_seconds: float = Field(
+        1.0, gt=0, description="How often the leading daemon starts due runs, reads provider reports, closes finished "
+        "runs and looks for work other processes planned. Deadlines and due attempts do not wait for it: the leader's "
+        "timers wake exactly when they come.")
 
     # --- directory ---------------------------------------------------------
     verified_max_age_days: int = Field(

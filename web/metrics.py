@@ -11,7 +11,9 @@ reports the same figures and a restart loses none.
 * ``commtest_dispatch_queue_depth``: attempts due and not yet handed to a provider;
   ``commtest_pings_in_flight{state}``: dispatching, sent, delivered;
 * ``commtest_leader_up``, ``commtest_leader_heartbeat_age_seconds``, ``commtest_leader_info{holder}``,
-  ``commtest_ticks_total``, ``commtest_tick_lateness_seconds`` and ``commtest_tick_lateness_max_seconds``:
+  ``commtest_ticks_total``, ``commtest_tick_lateness_seconds``, ``commtest_tick_lateness_max_seconds``,
+  ``commtest_deadline_lateness_seconds``, ``commtest_deadline_lateness_max_seconds`` and
+  ``commtest_deadline_decision_retries_total``:
   from the leader's heartbeat (``scheduler.heartbeat``);
 * ``commtest_runs{status}``, ``commtest_corrections_pending``.
 
@@ -132,7 +134,17 @@ class DatabaseCollector(Collector):
         worst = GaugeMetricFamily("commtest_tick_lateness_max_seconds",
                                   "The latest tick lateness's worst value over the last heartbeat period.")
         worst.add_metric([], beat.tick_lateness_max_ms / 1000)
-        return [*out, aged, info, ticks, late, worst]
+        decided = GaugeMetricFamily("commtest_deadline_lateness_seconds",
+                                    "How long after its deadline the latest deadline decision was written.")
+        decided.add_metric([], beat.decision_lateness_ms / 1000)
+        decided_worst = GaugeMetricFamily("commtest_deadline_lateness_max_seconds",
+                                          "The worst deadline decision lateness over the last heartbeat period.")
+        decided_worst.add_metric([], beat.decision_lateness_max_ms / 1000)
+        retried = CounterMetricFamily("commtest_deadline_decision_retries",
+                                      "Deadline decisions that lost a race (busy database, serialization failure) "
+                                      "and were run again, since the leader took the lead.")
+        retried.add_metric([], beat.decision_retries)
+        return [*out, aged, info, ticks, late, worst, decided, decided_worst, retried]
 
 
 def metrics_router(settings: Settings, engine: Engine, clock: Clock) -> APIRouter:

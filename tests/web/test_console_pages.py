@@ -287,8 +287,12 @@ def test_metrics_report_pings_latency_queue_and_the_leader(world: World) -> None
     world.login("cora")
     start(world)
     world.drive(120)
-    Heartbeat(world.engine, world.clock, holder="daemon:test", tick_seconds=1, every_seconds=5).beat()
+    beat = Heartbeat(world.engine, world.clock, holder="daemon:test", tick_seconds=1, every_seconds=5)
+    beat.tick((12, 40, 3))  # the first tick beats: the latest decision 12 ms late, the worst 40 ms, 3 retries
     text = world.client.get("/metrics").text
+    assert "commtest_deadline_lateness_seconds 0.012" in text
+    assert "commtest_deadline_lateness_max_seconds 0.04" in text
+    assert "commtest_deadline_decision_retries_total 3.0" in text
     assert 'commtest_pings_total{channel="email",outcome="acked"} 2.0' in text
     assert 'commtest_ack_latency_seconds_count{channel="email",simulated="true"} 2.0' in text
     assert "commtest_dispatch_queue_depth 0.0" in text and "commtest_leader_up 1.0" in text
