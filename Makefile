@@ -37,8 +37,18 @@ faults: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/commtest demo
 
+# Each benchmark prints its figures last, on one line: RESULT name=value ... (docs/PERFORMANCE.md).
+# PostgreSQL halves use COMMTEST_TEST_POSTGRES_URL's server (a database of their own: commtest_bench).
+# wrk (apt-get install wrk) makes bench_ack's load cheaper than its Python client.
 bench: $(STAMP)
-	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	$(PY) bench/bench_dispatch.py
+	@if [ -n "$$COMMTEST_TEST_POSTGRES_URL" ]; then $(PY) bench/bench_dispatch.py --database-url "$$COMMTEST_TEST_POSTGRES_URL"; fi
+	$(PY) bench/bench_timers.py
+	$(PY) bench/bench_timers.py --contact-points 7500
+	$(PY) bench/bench_ack.py
+	$(PY) bench/bench_pacing.py
+	$(PY) bench/bench_monthly_report.py --reuse
+	$(PY) bench/bench_idle.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check commtest scheduler channels playbooks reports web tests

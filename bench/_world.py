@@ -22,6 +22,7 @@ def fresh_engine(url: str | None, workdir: Path) -> Engine:
         workdir.mkdir(parents=True)
         url = f"sqlite:///{workdir / 'bench.db'}"
     else:
+        url = bench_database(url)
         eng = make_engine(url)
         with eng.begin() as c:
             c.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
@@ -29,6 +30,21 @@ def fresh_engine(url: str | None, workdir: Path) -> Engine:
     engine = make_engine(url)
     upgrade(engine)
     return engine
+
+
+BENCH_DATABASE = "commtest_bench"
+
+
+def bench_database(url: str) -> str:
+    """The benchmarks' own database on the server ``url`` names (created when missing): they
+    empty it before each run, so they never touch the database the URL itself names."""
+    server = sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        if c.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": BENCH_DATABASE}).first() is None:
+            c.exec_driver_sql(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    admin.dispose()
+    return server.set(database=BENCH_DATABASE).render_as_string(hide_password=False)
 
 
 def playbook(deadline: str = "15m", escalate: bool = False) -> str:

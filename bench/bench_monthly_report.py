@@ -305,6 +305,7 @@ def main() -> None:
     else:
         month = "2025-12"
     engine = make_engine(url)
+    upgrade(engine)  # a database kept from an earlier version gets the tables and indexes of this one
     with engine.connect() as c:
         n_pings = c.execute(sa.text("select count(*) from ping")).scalar_one()
         n_events = c.execute(sa.text("select count(*) from event")).scalar_one()

@@ -12,6 +12,7 @@ Percentiles: nearest rank (see ``reports.queries``).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -295,24 +296,49 @@ def _runs(conn: sa.Connection, start: datetime, end: datetime) -> list[MonthRun]
 
 
 def _trend(conn: sa.Connection, labels: list[str], bounds: list[datetime], timezone: str,
-           now: datetime | None, times: list[tuple[str, str, int]]) -> tuple[list[TrendPoint], list[TrendPoint]]:
-    """The twelve months' points, and those newly computed that are settled (to be stored)."""
+           now: datetime | None, times: list[tuple[str, str, int]]) -> tuple[list[TrendPoint], list[Kept]]:
+    """The twelve months' points, and those newly computed that are settled (to be kept).
+
+    A kept month is read only while its checks are still those it came from (how many, and the
+    highest id: one pass over the index of the year's checks); the report's own month is always
+    computed from its checks."""
     stored: dict[str, dict[str, Any]] = {}
     if now is not None:
         for r in conn.execute(sa.select(MR).where(MR.c.timezone == timezone, MR.c.month.in_(labels))):
             stored.setdefault(r.month, {})[r.channel] = r
+    signatures = _signatures(conn, labels, bounds) if now is not None else {}
     points: list[TrendPoint] = []
-    settled: list[TrendPoint] = []
+    settled: list[Kept] = []
     for i, label in enumerate(labels):
         rows = stored.get(label)
-        if rows is not None and "" in rows:
+        last = i == len(labels) - 1
+        if not last and rows is not None and "" in rows and \
+                (rows[""].facts, rows[""].facts_last_id) == signatures.get(label, (0, 0)):
             points.append(_point_of(label, rows))
             continue
-        point = _month_point(conn, label, bounds[i], bounds[i + 1], times if i == len(labels) - 1 else None)
+        point = _month_point(conn, label, bounds[i], bounds[i + 1], times if last else None)
         points.append(point)
         if now is not None and _is_settled(conn, bounds[i], bounds[i + 1], now):
-            settled.append(point)
+            settled.append(Kept(point, *signatures.get(label, (0, 0))))
     return points, settled
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A settled month's figures and the checks they came from."""
+
+    point: TrendPoint
+    facts: int
+    facts_last_id: int
+
+
+def _signatures(conn: sa.Connection, labels: list[str], bounds: list[datetime]) -> dict[str, tuple[int, int]]:
+    """Per month: how many checks fired in it, and the highest id among them."""
+    bucket = sa.case(*((sa.and_(CF.c.fire_at >= bounds[i], CF.c.fire_at < bounds[i + 1]), labels[i])
+                       for i in range(len(labels))), else_=sa.null()).label("m")
+    return {m: (int(n), int(last or 0)) for m, n, last in conn.execute(
+        sa.select(bucket, sa.func.count(), sa.func.max(CF.c.id))
+        .where(CF.c.fire_at >= bounds[0], CF.c.fire_at < bounds[-1]).group_by(bucket))}
 
 
 def _month_point(conn: sa.Connection, label: str, start: datetime, end: datetime,
@@ -364,33 +390,29 @@ def _is_settled(conn: sa.Connection, start: datetime, end: datetime, now: dateti
     return not open_runs
 
 
-def store_rollups(engine: Engine, points: list[TrendPoint], now: datetime, timezone: str | None = None) -> None:
-    """Keep the figures of settled months (one short write; a month already stored stays)."""
+def store_rollups(engine: Engine, kept: list[Kept], now: datetime, timezone: str = "Europe/Brussels") -> None:
+    """Keep the figures of settled months (one short write), replacing what was kept of them."""
     from commtest.db import run_write
 
-    def row(point: TrendPoint, channel: str, stats: Stats, runs: int) -> dict[str, Any]:
-        return {"timezone": zone, "month": point.month, "channel": channel, "runs": runs, "checks": stats.checks,
+    def row(k: Kept, channel: str, stats: Stats, runs: int) -> dict[str, Any]:
+        return {"timezone": timezone, "month": k.point.month, "channel": channel, "runs": runs, "checks": stats.checks,
                 "answered": stats.answered, "in_target": stats.in_target, "median_ms": stats.median_ms,
-                "p90_ms": stats.p90_ms, "computed_at": now}
+                "p90_ms": stats.p90_ms, "facts": k.facts, "facts_last_id": k.facts_last_id, "computed_at": now}
 
-    zone = timezone or "Europe/Brussels"
+    rows = []
+    for k in kept:
+        rows.append(row(k, "", k.point, k.point.runs))
+        rows.extend(row(k, c, st, 0) for c, st in k.point.channels.items())
 
     def work(s: Any) -> None:
         conn = s.connection()
-        have = {(r.month, r.channel) for r in conn.execute(
-            sa.select(MR.c.month, MR.c.channel).where(MR.c.timezone == zone, MR.c.month.in_([p.month for p in points])))}
-        rows = []
-        for p in points:
-            rows.append(row(p, "", p, p.runs))
-            rows.extend(row(p, c, st, 0) for c, st in p.channels.items())
-        rows = [r for r in rows if (r["month"], r["channel"]) not in have]
-        if rows:
-            conn.execute(MR.insert(), rows)
+        conn.execute(MR.delete().where(MR.c.timezone == timezone, MR.c.month.in_([k.point.month for k in kept])))
+        conn.execute(MR.insert(), rows)
 
     try:
         run_write(engine, work)
-    except Exception:  # a cache: the report stands without it, and the next one stores it
-        log.warning("could not store the figures of settled months", exc_info=True)
+    except Exception:  # a cache: the report stands without it, and the next one keeps it
+        log.warning("could not keep the figures of settled months", exc_info=True)
 
 
 def _breaches(conn: sa.Connection, start: datetime, end: datetime) -> list[Breach]:

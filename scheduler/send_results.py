@@ -56,9 +56,10 @@ def record_sends(s: Session, claimed: Sequence[Claimed], results: Sequence[Sent 
     conn = s.connection()
     out = Recorded([], [])
     sent = [(c, r) for c, r in zip(claimed, results, strict=True) if isinstance(r, Sent)]
-    aborted = set(conn.execute(sa.select(RT.c.id).where(
-        RT.c.id.in_({c.outgoing.run_id for c in claimed}), RT.c.status == RunStatus.aborted.value)).scalars())
-    fast = [(c, r) for c, r in sent if c.outgoing.run_id not in aborted]
+    # Attempts whose run was aborted while the provider calls ran take the general path.
+    aborted_pings = set(conn.execute(sa.select(PT.c.id).join(RT, RT.c.id == PT.c.run_id).where(
+        PT.c.id.in_([c.ping_id for c in claimed]), RT.c.status == RunStatus.aborted.value)).scalars())
+    fast = [(c, r) for c, r in sent if c.ping_id not in aborted_pings]
     done = _record_accepted(conn, fast, now, actor, out) if fast else set()
     rest = [(c, r) for c, r in zip(claimed, results, strict=True) if c.ping_id not in done]
     if not rest:
@@ -67,7 +68,7 @@ def record_sends(s: Session, claimed: Sequence[Claimed], results: Sequence[Sent 
     for c, result in rest:
         ping = loaded[c.ping_id]
         if isinstance(result, Sent):
-            _sent_one(s, ping, c, result, now, actor, aborted=ping.run_id in aborted)
+            _sent_one(s, ping, c, result, now, actor, aborted=ping.id in aborted_pings)
             if ping.deadline_at is not None and ping.state in records.AWAITING_ACK:
                 out.deadlines.append(ping.deadline_at)
         else:

@@ -32,7 +32,7 @@ def rollups(log: LogBuilder) -> set[tuple[str, str]]:
 def month_with_answers(log: LogBuilder, at: datetime, seconds: list[int]) -> int:
     run = log.run(at)
     for i, s in enumerate(seconds):
-        desk = log.contact("BE-NCCN", f"{at:%m}-{i}", [("email", f"d{at:%m}{i}@nccn.example")])
+        desk = log.contact("BE-NCCN", f"{at:%m%d}-{i}", [("email", f"d{at:%m%d}{i}@nccn.example")])
         log.ping(run, "BE-NCCN", "email", sent_at=at, response_s=s, contact=desk)
     log.ping(run, "NL-NCC", "voice", sent_at=at, outcome="voicemail")
     return log.close(run)
@@ -72,3 +72,19 @@ def test_rebuilding_the_facts_clears_the_kept_months(log: LogBuilder, monkeypatc
     assert result.exit_code == 0, result.output
     assert "month figures cleared" in result.output
     assert rollups(log) == set()
+
+
+def test_a_kept_month_whose_checks_changed_is_computed_again(log: LogBuilder) -> None:
+    month_with_answers(log, FEB, [5, 50])
+    month_with_answers(log, MAR, [40])
+    compute_monthly_figures(log.engine, "2026-03", now=APRIL_1)
+    assert ("2026-02", "") in rollups(log)
+    # A February run recorded after February was kept (a restore, say): its checks count.
+    month_with_answers(log, FEB + timedelta(days=3), [7])
+    again = compute_monthly_figures(log.engine, "2026-03", now=APRIL_1)
+    assert again == compute_monthly_figures(log.engine, "2026-03")
+    feb = next(p for p in again.trend if p.month == "2026-02")
+    assert (feb.checks, feb.runs) == (5, 2)
+    with log.engine.connect() as c:
+        kept = c.execute(sa.select(MR.c.checks).where(MR.c.month == "2026-02", MR.c.channel == "")).scalar_one()
+    assert kept == 5  # kept again, as it is now

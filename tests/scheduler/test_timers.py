@@ -247,6 +247,12 @@ def test_the_daemon_decides_a_deadline_when_it_passes_without_waiting_for_a_tick
         assert daemon.timers is not None
         daemon.timers.refresh()  # what every tick does: it finds the attempts due now
         wait_until(lambda: len(record.sent) == 4, "the four first attempts to be sent")
+
+        def recorded() -> bool:  # the sends are recorded (with their deadlines) after the provider calls
+            with session_scope(world) as s:
+                return len(s.exec(select(Ping).where(Ping.run_id == run_id, Ping.state == "sent")).all()) == 4
+
+        wait_until(recorded, "the four sends to be recorded")
         clock.advance(minutes=5, seconds=1)
         wait_until(lambda: len([e for e in settled_events(world, run_id) if e.channel == "voice"]) == 2,
                    "both calls' deadlines to be decided")
