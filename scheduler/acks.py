@@ -117,13 +117,16 @@ _LOOKUP = (
 )
 
 
+_LOOKUP_BY_TOKEN = _LOOKUP.where(_P.c.token_hash == sa.bindparam("token_hash"))  # built once, compiled once
+
+
 def lookup_token(engine: Engine, token: str) -> TokenInfo | None:
     """The ping behind ``token``, or None when the token is malformed or unknown. Changes
     nothing: one read (a deferred snapshot), one indexed query."""
     if not is_well_formed(token):
         return None
     with engine.connect() as conn:
-        r = conn.execute(_LOOKUP.where(_P.c.token_hash == records.token_hash(token))).first()
+        r = conn.execute(_LOOKUP_BY_TOKEN, {"token_hash": records.token_hash(token)}).first()
     if r is None:
         return None
     return TokenInfo(
@@ -176,7 +179,7 @@ def record_answer(
         return AckOutcome("malformed")
     digest = records.token_hash(token)
     now = clock.now()  # read inside the transaction: a retried one judges its own moment
-    row = records.locked_answer_row(s.connection(), records.PT.c.token_hash == digest)
+    row = records.locked_answer_row(s.connection(), records.BY_TOKEN, {"token_hash": digest})
     if row is None:
         return AckOutcome("unknown")
     known = info if info is not None and info.ping_id == row.id else _info(s, s.get(Ping, row.id))  # type: ignore[arg-type]

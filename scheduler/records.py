@@ -154,19 +154,39 @@ _ACK_COLUMNS = (PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.organisation_c
                 PT.c.sent_at, PT.c.dispatching_at, PT.c.simulated, PT.c.endpoint_id, PT.c.attempt, PT.c.address)
 
 
-def locked_answer_row(conn: sa.Connection, where: Any) -> Any:
+def locked_answer_row(conn: sa.Connection, where: Any, params: dict[str, Any] | None = None) -> Any:
     """The ping ``where`` selects and its run's status, for an answer: the ping locked FOR
     UPDATE, its run held FOR SHARE (a run cannot close while an answer for it is recorded;
     a closing run takes its row FOR UPDATE), in one statement on SQLite (whose write
-    transaction holds the whole database) and two on PostgreSQL."""
-    if conn.dialect.name == "sqlite":
-        return conn.execute(sa.select(*_ACK_COLUMNS, RT.c.status.label("run_status"))
-                            .join(RT, RT.c.id == PT.c.run_id).where(where)).first()
-    row = conn.execute(sa.select(*_ACK_COLUMNS).where(where).with_for_update(of=PT)).first()
-    if row is None:
-        return None
-    status = conn.execute(sa.select(RT.c.status).where(RT.c.id == row.run_id).with_for_update(read=True)).scalar()
+    transaction holds the whole database) and two on PostgreSQL. ``where`` may be one of the
+    prebuilt conditions below (``BY_TOKEN``, ``BY_ID``) with its ``params``: a statement built
+    once is compiled once, which the hot path of the acknowledgement pages needs."""
+    sqlite = conn.dialect.name == "sqlite"
+    if where is BY_TOKEN or where is BY_ID:
+        stmt = _ANSWER_ROW_SQLITE[where is BY_TOKEN] if sqlite else _ANSWER_ROW_PG[where is BY_TOKEN]
+    elif sqlite:
+        stmt = sa.select(*_ACK_COLUMNS, RT.c.status.label("run_status")).join(RT, RT.c.id == PT.c.run_id).where(where)
+    else:
+        stmt = sa.select(*_ACK_COLUMNS).where(where).with_for_update(of=PT)
+    row = conn.execute(stmt, params or {}).first()
+    if sqlite or row is None:
+        return row
+    status = conn.execute(_RUN_STATUS_SHARED, {"run_id": row.run_id}).scalar()
     return _WithStatus(row, status or RunStatus.completed.value)
+
+
+BY_TOKEN = PT.c.token_hash == sa.bindparam("token_hash")
+BY_ID = PT.c.id == sa.bindparam("ping_id")
+_ANSWER_ROW_SQLITE = {
+    by_token: sa.select(*_ACK_COLUMNS, RT.c.status.label("run_status")).join(RT, RT.c.id == PT.c.run_id)
+    .where(BY_TOKEN if by_token else BY_ID)
+    for by_token in (True, False)
+}
+_ANSWER_ROW_PG = {
+    by_token: sa.select(*_ACK_COLUMNS).where(BY_TOKEN if by_token else BY_ID).with_for_update(of=PT)
+    for by_token in (True, False)
+}
+_RUN_STATUS_SHARED = sa.select(RT.c.status).where(RT.c.id == sa.bindparam("run_id")).with_for_update(read=True)
 
 
 class _WithStatus:
@@ -175,6 +195,35 @@ class _WithStatus:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._row, name)
+
+
+# The statements of an acknowledgement, built once (see locked_answer_row).
+_AT = sa.bindparam("b_at", type_=PT.c.acked_at.type)  # aware UTC, stored as every instant is
+_ACK_UPDATE = (
+    PT.update().where(PT.c.id == sa.bindparam("b_pid"), PT.c.state.in_(ANSWERABLE), PT.c.acked_at.is_(None))
+    .values(acked_at=_AT, ack_method=sa.bindparam("b_method"), ack_by=sa.bindparam("b_by"),
+            ack_suspicious=sa.bindparam("b_suspicious"), state=PingState.acked.value, outcome=sa.bindparam("b_outcome"),
+            settled_at=_AT, simulated=sa.bindparam("b_simulated"))
+)
+_CANCEL_PENDING = (
+    PT.update().where(PT.c.run_id == sa.bindparam("b_run_id"), PT.c.contact_point_id == sa.bindparam("b_cp"),
+                      PT.c.step == sa.bindparam("b_step"), PT.c.state == PingState.pending.value,
+                      PT.c.id != sa.bindparam("b_pid"))
+    .values(state=PingState.cancelled.value, outcome=Outcome.cancelled.value, settled_at=_AT,
+            error=sa.bindparam("b_error"))
+    .returning(PT.c.id, PT.c.run_id, PT.c.organisation_code, PT.c.channel)
+)
+_VERIFY_ENDPOINT = (
+    EPT.update().where(EPT.c.id == sa.bindparam("b_eid")).values(
+        verified_at=sa.case((sa.or_(EPT.c.verified_at.is_(None), EPT.c.verified_at < _AT),
+                             _AT), else_=EPT.c.verified_at),
+        verified_run_id=sa.bindparam("b_run_id"), last_outcome=sa.bindparam("b_outcome"),
+        last_outcome_at=_AT,
+        status=sa.case((EPT.c.status == EndpointStatus.suspect.value, EndpointStatus.active.value),
+                       else_=EPT.c.status),
+    )
+)
+_INSERT_EVENTS = ET.insert()
 
 
 def _event_row(row: Any, kind: str, at: datetime, actor: str, *, outcome: str | None = None,
@@ -205,7 +254,7 @@ def acknowledge(
     same step not sent yet are cancelled, since the person has answered. After the run
     closed it is kept as ``ping.answer_after_close`` and changes nothing else.
     """
-    row = locked_answer_row(session.connection(), PT.c.id == ping.id)
+    row = locked_answer_row(session.connection(), BY_ID, {"ping_id": ping.id})
     if row is None:
         raise LookupError(f"ping {ping.id} vanished")
     return acknowledge_row(session, row, at, method=method, actor=actor, by=by, user_agent=user_agent, source=source,
@@ -250,10 +299,9 @@ def acknowledge_row(
         outcome = Outcome.self_reported
     else:
         outcome = Outcome.acked_late if late else Outcome.acked
-    result = conn.execute(PT.update().where(PT.c.id == row.id, PT.c.state.in_(ANSWERABLE), PT.c.acked_at.is_(None))
-                          .values(acked_at=at, ack_method=method[:32], ack_by=(by or "")[:200] or None,
-                                  ack_suspicious=suspicious, state=PingState.acked.value, outcome=outcome.value,
-                                  settled_at=at, simulated=simulated))
+    result = conn.execute(_ACK_UPDATE, {
+        "b_pid": row.id, "b_at": at, "b_method": method[:32], "b_by": (by or "")[:200] or None,
+        "b_suspicious": suspicious, "b_outcome": outcome.value, "b_simulated": simulated})
     if result.rowcount != 1:
         return AckResult(row.id, row.run_id, "already", False, False, None, None, run_status)
     response = _response_of(row, at)
@@ -265,28 +313,17 @@ def acknowledge_row(
                    method=method),
     ]
     # The person answered: later attempts of this step that are not sent yet are moot.
-    cancelled = conn.execute(
-        PT.update().where(PT.c.run_id == row.run_id, PT.c.contact_point_id == row.contact_point_id,
-                          PT.c.step == row.step, PT.c.state == PingState.pending.value, PT.c.id != row.id)
-        .values(state=PingState.cancelled.value, outcome=Outcome.cancelled.value, settled_at=at,
-                error=f"acknowledged on ping {row.id}")
-        .returning(PT.c.id, PT.c.run_id, PT.c.organisation_code, PT.c.channel)
-    ).all()
+    cancelled = conn.execute(_CANCEL_PENDING, {
+        "b_run_id": row.run_id, "b_cp": row.contact_point_id, "b_step": row.step, "b_pid": row.id, "b_at": at,
+        "b_error": f"acknowledged on ping {row.id}"}).all()
     events.extend(_event_row(c, ev.PING_SETTLED, at, actor, outcome=Outcome.cancelled.value, reason=
                              f"acknowledged on ping {row.id}", method=None) for c in cancelled)
     if not simulated and row.endpoint_id is not None:
-        verified = conn.execute(
-            EPT.update().where(EPT.c.id == row.endpoint_id).values(
-                verified_at=sa.case((sa.or_(EPT.c.verified_at.is_(None), EPT.c.verified_at < at), at),
-                                    else_=EPT.c.verified_at),
-                verified_run_id=row.run_id, last_outcome=outcome.value, last_outcome_at=at,
-                status=sa.case((EPT.c.status == EndpointStatus.suspect.value, EndpointStatus.active.value),
-                               else_=EPT.c.status),
-            )
-        )
+        verified = conn.execute(_VERIFY_ENDPOINT, {"b_eid": row.endpoint_id, "b_at": at, "b_run_id": row.run_id,
+                                                   "b_outcome": outcome.value})
         if verified.rowcount:
             events.append(_event_row(row, ev.ENDPOINT_VERIFIED, at, actor, endpoint_id=row.endpoint_id))
-    conn.execute(ET.insert(), events)
+    conn.execute(_INSERT_EVENTS, events)
     log.info("run=%s ping=%s channel=%s to=%s attempt=%s outcome=%s", row.run_id, row.id, row.channel,
              mask_address(row.address), row.attempt, outcome.value)
     return AckResult(row.id, row.run_id, "acked", late, suspicious, response, at, run_status)
