@@ -198,11 +198,11 @@ def prepare_live_run(engine: sa.Engine, n: int) -> list[str]:
     now = datetime.now(UTC)
     t = {m.__tablename__: m.__table__ for m in (Ping, TestRun)}  # type: ignore[attr-defined]
     with engine.begin() as c:
-        c.execute(sa.text("DELETE FROM event WHERE run_id IN (SELECT id FROM test_run WHERE dedupe_key = 'live')"))
-        c.execute(sa.text("DELETE FROM ping WHERE run_id IN (SELECT id FROM test_run WHERE dedupe_key = 'live')"))
-        c.execute(sa.text("DELETE FROM test_run WHERE dedupe_key = 'live'"))
+        # A new run each time (the event log is append-only: an earlier benchmark's run stays, aborted).
+        c.execute(sa.text("UPDATE test_run SET status = 'aborted' WHERE (dedupe_key = 'live' OR dedupe_key LIKE 'live-%') AND status = 'running'"))
         run_id = c.execute(t["test_run"].insert().returning(t["test_run"].c.id), [{
-            "playbook_id": "bench", "revision_id": 1, "dedupe_key": "live", "trigger": "manual", "announced": False,
+            "playbook_id": "bench", "revision_id": 1, "dedupe_key": f"live-{secrets.token_hex(4)}", "trigger": "manual",
+            "announced": False,
             "status": "running", "fire_at": now, "started_at": now, "started_by": "", "note": ""}]).scalar_one()
         cps = c.execute(sa.text("SELECT id, organisation_id FROM contact_point ORDER BY id")).all()
         tokens = [secrets.token_urlsafe(32) for _ in range(n)]

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from icalendar import Calendar, Event
 from sqlmodel import col, select
 
 from commtest.access.feeds import organisation_of_feed
@@ -46,6 +45,8 @@ def calendar_router(ctx: AckContext) -> APIRouter:
 
     @router.get("/calendar/{token}.ics")
     def feed(request: Request, token: str, lang: str | None = None) -> Response:
+        from icalendar import Calendar, Event  # imported on the first feed: about 8 MB the daemon need not carry
+
         organisation = organisation_of_feed(ctx.engine, token)
         if organisation is None:
             return Response("no such calendar\n", status_code=404, media_type="text/plain")

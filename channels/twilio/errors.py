@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
-from channels.twilio.http import TransportError
 from commtest.errors import ChannelError
 from commtest.masking import mask_address, mask_in_text
 
@@ -65,6 +64,15 @@ def rest_error(exc: TwilioRestException | TwilioException, address: str, provide
     return ChannelError(f"{provider}: Twilio refused the request (HTTP {status}, error {code}): {detail}; check this "
                         "provider's settings (caller ID, SMS sender, geographic permissions)", permanent=False,
                         code=f"twilio-{code or status}")
+
+
+class TransportError(Exception):
+    """The request got no HTTP answer. ``sent`` tells whether it may have reached Twilio."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sent = sent
 
 
 def transport_error(exc: TransportError, provider: str) -> ChannelError:

@@ -23,6 +23,8 @@ import httpx
 from twilio.http import HttpClient
 from twilio.http.response import Response
 
+from channels.twilio.errors import TransportError
+
 __all__ = ["TransportError", "TwilioHttp"]
 
 log = logging.getLogger(__name__)
@@ -30,15 +32,6 @@ log = logging.getLogger(__name__)
 # Raised before a byte of the request reached the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
              httpx.LocalProtocolError, httpx.ProxyError)
-
-
-class TransportError(Exception):
-    """The request got no HTTP answer. ``sent`` tells whether it may have reached Twilio."""
-
-    def __init__(self, message: str, *, sent: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.sent = sent
 
 
 class TwilioHttp(HttpClient):  # type: ignore[misc]  # the SDK is untyped
