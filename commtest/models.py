@@ -382,8 +382,8 @@ class MonthRollup(SQLModel, table=True):
     """The figures of one settled month (its end passed, every run in it closed), per channel
     and for all channels (``channel`` empty), in one report time zone: what the 12-month trend
     of every later monthly report shows. Computed from ``check_fact`` the first time a report
-    needs them; read only while the month's checks are still those they came from (``facts``,
-    ``facts_last_id``); ``commtest db rebuild-facts`` clears them."""
+    needs them; read only while the month's closed runs are still those they came from
+    (``closed_runs``, ``last_run_id``); ``commtest db rebuild-facts`` clears them."""
 
     __tablename__ = "month_rollup"
 
@@ -396,11 +396,11 @@ class MonthRollup(SQLModel, table=True):
     in_target: int = Field(default=0)
     median_ms: int | None = Field(default=None)
     p90_ms: int | None = Field(default=None)
-    # Which checks they came from: how many fired in the month, and the highest id among them. A
-    # later change to the month's checks (a run added or its facts rebuilt) shows, and the month is
-    # computed again instead of read.
-    facts: int = Field(default=0)
-    facts_last_id: int = Field(default=0)
+    # Which runs they came from: how many closed runs fired in the month, and the highest id among
+    # them (a run's checks are written once, when it closes). A run added to the month later shows,
+    # and the month is computed again instead of read.
+    closed_runs: int = Field(default=0)
+    last_run_id: int = Field(default=0)
     computed_at: datetime | None = _ts(nullable=False)
 
 

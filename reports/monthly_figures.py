@@ -299,9 +299,8 @@ def _trend(conn: sa.Connection, labels: list[str], bounds: list[datetime], timez
            now: datetime | None, times: list[tuple[str, str, int]]) -> tuple[list[TrendPoint], list[Kept]]:
     """The twelve months' points, and those newly computed that are settled (to be kept).
 
-    A kept month is read only while its checks are still those it came from (how many, and the
-    highest id: one pass over the index of the year's checks); the report's own month is always
-    computed from its checks."""
+    A kept month is read only while its closed runs are still those it came from (how many, and
+    the highest id); the report's own month is always computed from its checks."""
     stored: dict[str, dict[str, Any]] = {}
     if now is not None:
         for r in conn.execute(sa.select(MR).where(MR.c.timezone == timezone, MR.c.month.in_(labels))):
@@ -313,7 +312,7 @@ def _trend(conn: sa.Connection, labels: list[str], bounds: list[datetime], timez
         rows = stored.get(label)
         last = i == len(labels) - 1
         if not last and rows is not None and "" in rows and \
-                (rows[""].facts, rows[""].facts_last_id) == signatures.get(label, (0, 0)):
+                (rows[""].closed_runs, rows[""].last_run_id) == signatures.get(label, (0, 0)):
             points.append(_point_of(label, rows))
             continue
         point = _month_point(conn, label, bounds[i], bounds[i + 1], times if last else None)
@@ -325,20 +324,22 @@ def _trend(conn: sa.Connection, labels: list[str], bounds: list[datetime], timez
 
 @dataclass(frozen=True)
 class Kept:
-    """A settled month's figures and the checks they came from."""
+    """A settled month's figures and the runs they came from."""
 
     point: TrendPoint
-    facts: int
-    facts_last_id: int
+    closed_runs: int
+    last_run_id: int
 
 
 def _signatures(conn: sa.Connection, labels: list[str], bounds: list[datetime]) -> dict[str, tuple[int, int]]:
-    """Per month: how many checks fired in it, and the highest id among them."""
-    bucket = sa.case(*((sa.and_(CF.c.fire_at >= bounds[i], CF.c.fire_at < bounds[i + 1]), labels[i])
+    """Per month: how many closed runs fired in it, and the highest id among them. A run's checks
+    are written once, when it closes: the same runs, the same checks."""
+    bucket = sa.case(*((sa.and_(R.c.fire_at >= bounds[i], R.c.fire_at < bounds[i + 1]), labels[i])
                        for i in range(len(labels))), else_=sa.null()).label("m")
     return {m: (int(n), int(last or 0)) for m, n, last in conn.execute(
-        sa.select(bucket, sa.func.count(), sa.func.max(CF.c.id))
-        .where(CF.c.fire_at >= bounds[0], CF.c.fire_at < bounds[-1]).group_by(bucket))}
+        sa.select(bucket, sa.func.count(), sa.func.max(R.c.id))
+        .where(R.c.fire_at >= bounds[0], R.c.fire_at < bounds[-1], R.c.status.in_(("completed", "aborted")))
+        .group_by(bucket))}
 
 
 def _month_point(conn: sa.Connection, label: str, start: datetime, end: datetime,
@@ -397,7 +398,8 @@ def store_rollups(engine: Engine, kept: list[Kept], now: datetime, timezone: str
     def row(k: Kept, channel: str, stats: Stats, runs: int) -> dict[str, Any]:
         return {"timezone": timezone, "month": k.point.month, "channel": channel, "runs": runs, "checks": stats.checks,
                 "answered": stats.answered, "in_target": stats.in_target, "median_ms": stats.median_ms,
-                "p90_ms": stats.p90_ms, "facts": k.facts, "facts_last_id": k.facts_last_id, "computed_at": now}
+                "p90_ms": stats.p90_ms, "closed_runs": k.closed_runs, "last_run_id": k.last_run_id,
+                "computed_at": now}
 
     rows = []
     for k in kept:

@@ -31,8 +31,8 @@ def upgrade() -> None:
     sa.Column('in_target', sa.Integer(), nullable=False),
     sa.Column('median_ms', sa.Integer(), nullable=True),
     sa.Column('p90_ms', sa.Integer(), nullable=True),
-    sa.Column('facts', sa.Integer(), nullable=False),
-    sa.Column('facts_last_id', sa.Integer(), nullable=False),
+    sa.Column('closed_runs', sa.Integer(), nullable=False),
+    sa.Column('last_run_id', sa.Integer(), nullable=False),
     sa.Column('computed_at', commtest.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('timezone', 'month', 'channel')
     )
