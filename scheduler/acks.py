@@ -6,7 +6,7 @@ whose HTTP request got a 2xx survives a power cut.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -53,6 +53,12 @@ class TokenInfo:
     organisation_languages: tuple[str, ...] = ()
     run_status: str = "running"
     run_finished_at: datetime | None = None
+    organisation_names: dict[str, str] = field(default_factory=dict)  # the name in other languages
+
+    def organisation_in(self, language: str) -> str:
+        """The organisation's name as the page's reader reads it (the directory's ``names``)."""
+        names = self.organisation_names or {}
+        return names.get(language) or names.get(language.split("-")[0]) or self.organisation_name
 
     @property
     def run_closed(self) -> bool:
@@ -97,7 +103,7 @@ def _info(s: Session, ping: Ping) -> TokenInfo:
         organisation_name=org.name, contact_name=cp.name, sent_at=ping.sent_at, deadline_at=ping.deadline_at,
         expires_at=ping.token_expires_at, acked_at=ping.acked_at,
         contact_languages=tuple(cp.languages or ()), organisation_languages=tuple(org.languages or ()),
-        run_status=run.status, run_finished_at=run.finished_at,
+        run_status=run.status, run_finished_at=run.finished_at, organisation_names=dict(org.names or {}),
     )
 
 
@@ -110,6 +116,7 @@ _LOOKUP = (
               _P.c.token_expires_at, _P.c.acked_at, _CP.c.timezone.label("cp_zone"), _CP.c.name.label("cp_name"),
               _CP.c.languages.label("cp_languages"), _ORG.c.code.label("org_code"), _ORG.c.name.label("org_name"),
               _ORG.c.timezone.label("org_zone"), _ORG.c.languages.label("org_languages"),
+              _ORG.c.names.label("org_names"),
               _RUN.c.status.label("run_status"), _RUN.c.finished_at.label("run_finished_at"))
     .join(_CP, _CP.c.id == _P.c.contact_point_id)
     .join(_ORG, _ORG.c.id == _CP.c.organisation_id)
@@ -135,7 +142,7 @@ def lookup_token(engine: Engine, token: str) -> TokenInfo | None:
         contact_name=r.cp_name, sent_at=r.sent_at, deadline_at=r.deadline_at, expires_at=r.token_expires_at,
         acked_at=r.acked_at, contact_languages=tuple(r.cp_languages or ()),
         organisation_languages=tuple(r.org_languages or ()), run_status=r.run_status,
-        run_finished_at=r.run_finished_at,
+        run_finished_at=r.run_finished_at, organisation_names=dict(r.org_names or {}),
     )
 
 

@@ -225,7 +225,7 @@ def _template_failed(s: Session, ping_id: int, now: datetime, actor: str, exc: E
     ping = s.get(Ping, ping_id)
     assert ping is not None
     message = f"the message could not be prepared for this contact point: {type(exc).__name__}: {exc}"
-    log.error("run=%s ping=%s step=%s: %s", ping.run_id, ping.id, ping.step, message)
+    log.error("run=%s ping=%s step=%s: %s", ping.run_id, ping.id, ping.step, records.mask_reason(message))
     records.settle(s, ping, Outcome.template_error, now, actor, state=PingState.failed,
                    from_states=(PingState.pending.value,), reason=message)
     s.flush()  # its events before the batch's: the log keeps the order things happened in

@@ -276,3 +276,15 @@ def test_a_form_body_over_the_limit_is_refused_before_it_is_parsed(web: Web) -> 
     r = web.client.post(f"/ack/{token}", content=b"csrf=" + b"x" * 100_000,
                         headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 413 and acked_events(web.engine) == 0
+
+
+def test_the_page_names_the_organisation_as_the_reader_reads_it(web: Web) -> None:
+    with session_scope(web.engine) as s:
+        org = s.exec(select(Organisation).where(Organisation.code == "XA-ONE")).one()
+        org.names = {"fr": "Centre Un (fictif)", "nl": "Centrum Een"}
+        s.add(org)
+    token = web.tokens[ADDR]
+    assert "Centrum Een" in web.client.get(f"/ack/{token}").text  # the contact reads Dutch
+    french = web.client.get(f"/ack/{token}?lang=fr").text
+    assert "Centre Un (fictif)" in french and "Centrum Een" not in french
+    assert "Centre One</dd>" in web.client.get(f"/ack/{token}?lang=de").text  # no German name: the directory's
