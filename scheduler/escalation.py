@@ -10,8 +10,10 @@ from datetime import datetime, timedelta
 from commtest.models import Outcome
 from playbooks.schema import EscalationSpec, PlaybookSpec
 
-# A provider that failed is not hammered: at least this long before the next attempt.
+# A provider that failed is not hammered: at least this long before the next attempt, doubled
+# for each failure in a row (10 s, 20 s, 40 s ...) up to MAX_RETRY_AFTER_FAILURE.
 MIN_RETRY_AFTER_FAILURE = timedelta(seconds=10)
+MAX_RETRY_AFTER_FAILURE = timedelta(minutes=5)
 
 PERMANENT = {Outcome.bounced, Outcome.invalid_endpoint, Outcome.blocked}
 TEMPORARY = {Outcome.provider_failure}
@@ -28,6 +30,7 @@ class Silence:
     step_attempt: int
     outcome: Outcome
     has_next_endpoint: bool
+    failures_in_row: int = 1  # attempts of this step that failed on our side in a row, this one included
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,9 @@ def next_moves(spec: PlaybookSpec, silence: Silence, now: datetime) -> Moves:
     * unknown / cancelled: nothing automatic (a coordinator decides; never resend).
     * permanent failure (bounce, invalid endpoint): the next endpoint of the same kind at
       once if there is one (the endpoint failed, not the person), else escalate.
-    * temporary provider failure: retry after ``retry_interval`` (at least 10 s) while
-      retries remain, else escalate.
+    * temporary provider failure (429, 5xx, a timeout before the request went out): retry
+      after ``retry_interval``, but never sooner than the backoff (10 s, doubled for each
+      failure in a row, at most 5 min), while retries remain; else escalate.
     * unanswered (no acknowledgement, voicemail, out of office): retry after
       ``retry_interval`` while retries remain, else escalate.
     """
@@ -63,13 +67,19 @@ def next_moves(spec: PlaybookSpec, silence: Silence, now: datetime) -> Moves:
     retries_left = silence.step_attempt <= step.retries
     if silence.outcome in TEMPORARY:
         if retries_left:
-            return Moves(retry_at=now + max(step.retry_interval, MIN_RETRY_AFTER_FAILURE))
+            return Moves(retry_at=now + max(step.retry_interval, backoff(silence.failures_in_row)))
         return Moves(escalate=escalation)
     if silence.outcome in UNANSWERED:
         if retries_left:
             return Moves(retry_at=now + step.retry_interval)
         return Moves(escalate=escalation)
     return Moves()
+
+
+def backoff(failures_in_row: int) -> timedelta:
+    """How long a provider that failed that many times in a row is left alone."""
+    doubled = MIN_RETRY_AFTER_FAILURE * (2 ** max(0, min(failures_in_row, 16) - 1))
+    return min(doubled, MAX_RETRY_AFTER_FAILURE)
 
 
 def ack_deadline(spec: PlaybookSpec, step_id: str, sent_at: datetime) -> datetime:

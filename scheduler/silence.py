@@ -67,6 +67,7 @@ class _Facts:
     specs: dict[int, PlaybookSpec]  # by run
     answered: set[tuple[int, int, str]]  # (run, contact point, step) with an acknowledged attempt
     pinged: dict[tuple[int, int, str], set[int | None]]  # (run, contact point, step) -> endpoints tried
+    failed_in_row: dict[tuple[int, int, str], int]  # (run, contact point, step) -> last attempts failed on our side
     last_attempt: dict[tuple[int, int, str], int]  # (run, contact point, channel) -> highest attempt
     endpoints: dict[tuple[int, str], list[UsableEndpoint]]
     contact: dict[int, tuple[str, str]]  # contact point -> (code, field code)
@@ -152,10 +153,12 @@ def _gather(conn: sa.Connection, ended: Sequence[Ended]) -> _Facts:
     answered: set[tuple[int, int, str]] = set()
     pinged: dict[tuple[int, int, str], set[int | None]] = {}
     last_attempt: dict[tuple[int, int, str], int] = {}
+    failed_in_row: dict[tuple[int, int, str], int] = {}
     for r in conn.execute(
         sa.select(PT.c.run_id, PT.c.contact_point_id, PT.c.step, PT.c.channel, PT.c.endpoint_id, PT.c.attempt,
-                  PT.c.state)
+                  PT.c.state, PT.c.outcome)
         .where(PT.c.run_id.in_(run_ids), PT.c.contact_point_id.in_(cps))
+        .order_by(PT.c.attempt)
     ).all():
         key = (r.run_id, r.contact_point_id, r.step)
         pinged.setdefault(key, set()).add(r.endpoint_id)
@@ -163,7 +166,10 @@ def _gather(conn: sa.Connection, ended: Sequence[Ended]) -> _Facts:
             answered.add(key)
         ckey = (r.run_id, r.contact_point_id, r.channel)
         last_attempt[ckey] = max(last_attempt.get(ckey, 0), r.attempt)
-    return _Facts(run_status, specs, answered, pinged, last_attempt, usable_endpoints_of(conn, cps), contact, targets)
+        if r.outcome is not None:  # the backoff grows with the failures on our side in a row
+            failed_in_row[key] = failed_in_row.get(key, 0) + 1 if r.outcome == Outcome.provider_failure.value else 0
+    return _Facts(run_status, specs, answered, pinged, failed_in_row, last_attempt, usable_endpoints_of(conn, cps),
+                  contact, targets)
 
 
 # -- 2. decide (and 3. stage the writes) ----------------------------------------------------------
@@ -179,7 +185,8 @@ def _decide(e: Ended, f: _Facts, now: datetime, settings: Settings, actor: str, 
     tried = f.pinged.setdefault((e.run_id, e.contact_point_id, e.step), set())
     endpoints = f.endpoints.get((e.contact_point_id, step.channel), [])
     fresh = [ep for ep in endpoints if ep.id not in tried]
-    moves = next_moves(spec, Silence(step.id, e.step_attempt, Outcome(e.outcome), bool(fresh)), now)
+    in_row = max(1, f.failed_in_row.get((e.run_id, e.contact_point_id, e.step), 1))
+    moves = next_moves(spec, Silence(step.id, e.step_attempt, Outcome(e.outcome), bool(fresh), in_row), now)
     cp_code, field_code = f.contact.get(e.contact_point_id, ("", ""))
     if moves.retry_at is not None:
         ep: UsableEndpoint | None

@@ -185,3 +185,15 @@ def test_the_ack_deadline_counts_from_sending_and_late_means_strictly_after_it()
     assert not is_late(deadline, deadline)
     assert is_late(deadline + timedelta(seconds=1), deadline)
     assert not is_late(deadline + timedelta(days=1), None)
+
+
+def test_failures_on_our_side_in_a_row_are_retried_after_a_growing_backoff() -> None:
+    """A 429, then a 503, then another 503: the provider is left alone longer each time."""
+    gaps = [next_moves(PARALLEL, Silence("fast", 1, Outcome.provider_failure, False, n), NOW).retry_at - NOW
+            for n in (1, 2, 3)]
+    assert gaps == [timedelta(seconds=10), timedelta(seconds=20), timedelta(seconds=40)]
+    many = next_moves(PARALLEL, Silence("fast", 1, Outcome.provider_failure, False, 12), NOW)
+    assert many.retry_at == NOW + timedelta(minutes=5)  # never more than five minutes
+    # The playbook's own longer interval still wins over a short backoff.
+    assert next_moves(PARALLEL, Silence("email", 1, Outcome.provider_failure, False, 2), NOW).retry_at == \
+        NOW + timedelta(minutes=5)

@@ -261,3 +261,44 @@ def test_the_daemon_decides_a_deadline_when_it_passes_without_waiting_for_a_tick
         daemon.stop()
         thread.join(TIMEOUT)
     assert not thread.is_alive()
+
+
+BACKOFF_PLAYBOOK = """
+id: backoff
+title: Backoff
+owner: XA-COORD
+timezone: Europe/Brussels
+default_language: en
+participants:
+  - organisation: XA-ONE
+    fields: [crisis-desk]
+steps:
+  - {id: sms, channel: sms, template: ping, ack_deadline: 5m, retries: 3, retry_interval: 1s}
+templates:
+  ping:
+    en:
+      subject: "Communication test {{ run.id }}"
+      body: "Please confirm: {{ ack_url }} (code {{ ack_code }}) before {{ deadline }}."
+"""
+
+
+def test_a_provider_that_keeps_failing_is_left_alone_longer_each_time(engine: Engine, clock: FrozenClock) -> None:
+    seed_directory(engine)
+    store_playbook(engine, BACKOFF_PLAYBOOK, playbook_id="backoff")
+    runs = make_runs(engine, clock, SandboxScript(default=Rule("fail")))  # a 503 every time
+    try:
+        run_id = runs.create_run("backoff")
+        runs.start_run(run_id)
+        gaps = []
+        for _ in range(4):
+            runs.dispatch_due()
+            with session_scope(engine) as s:
+                due = s.exec(select(Ping.due_at).where(Ping.run_id == run_id, Ping.state == "pending")).all()
+            if not due:
+                break
+            gaps.append((due[0] - clock.now()).total_seconds())
+            clock.set(due[0])
+        # 10 s, 20 s, 40 s: the playbook's 1 s interval would hammer a provider that is down.
+        assert gaps == [10.0, 20.0, 40.0]
+    finally:
+        runs.close()
