@@ -46,7 +46,7 @@ from commtest.models import (
 from commtest.settings import Settings
 from playbooks.schema import PlaybookSpec, StepSpec
 from scheduler import records
-from scheduler.dispatch import Claimed, claim, prepare_due
+from scheduler.dispatch import Claimed, Prepared, claim, prepare_due
 from scheduler.send_results import Sent, record_sends
 from scheduler.silence import ENDED_COLUMNS, Ended, follow_up_many
 from scheduler.planner import PlannedPing, Target, initial_plan
@@ -397,37 +397,52 @@ class RunEngine:
         total = 0
         started = self.clock.now()
         recording: Future[None] | None = None
+        prepared: Prepared | None = None
         try:
             while total < limit and not self.stopping.is_set():
                 if budget is not None and total and self.clock.now() - started >= budget:
                     break
                 self._ensure_leader()
                 self._give_way()
-                claimed = self._claim(min(self.settings.dispatch_workers, limit - total))
+                batch = min(self.settings.dispatch_workers, limit - total)
+                if prepared is None:
+                    prepared = self._prepare(batch)
+                # The next batch is claimed only once the previous one is recorded: a crash leaves
+                # at most one batch unknown. Its messages were prepared meanwhile (below).
+                if recording is not None:
+                    recording.result()
+                    recording = None
+                claimed = self._claim(prepared)
+                poisoned = bool(prepared.failed)
+                prepared = None
                 if not claimed:
+                    if poisoned:
+                        continue  # a batch of attempts that could not be prepared: the next ones are still due
                     break
                 # Leadership may have gone while claiming: then nothing is sent. The claimed
                 # attempts stay ``dispatching`` and the next leader marks them unknown (never twice).
                 self._ensure_leader()
                 results = list(self._pool.map(self._send_one, claimed))
-                # The batch is recorded while the next one is prepared and claimed (its commit
-                # waits for the disk; the rendering of the next does not need to): one batch at a
-                # time, in order.
-                if recording is not None:
-                    recording.result()
-                recording = self._recorder.submit(self._record_sends, claimed, results)
                 total += len(claimed)
+                # The batch is recorded (its commit waits for the disk) while the next one's
+                # messages are rendered (which needs no lock): one batch at a time, in order.
+                recording = self._recorder.submit(self._record_sends, claimed, results)
+                if total < limit and not self.stopping.is_set():
+                    prepared = self._prepare(min(self.settings.dispatch_workers, limit - total))
         finally:
             if recording is not None:
                 recording.result()  # a clean stop: the batch sent is recorded before we return
         return total
 
-    def _claim(self, batch: int) -> list[Claimed]:
-        # durable: the ``dispatching`` mark must survive a power cut, or a ping could go twice.
-        # The messages are rendered in a read transaction, so the write lock is held only for the
-        # claim itself; an attempt taken meanwhile (cancelled by an answer) is simply not claimed.
+    def _prepare(self, batch: int) -> Prepared:
+        """The due attempts and their messages, rendered in a read transaction (no write lock);
+        ``_claim`` then takes those still pending."""
         with self.engine.connect() as conn:
-            prepared = prepare_due(conn, self.clock.now(), batch, self.settings)
+            return prepare_due(conn, self.clock.now(), batch, self.settings)
+
+    def _claim(self, prepared: Prepared) -> list[Claimed]:
+        # durable: the ``dispatching`` mark must survive a power cut, or a ping could go twice.
+        # An attempt taken meanwhile (cancelled by an answer, claimed before) is simply not claimed.
         if not prepared.ready and not prepared.failed:
             return []
         self._give_way()

@@ -12,7 +12,7 @@ from tests.channels.twilio_support import ONE_VOICE, TWO_SMS, TWO_VOICE, TwilioW
 
 def crash_after_claiming(w: TwilioWorld, run_id: int, n: int) -> list:  # type: ignore[type-arg]
     """Claim ``n`` due attempts (durably ``dispatching``), as the engine does, then 'crash'."""
-    claimed = w.runs._claim(n)
+    claimed = w.runs._claim(w.runs._prepare(n))
     assert len(claimed) == n
     return claimed
 
