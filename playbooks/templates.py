@@ -236,19 +236,23 @@ def describe_render_error(exc: BaseException) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _babel_locale(language: str) -> Locale:
+    # English readers here are European: day-month-year and a 24-hour clock, as in every page and
+    # report (commtest.i18n), never the US style Babel gives plain ``en``.
+    if language.split("-", 1)[0] == "en":
+        return Locale.parse("en_GB")
     try:
         return Locale.parse(language.replace("-", "_"))
     except (UnknownLocaleError, ValueError):
         try:
             return Locale.parse(language.split("-", 1)[0])
         except (UnknownLocaleError, ValueError):
-            return Locale.parse("en")
+            return Locale.parse("en_GB")
 
 
 def format_deadline(deadline_at: datetime, zone: str, language: str) -> str:
     """The deadline as the contact reads it: local time in ``zone``, formatted for ``language``.
 
-    Examples: ``14 apr 2026, 10:15 CEST`` (nl), ``Apr 14, 2026, 10:15 AM CEST`` (en).
+    Examples: ``14 apr 2026, 10:15 CEST`` (nl), ``14 Apr 2026, 10:15 CEST`` (en).
     """
     # The text shows whole minutes, and offsets change on whole hours: one formatting per minute,
     # zone and language serves every attempt of a wave (Babel's formatting is the costly part).

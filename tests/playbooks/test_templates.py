@@ -86,4 +86,7 @@ def test_the_deadline_is_local_time_formatted_for_the_language() -> None:
     at = datetime(2026, 4, 14, 8, 15, tzinfo=timezone.utc)
     assert format_deadline(at, "Europe/Brussels", "nl") == "14 apr 2026, 10:15 CEST"
     assert format_deadline(at, "Europe/Brussels", "de") == "14.04.2026, 10:15 CEST"
-    assert format_deadline(at, "Europe/Luxembourg", "xx") == "Apr 14, 2026, 10:15\u202fAM CEST"
+    # English readers are European: day-month-year and a 24-hour clock, as in the reports; an
+    # unknown language falls back to that English.
+    assert format_deadline(at, "Europe/Luxembourg", "en") == "14 Apr 2026, 10:15 CEST"
+    assert format_deadline(at, "Europe/Luxembourg", "xx") == "14 Apr 2026, 10:15 CEST"
