@@ -10,14 +10,15 @@ test had closed (or was called off), and the answer changes nothing.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.engine import Engine
-from starlette.concurrency import run_in_threadpool
 
 from commtest.clock import Clock
 from commtest.i18n import format_duration, format_moment
@@ -32,8 +33,12 @@ from web.officer_video import join_of, not_by_link, video_page
 from web.pages import message, page, texts
 
 METHOD = "link"
+T = TypeVar("T")
 # The confirmation form is a CSRF token and an optional name: a few hundred bytes.
 MAX_FORM_BYTES = 4096
+# Threads for the pages' reads (one indexed query each). A few: handing a 0.1 ms query to one of
+# anyio's forty threads cost more in switching and waiting for the GIL than the query itself.
+READ_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,17 @@ class AckContext:
     clock: Clock
     signer: CsrfSigner
     writer: AckWriter = field(default=None)  # type: ignore[assignment]
+    reads: ThreadPoolExecutor = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.writer is None:
             object.__setattr__(self, "writer", AckWriter(self.engine, self.clock, self.settings))
+        if self.reads is None:
+            object.__setattr__(self, "reads", ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ack-read"))
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` (a short database read) off the event loop, on the pages' own threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.reads, fn, *args)
 
 
 class BodyTooLarge(Exception):
@@ -81,25 +93,27 @@ def ack_router(ctx: AckContext) -> APIRouter:
         return message(request, language, key, 200, switch_base=base, when=when, closed=closed)
 
     @router.api_route("/ack/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
-    def show(request: Request, token: str, lang: str | None = None) -> HTMLResponse:
+    async def show(request: Request, token: str, lang: str | None = None) -> HTMLResponse:
         base = f"/ack/{token}"
         if not is_well_formed(token):
             return message(request, pick_language(lang, None, ctx.settings.default_language), "malformed", 400)
-        info = lookup_token(ctx.engine, token)
+        info = await ctx.read(lookup_token, ctx.engine, token)
         if info is None:
             return message(request, pick_language(lang, None, ctx.settings.default_language), "unknown", 404)
         language = pick_language(lang, info.preferred_languages(), ctx.settings.default_language)
         if info.acked_at is not None:
             return message(request, language, "already", 409, switch_base=base,
                            when=format_moment(info.acked_at, info.timezone, language))
-        if info.run_closed:
-            # Still a form: an officer who answers now is thanked and the answer is kept.
-            return _form(request, info, language, base, closed=True)
-        if info.expired(ctx.clock.now()):
+        closed = info.run_closed
+        if not closed and info.expired(ctx.clock.now()):
             return message(request, language, "expired", 410, switch_base=base)
-        return _form(request, info, language, base)
+        # A video ping shows its join link instead of "Confirm" (read from the ping's provider).
+        video = await ctx.read(video_page, ctx, info, token, language) if info.channel == "video" else None
+        # Still a form when the run has closed: an officer who answers now is thanked and the answer is kept.
+        return _form(request, info, language, base, video, closed=closed)
 
-    def _form(request: Request, info: TokenInfo, language: str, base: str, closed: bool = False) -> HTMLResponse:
+    def _form(request: Request, info: TokenInfo, language: str, base: str, video: object,
+              closed: bool = False) -> HTMLResponse:
         t = texts(language)
         return page(
             request, "ack.html", language, switch_base=base, info=info,
@@ -108,7 +122,7 @@ def ack_router(ctx: AckContext) -> APIRouter:
             deadline=format_moment(info.deadline_at, info.timezone, language),
             csrf=ctx.signer.issue(info.token_hash), action=f"{base}?lang={language}",
             closed=closed, called_off=info.run_status == RunStatus.aborted.value,
-            video=video_page(ctx, info, base.rsplit("/", 1)[-1], language),  # join link instead of "Confirm"
+            video=video,
         )
 
     @router.post("/ack/{token}", response_class=HTMLResponse)
@@ -116,7 +130,7 @@ def ack_router(ctx: AckContext) -> APIRouter:
         fallback = pick_language(lang, None, ctx.settings.default_language)
         if not is_well_formed(token):
             return message(request, fallback, "malformed", 400)
-        info = await run_in_threadpool(lookup_token, ctx.engine, token)
+        info = await ctx.read(lookup_token, ctx.engine, token)
         if info is None:
             return message(request, fallback, "unknown", 404)
         language = pick_language(lang, info.preferred_languages(), ctx.settings.default_language)
@@ -132,7 +146,7 @@ def ack_router(ctx: AckContext) -> APIRouter:
             return message(request, language, "expired", 410)
         if not ctx.signer.check(info.token_hash, form.get(CSRF_FIELD, "")):
             return message(request, language, "csrf", 403, again=f"/ack/{token}?lang={language}")
-        if info.channel == "video" and await run_in_threadpool(join_of, ctx, info) is not None:
+        if info.channel == "video" and await ctx.read(join_of, ctx, info) is not None:
             return not_by_link(request, language, token)  # a video ping is answered by joining the room
         name = form.get("name")
         # Recorded by the writer thread with the answers that came in meanwhile, in one durable
