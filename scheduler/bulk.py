@@ -3,7 +3,9 @@
 The dispatcher changes a batch of attempts at once (``pending → dispatching`` with a token each,
 ``dispatching → sent`` with a deadline each), always from the state it read. SQLite runs an
 ``executemany`` in-process, row by row, quickly; on PostgreSQL a row-by-row statement costs a
-round trip and an index update each, so there the batch is one ``UPDATE … FROM (VALUES …)``.
+round trip each, so there the batch is one ``UPDATE … FROM unnest(…)``: its values travel as one
+array per column, so the statement's text is the same for every batch (compiled once, prepared by
+the server) however many rows it holds.
 Either way the caller learns exactly which rows were still in the expected state.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 
 def update_each(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *,
@@ -29,12 +32,13 @@ def update_each(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
         return set()
     ids = [int(r["id"]) for r in rows]
     if conn.dialect.name == "postgresql":
-        v = sa.values(sa.column("id", sa.Integer), *(sa.column(n, t) for n, t in per_row.items()),
-                      name="v").data([tuple(r[c] for c in ("id", *per_row)) for r in rows])
+        types: dict[str, sa.types.TypeEngine[Any]] = {"id": sa.Integer(), **per_row}
+        v = (sa.func.unnest(*(sa.bindparam(f"a_{n}", type_=postgresql.ARRAY(t)) for n, t in types.items()))
+             .table_valued(*(sa.column(n, t) for n, t in types.items())).render_derived(name="v"))
         own = {n: v.c[n] for n in per_row}
         stmt = (table.update().where(table.c.id == v.c.id, only_if)
                 .values({k: _resolve(x, own) for k, x in values.items()}).returning(table.c.id))
-        return set(conn.execute(stmt).scalars())
+        return set(conn.execute(stmt, {f"a_{n}": [r[n] for r in rows] for n in types}).scalars())
     own = {n: sa.bindparam(f"r_{n}", type_=t) for n, t in per_row.items()}
     stmt = (table.update().where(table.c.id == sa.bindparam("r_id"), only_if)
             .values({k: _resolve(x, own) for k, x in values.items()}))
