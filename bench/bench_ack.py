@@ -157,14 +157,15 @@ def serve(kind: str, port: int, env: dict[str, str], tmp: Path, workers: int = 1
     raise SystemExit(f"the {kind} server did not start")
 
 
-def csrf_for(token: str) -> str:
+def csrf_for(tokens: list[str]) -> list[str]:
+    """The confirmation form's CSRF field for each token, as the GET page would issue it."""
     from commtest.clock import SystemClock
     from commtest.settings import load_settings
     from scheduler.records import token_hash
     from web.csrf import CsrfSigner
 
     signer = CsrfSigner.from_settings(load_settings(secret_key=SECRET), SystemClock())
-    return signer.issue(token_hash(token))
+    return [signer.issue(token_hash(token)) for token in tokens]
 
 
 WRK_SCRIPT = """
@@ -259,7 +260,7 @@ def main() -> None:
     t0 = time.perf_counter()
     db_url, tokens = prepare(args.database_url, REPO / "var" / "bench" / "ack", args.tokens)
     print(f"prepared {len(tokens)} sent attempts in {time.perf_counter() - t0:.1f} s ({db_url.split('://')[0]})")
-    posts = [f"/ack/{tok}\tcsrf={csrf_for(tok)}&name=Bench" for tok in tokens]
+    posts = [f"/ack/{tok}\tcsrf={csrf}&name=Bench" for tok, csrf in zip(tokens, csrf_for(tokens))]
     gets = [f"/ack/{tok}\t" for tok in tokens]
     port_c, port_b = _port(), _port()
     env = {"BENCH_DB": db_url, "BENCH_SECRET": SECRET, "BENCH_BASE": f"http://127.0.0.1:{port_c}"}
