@@ -191,6 +191,14 @@ def format_moment(at: datetime | None, zone: str, language: str, *, seconds: boo
     ``15 sep. 2026 10:26 CEST`` (nl), ``15 sept. 2026 10:26 CEST`` (fr)."""
     if at is None:
         return "–"
+    # Only the minute (or second) shows, and zones change their offsets on whole minutes: one
+    # formatting serves every moment of that minute (Babel's formatting is the costly part of a
+    # page, and of a report's timeline).
+    return _moment(at.replace(second=0 if not seconds else at.second, microsecond=0), zone, language, seconds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _moment(at: datetime, zone: str, language: str, seconds: bool) -> str:
     tz = _zone(zone)
     local = at.astimezone(tz)
     day = _babel_date(local.date(), "medium", locale=_locale(language))
