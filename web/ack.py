@@ -13,7 +13,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -82,7 +82,24 @@ async def read_small_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict
     return {k: v[0] for k, v in parsed.items() if v}
 
 
+Handler = Callable[[Request, str, "str | None"], Awaitable[HTMLResponse]]
+
+
+@dataclass(frozen=True)
+class AckPages:
+    """The page and the confirmation of one acknowledgement link: as routes of the app, and as
+    handlers that ``web.app`` calls directly for a well-formed link (see ``AckFastPath``)."""
+
+    show: Handler
+    confirm: Handler
+    router: APIRouter
+
+
 def ack_router(ctx: AckContext) -> APIRouter:
+    return ack_pages(ctx).router
+
+
+def ack_pages(ctx: AckContext) -> AckPages:
     router = APIRouter()
 
     def closed_page(request: Request, info: TokenInfo, language: str, answered_at: datetime | None,
@@ -170,4 +187,4 @@ def ack_router(ctx: AckContext) -> APIRouter:
             return message(request, language, "expired", 410)
         return message(request, language, "unknown", 404)
 
-    return router
+    return AckPages(show, confirm, router)

@@ -10,6 +10,7 @@ and uvicorn's own proxy-header handling is switched off by the daemon.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -24,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from commtest.clock import Clock
 from commtest.settings import Settings
-from web.ack import AckContext, ack_router
+from web.ack import AckContext, AckPages, ack_pages
 from web.api import PREFIX as API_PREFIX, api_app
 from web.metrics import metrics_router
 from web.officer_calendar import calendar_router
@@ -56,28 +57,59 @@ SECURITY_HEADERS = {
 _HEADER_BYTES = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
 
 
+# Links whose path is a secret (an acknowledgement link, a calendar feed): logged without it.
+_SECRET_IN_PATH = re.compile(r"^/(ack|calendar)/[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """``path`` as it may go into a log: ``/ack/…/video``, never the token itself."""
+    return _SECRET_IN_PATH.sub(lambda m: f"/{m.group(1)}/…", path)
+
+
+# A well-formed acknowledgement link (web.ack: what secrets.token_urlsafe(32) makes), nothing after it.
+_ACK_LINK = re.compile(r"/ack/([A-Za-z0-9_-]{43})")
+
+
 class GuardMiddleware:
     """Every response gets the security headers; /ack is rate limited per client address.
 
     A plain ASGI middleware: Starlette's ``@app.middleware("http")`` wraps every request and
-    response in extra tasks and streams, which cost more than an acknowledgement itself."""
+    response in extra tasks and streams, which cost more than an acknowledgement itself. For the
+    same reason a well-formed link's GET and POST go straight to their handlers (``ack_pages``):
+    FastAPI's routing, its five middlewares and its parameter handling cost about a third of the
+    page. Anything else under /ack (a malformed link, HEAD, the video and details pages) takes the
+    app's routes as before."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings, limiter: SlidingWindowLimiter,
-                 lang_of: Callable[[Request], str]) -> None:
-        self.app, self.settings, self.limiter, self.lang_of = app, settings, limiter, lang_of
+                 lang_of: Callable[[Request], str], ack: AckPages | None = None) -> None:
+        self.app, self.settings, self.limiter, self.lang_of, self.ack = app, settings, limiter, lang_of, ack
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if scope["path"].startswith("/ack"):
-            request = Request(scope)
+            request = Request(scope, receive)
             if not self.limiter.allow(client_address(request, self.settings)):
                 response = message(request, self.lang_of(request), "ratelimited", 429)
                 response.headers["Retry-After"] = "60"
                 await response(scope, receive, _with_headers(send))
                 return
+            link = _ACK_LINK.fullmatch(scope["path"])
+            if link and self.ack is not None and scope["method"] in ("GET", "POST"):
+                await self._ack(request, link.group(1), scope, receive, send)
+                return
         await self.app(scope, receive, _with_headers(send))
+
+    async def _ack(self, request: Request, token: str, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.ack is not None
+        handler = self.ack.show if scope["method"] == "GET" else self.ack.confirm
+        try:
+            response: Response = await handler(request, token, request.query_params.get("lang"))
+        except Exception:  # the app's own handler of unexpected errors would do the same
+            log.exception("web: unhandled error on %s %s", scope["method"], loggable_path(scope["path"]))
+            response = message(request, self.lang_of(request), "error", 500)
+        await response(scope, receive, _with_headers(send))
 
 
 def _with_headers(send: Send) -> Send:
@@ -100,7 +132,8 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
     def lang_of(request: Request) -> str:
         return pick_language(request.query_params.get("lang"), None, settings.default_language)
 
-    app.add_middleware(GuardMiddleware, settings=settings, limiter=limiter, lang_of=lang_of)
+    pages = ack_pages(ctx)
+    app.add_middleware(GuardMiddleware, settings=settings, limiter=limiter, lang_of=lang_of, ack=pages)
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     def healthz() -> JSONResponse:
@@ -112,7 +145,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
             log.exception("health check: database unreachable")
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
 
-    app.include_router(ack_router(ctx))
+    app.include_router(pages.router)
     app.include_router(correction_router(ctx))
     app.include_router(calendar_router(ctx))
     app.include_router(metrics_router(settings, engine, clock))
@@ -138,7 +171,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("web: unhandled error on %s %s", request.method, request.url.path)
+        log.exception("web: unhandled error on %s %s", request.method, loggable_path(request.url.path))
         response = message(request, lang_of(request), "error", 500)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)

@@ -288,3 +288,50 @@ def test_the_page_names_the_organisation_as_the_reader_reads_it(web: Web) -> Non
     french = web.client.get(f"/ack/{token}?lang=fr").text
     assert "Centre Un (fictif)" in french and "Centrum Een" not in french
     assert "Centre One</dd>" in web.client.get(f"/ack/{token}?lang=de").text  # no German name: the directory's
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_unexpected_error_on_a_link_is_a_500_page_with_the_headers_and_no_token_in_the_log(
+        web: Web, method: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    token = web.tokens[ADDR]
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("the database went away in an unexpected way")
+
+    monkeypatch.setattr("web.ack.lookup_token", broken)
+    r = web.client.request(method, f"/ack/{token}?lang=en", data={"csrf": "x"} if method == "POST" else None)
+    assert r.status_code == 500 and "Traceback" not in r.text and "the database went away" not in r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert r.headers["cache-control"] == "no-store"
+    assert "unhandled error" in caplog.text and token not in caplog.text  # the link is a secret
+    assert ping_of(web.engine).state == "sent" and acked_events(web.engine) == 0
+
+
+def test_a_link_with_anything_after_the_token_is_not_taken_for_the_link(web: Web) -> None:
+    token = web.tokens[ADDR]
+    assert web.client.get(f"/ack/{token}x").status_code == 400  # 44 characters: malformed, not looked up
+    assert web.client.get(f"/ack/{token}/nothing").status_code == 404
+    assert web.client.head(f"/ack/{token}").status_code == 200  # HEAD takes the app's own route
+
+
+def test_an_unexpected_error_on_a_page_behind_a_link_logs_the_path_without_the_token(
+        web: Web, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    token = web.tokens[ADDR]
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("unexpected")
+
+    from starlette.testclient import TestClient
+
+    monkeypatch.setattr("web.officer_correction.lookup_token", broken)
+    r = TestClient(web.client.app, raise_server_exceptions=False).get(f"/ack/{token}/correction?lang=en")
+    assert r.status_code == 500 and r.headers["cache-control"] == "no-store"
+    assert "/ack/…/correction" in caplog.text and token not in caplog.text
+
+
+def test_loggable_paths_hide_the_secret_part_only() -> None:
+    from web.app import loggable_path
+
+    assert loggable_path("/ack/abc/video") == "/ack/…/video"
+    assert loggable_path("/calendar/secret.ics") == "/calendar/…"
+    assert loggable_path("/console/runs/3") == "/console/runs/3"
