@@ -29,7 +29,7 @@ from scheduler.ack_writer import AckWriter, Answer
 from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token
 from web.csrf import CSRF_FIELD, CsrfSigner
 from web.i18n import pick_language
-from web.officer_video import join_of, not_by_link, video_page
+from web.officer_video import VideoPage, join_of, not_by_link, video_page
 from web.pages import message, page, texts
 
 METHOD = "link"
@@ -86,20 +86,16 @@ Handler = Callable[[Request, str, "str | None"], Awaitable[HTMLResponse]]
 
 
 @dataclass(frozen=True)
-class AckPages:
+class AckHandlers:
     """The page and the confirmation of one acknowledgement link: as routes of the app, and as
-    handlers that ``web.app`` calls directly for a well-formed link (see ``AckFastPath``)."""
+    handlers that ``web.app.GuardMiddleware`` calls directly for a well-formed link."""
 
     show: Handler
     confirm: Handler
     router: APIRouter
 
 
-def ack_router(ctx: AckContext) -> APIRouter:
-    return ack_pages(ctx).router
-
-
-def ack_pages(ctx: AckContext) -> AckPages:
+def ack_handlers(ctx: AckContext) -> AckHandlers:
     router = APIRouter()
 
     def closed_page(request: Request, info: TokenInfo, language: str, answered_at: datetime | None,
@@ -129,7 +125,7 @@ def ack_pages(ctx: AckContext) -> AckPages:
         # Still a form when the run has closed: an officer who answers now is thanked and the answer is kept.
         return _form(request, info, language, base, video, closed=closed)
 
-    def _form(request: Request, info: TokenInfo, language: str, base: str, video: object,
+    def _form(request: Request, info: TokenInfo, language: str, base: str, video: VideoPage | None,
               closed: bool = False) -> HTMLResponse:
         t = texts(language)
         return page(
@@ -187,4 +183,4 @@ def ack_pages(ctx: AckContext) -> AckPages:
             return message(request, language, "expired", 410)
         return message(request, language, "unknown", 404)
 
-    return AckPages(show, confirm, router)
+    return AckHandlers(show, confirm, router)

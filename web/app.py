@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from commtest.clock import Clock
 from commtest.settings import Settings
-from web.ack import AckContext, AckPages, ack_pages
+from web.ack import AckContext, AckHandlers, ack_handlers
 from web.api import PREFIX as API_PREFIX, api_app
 from web.metrics import metrics_router
 from web.officer_calendar import calendar_router
@@ -75,13 +75,13 @@ class GuardMiddleware:
 
     A plain ASGI middleware: Starlette's ``@app.middleware("http")`` wraps every request and
     response in extra tasks and streams, which cost more than an acknowledgement itself. For the
-    same reason a well-formed link's GET and POST go straight to their handlers (``ack_pages``):
+    same reason a well-formed link's GET and POST go straight to their handlers (``ack_handlers``):
     FastAPI's routing, its five middlewares and its parameter handling cost about a third of the
-    page. Anything else under /ack (a malformed link, HEAD, the video and details pages) takes the
+    page. Anything else under /ack (a malformed link, HEAD, the video and correction pages) takes the
     app's routes as before."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings, limiter: SlidingWindowLimiter,
-                 lang_of: Callable[[Request], str], ack: AckPages | None = None) -> None:
+                 lang_of: Callable[[Request], str], ack: AckHandlers | None = None) -> None:
         self.app, self.settings, self.limiter, self.lang_of, self.ack = app, settings, limiter, lang_of, ack
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -132,8 +132,8 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
     def lang_of(request: Request) -> str:
         return pick_language(request.query_params.get("lang"), None, settings.default_language)
 
-    pages = ack_pages(ctx)
-    app.add_middleware(GuardMiddleware, settings=settings, limiter=limiter, lang_of=lang_of, ack=pages)
+    ack = ack_handlers(ctx)
+    app.add_middleware(GuardMiddleware, settings=settings, limiter=limiter, lang_of=lang_of, ack=ack)
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     def healthz() -> JSONResponse:
@@ -145,7 +145,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
             log.exception("health check: database unreachable")
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
 
-    app.include_router(pages.router)
+    app.include_router(ack.router)
     app.include_router(correction_router(ctx))
     app.include_router(calendar_router(ctx))
     app.include_router(metrics_router(settings, engine, clock))
