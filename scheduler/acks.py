@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -18,6 +18,7 @@ from channels.email.message import TOKEN_RE
 from commtest.clock import Clock
 from commtest.db import run_write
 from commtest.models import ContactPoint, Organisation, Ping, TestRun
+from commtest.point_read import PointRead
 from commtest.settings import Settings
 from scheduler import records
 
@@ -134,15 +135,28 @@ def lookup_token(engine: Engine, token: str) -> TokenInfo | None:
         return None
     with engine.connect() as conn:
         r = conn.execute(_LOOKUP_BY_TOKEN, {"token_hash": records.token_hash(token)}).first()
-    if r is None:
+    return None if r is None else token_info_of(r._mapping)
+
+
+def token_reader(engine: Engine) -> PointRead | None:
+    """The token lookup as a ``PointRead`` (SQLite files), or None where the engine's own
+    read is the way (PostgreSQL, an in-memory database)."""
+    try:
+        return PointRead(engine, _LOOKUP_BY_TOKEN)
+    except ValueError:
         return None
+
+
+def token_info_of(r: Mapping[str, Any]) -> TokenInfo:
+    """What a page needs to know of a ping, from one row of ``_LOOKUP_BY_TOKEN``."""
     return TokenInfo(
-        ping_id=r.id, run_id=r.run_id, token_hash=r.token_hash or "", channel=r.channel, language=r.language,
-        timezone=r.cp_zone or r.org_zone, organisation_code=r.org_code, organisation_name=r.org_name,
-        contact_name=r.cp_name, sent_at=r.sent_at, deadline_at=r.deadline_at, expires_at=r.token_expires_at,
-        acked_at=r.acked_at, contact_languages=tuple(r.cp_languages or ()),
-        organisation_languages=tuple(r.org_languages or ()), run_status=r.run_status,
-        run_finished_at=r.run_finished_at, organisation_names=dict(r.org_names or {}),
+        ping_id=r["id"], run_id=r["run_id"], token_hash=r["token_hash"] or "", channel=r["channel"],
+        language=r["language"], timezone=r["cp_zone"] or r["org_zone"], organisation_code=r["org_code"],
+        organisation_name=r["org_name"], contact_name=r["cp_name"], sent_at=r["sent_at"],
+        deadline_at=r["deadline_at"], expires_at=r["token_expires_at"], acked_at=r["acked_at"],
+        contact_languages=tuple(r["cp_languages"] or ()), organisation_languages=tuple(r["org_languages"] or ()),
+        run_status=r["run_status"], run_finished_at=r["run_finished_at"],
+        organisation_names=dict(r["org_names"] or {}),
     )
 
 

@@ -10,6 +10,8 @@ test had closed (or was called off), and the answer changes nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,14 +25,18 @@ from sqlalchemy.engine import Engine
 from commtest.clock import Clock
 from commtest.i18n import format_duration, format_moment
 from commtest.models import RunStatus
+from commtest.point_read import PointRead
 from commtest.settings import Settings
 from commtest.vocabulary import name_of
 from scheduler.ack_writer import AckWriter, Answer
-from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token
+from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token, token_info_of, token_reader
+from scheduler.records import token_hash
 from web.csrf import CSRF_FIELD, CsrfSigner
 from web.i18n import pick_language
 from web.officer_video import VideoPage, join_of, not_by_link, video_page
 from web.pages import message, page, texts
+
+log = logging.getLogger(__name__)
 
 METHOD = "link"
 T = TypeVar("T")
@@ -49,12 +55,29 @@ class AckContext:
     signer: CsrfSigner
     writer: AckWriter = field(default=None)  # type: ignore[assignment]
     reads: ThreadPoolExecutor = field(default=None)  # type: ignore[assignment]
+    tokens: PointRead | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.writer is None:
             object.__setattr__(self, "writer", AckWriter(self.engine, self.clock, self.settings))
         if self.reads is None:
             object.__setattr__(self, "reads", ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ack-read"))
+        if self.tokens is None:
+            object.__setattr__(self, "tokens", token_reader(self.engine))
+
+    async def lookup(self, token: str) -> TokenInfo | None:
+        """The ping behind a well-formed ``token``. On a SQLite file the one indexed read runs
+        right here on the event loop: in WAL mode it never waits for a lock (commtest.point_read),
+        and it costs less than handing it to a thread (~15 µs against ~100 µs and a wait for
+        the GIL). On PostgreSQL, and when SQLite answers busy, it runs on the pages' threads."""
+        if self.tokens is not None:
+            try:
+                row = self.tokens.first(token_hash=token_hash(token))
+            except sqlite3.Error:
+                log.debug("ack: the direct token read was refused; reading through the engine", exc_info=True)
+            else:
+                return None if row is None else token_info_of(row)
+        return await self.read(lookup_token, self.engine, token)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` (a short database read) off the event loop, on the pages' own threads."""
@@ -110,7 +133,7 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
         base = f"/ack/{token}"
         if not is_well_formed(token):
             return message(request, pick_language(lang, None, ctx.settings.default_language), "malformed", 400)
-        info = await ctx.read(lookup_token, ctx.engine, token)
+        info = await ctx.lookup(token)
         if info is None:
             return message(request, pick_language(lang, None, ctx.settings.default_language), "unknown", 404)
         language = pick_language(lang, info.preferred_languages(), ctx.settings.default_language)
@@ -143,7 +166,7 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
         fallback = pick_language(lang, None, ctx.settings.default_language)
         if not is_well_formed(token):
             return message(request, fallback, "malformed", 400)
-        info = await ctx.read(lookup_token, ctx.engine, token)
+        info = await ctx.lookup(token)
         if info is None:
             return message(request, fallback, "unknown", 404)
         language = pick_language(lang, info.preferred_languages(), ctx.settings.default_language)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -298,7 +299,8 @@ def test_an_unexpected_error_on_a_link_is_a_500_page_with_the_headers_and_no_tok
     def broken(*_: object) -> None:
         raise RuntimeError("the database went away in an unexpected way")
 
-    monkeypatch.setattr("web.ack.lookup_token", broken)
+    monkeypatch.setattr("web.ack.lookup_token", broken)  # the engine's read (PostgreSQL)
+    monkeypatch.setattr("web.ack.token_info_of", broken)  # the direct read's row (SQLite)
     r = web.client.request(method, f"/ack/{token}?lang=en", data={"csrf": "x"} if method == "POST" else None)
     assert r.status_code == 500 and "Traceback" not in r.text and "the database went away" not in r.text
     assert r.headers["content-security-policy"].startswith("default-src 'none'")
@@ -335,3 +337,16 @@ def test_loggable_paths_hide_the_secret_part_only() -> None:
     assert loggable_path("/ack/abc/video") == "/ack/…/video"
     assert loggable_path("/calendar/secret.ics") == "/calendar/…"
     assert loggable_path("/console/runs/3") == "/console/runs/3"
+
+
+def test_a_page_whose_direct_read_is_refused_reads_through_the_engine(
+        web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    def busy(*_: object, **__: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr("commtest.point_read.PointRead.first", busy)  # e.g. a WAL being recovered
+    token = web.tokens[ADDR]
+    page = web.client.get(f"/ack/{token}?lang=en")
+    assert page.status_code == 200 and "Centre One desk" in page.text
+    r = web.client.post(f"/ack/{token}?lang=en", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 200 and ping_of(web.engine).state == "acked"

@@ -1,0 +1,69 @@
+"""The acknowledgement pages' direct SQLite read: the same values as the engine's read, never
+a wait for the write lock, and a clear refusal where it cannot work."""
+from __future__ import annotations
+
+import sqlite3
+from datetime import timezone
+
+import pytest
+import sqlalchemy as sa
+
+from commtest.clock import FrozenClock
+from commtest.db import make_engine
+from commtest.models import Ping
+from commtest.point_read import PointRead
+from scheduler.acks import _LOOKUP_BY_TOKEN, lookup_token, token_info_of, token_reader
+from scheduler.records import token_hash
+from tests.web.conftest import sent_run, web_settings
+
+
+def test_a_point_read_gives_exactly_what_the_engines_read_gives(sqlite_url: str, clock: FrozenClock) -> None:
+    engine = make_engine(sqlite_url)
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    reader = token_reader(engine)
+    assert reader is not None
+    for token in tokens.values():
+        row = reader.first(token_hash=token_hash(token))
+        assert row is not None
+        info = token_info_of(row)
+        assert info == lookup_token(engine, token)
+        assert info.sent_at is not None and info.sent_at.tzinfo == timezone.utc  # the column's own processor
+        assert isinstance(info.organisation_names, dict) and isinstance(info.contact_languages, tuple)  # JSON decoded
+    assert reader.first(token_hash=token_hash("x" * 43)) is None
+    engine.dispose()
+
+
+def test_a_point_read_never_waits_for_a_writer_and_reads_the_last_commit(sqlite_url: str, clock: FrozenClock) -> None:
+    engine = make_engine(sqlite_url)
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    token = next(iter(tokens.values()))
+    reader = PointRead(engine, _LOOKUP_BY_TOKEN)
+    writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # holds the write lock, as a long write would
+    writer.execute("UPDATE ping SET channel = 'changed-not-committed' WHERE token_hash = ?", (token_hash(token),))
+    row = reader.first(token_hash=token_hash(token))  # busy timeout 0: a wait would raise, not block
+    assert row is not None and row["channel"] == "email"  # the committed snapshot
+    writer.execute("COMMIT")
+    row = reader.first(token_hash=token_hash(token))
+    assert row is not None and row["channel"] == "changed-not-committed"
+    writer.close()
+    reader.close()
+    engine.dispose()
+
+
+def test_a_point_read_cannot_change_the_database(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    reader = PointRead(engine, sa.select(Ping.__table__.c.id).where(Ping.__table__.c.id == sa.bindparam("pid")))  # type: ignore[attr-defined]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader._connection().execute("DELETE FROM ping")  # query_only: the pages' connection is read-only
+    engine.dispose()
+
+
+def test_a_point_read_is_refused_where_it_cannot_work(tmp_path: object) -> None:
+    memory = make_engine("sqlite://")
+    with pytest.raises(ValueError, match="in-memory"):
+        PointRead(memory, _LOOKUP_BY_TOKEN)
+    assert token_reader(memory) is None  # the pages read through the engine instead
+    stamped = sa.select(Ping.__table__.c.id).where(Ping.__table__.c.sent_at > sa.bindparam("at", type_=Ping.__table__.c.sent_at.type))  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="parameters as they are"):
+        PointRead(make_engine(f"sqlite:///{tmp_path}/x.db"), stamped)
