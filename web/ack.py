@@ -31,6 +31,7 @@ from commtest.vocabulary import name_of
 from scheduler.ack_writer import AckWriter, Answer
 from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token, token_info_of, token_reader
 from scheduler.records import token_hash
+from web.ack_frames import done_frame, form_frame
 from web.csrf import CSRF_FIELD, CsrfSigner
 from web.i18n import pick_language
 from web.officer_video import VideoPage, join_of, not_by_link, video_page
@@ -150,15 +151,19 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
 
     def _form(request: Request, info: TokenInfo, language: str, base: str, video: VideoPage | None,
               closed: bool = False) -> HTMLResponse:
+        called_off = info.run_status == RunStatus.aborted.value
+        sent = format_moment(info.sent_at, info.timezone, language)
+        deadline = format_moment(info.deadline_at, info.timezone, language)
+        csrf = ctx.signer.issue(info.token_hash)
+        if video is None:  # the plain form: its frame filled (web.ack_frames), the same bytes as a render
+            frame = form_frame(language, info.channel, closed, called_off)
+            return HTMLResponse(frame.fill((info.organisation_in(language), info.contact_name, sent, deadline,
+                                            csrf, base)))
         t = texts(language)
         return page(
             request, "ack.html", language, switch_base=base, info=info,
-            channel_name=name_of("channel", info.channel, t),
-            sent=format_moment(info.sent_at, info.timezone, language),
-            deadline=format_moment(info.deadline_at, info.timezone, language),
-            csrf=ctx.signer.issue(info.token_hash), action=f"{base}?lang={language}",
-            closed=closed, called_off=info.run_status == RunStatus.aborted.value,
-            video=video,
+            channel_name=name_of("channel", info.channel, t), sent=sent, deadline=deadline,
+            csrf=csrf, action=f"{base}?lang={language}", closed=closed, called_off=called_off, video=video,
         )
 
     @router.post("/ack/{token}", response_class=HTMLResponse)
@@ -192,10 +197,8 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
             source=request.client.host if request.client else None, info=info)))
         zone = outcome.timezone or info.timezone
         if outcome.status == "acked":
-            t = texts(language)
-            return page(request, "done.html", language, title=t("Thank you: receipt confirmed"),
-                        when=format_moment(outcome.acked_at, zone, language),
-                        duration=format_duration(outcome.response_ms, language), late=outcome.late)
+            return HTMLResponse(done_frame(language, outcome.late).fill((
+                format_moment(outcome.acked_at, zone, language), format_duration(outcome.response_ms, language))))
         if outcome.status == "after_close":
             closed_info = TokenInfo(**{**info.__dict__, "run_status": outcome.run_status,
                                        "run_finished_at": outcome.run_finished_at or info.run_finished_at})

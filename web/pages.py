@@ -51,16 +51,18 @@ def texts(lang: str) -> Texts:
     return Texts("officer", lang)
 
 
+def page_context(lang: str, *, title: str | None = None, switch_base: str | None = None,
+                 **context: Any) -> dict[str, Any]:
+    """What every officer page's template gets: the language, its texts, the title, the language switch."""
+    t = texts(lang)
+    return {"lang": lang, **t.jinja_globals(), "title": title or t("Confirm receipt"),
+            "languages": [(c, LANGUAGE_NAMES[c]) for c in LANGUAGES], "switch_base": switch_base, **context}
+
+
 def page(request: Request, template: str, lang: str, status: int = 200, *, title: str | None = None,
          switch_base: str | None = None, **context: Any) -> HTMLResponse:
-    t = texts(lang)
     return TEMPLATES.TemplateResponse(
-        request,
-        template,
-        {"lang": lang, **t.jinja_globals(), "title": title or t("Confirm receipt"),
-         "languages": [(c, LANGUAGE_NAMES[c]) for c in LANGUAGES], "switch_base": switch_base, **context},
-        status_code=status,
-    )
+        request, template, page_context(lang, title=title, switch_base=switch_base, **context), status_code=status)
 
 
 def message(request: Request, lang: str, key: str, status: int, *, switch_base: str | None = None,
