@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from commtest import events as ev
 from commtest.masking import mask_address
+from commtest.prepared import Prepared
 from commtest.models import Endpoint, EndpointStatus, Event, Outcome, Ping, PingState, RunStatus, TestRun
 # The engine, the webhooks and the mail reader flag endpoints through this module.
 from scheduler.endpoint_flags import flag_endpoint as flag_endpoint
@@ -163,30 +164,36 @@ def locked_answer_row(conn: sa.Connection, where: Any, params: dict[str, Any] | 
     once is compiled once, which the hot path of the acknowledgement pages needs."""
     sqlite = conn.dialect.name == "sqlite"
     if where is BY_TOKEN or where is BY_ID:
-        stmt = _ANSWER_ROW_SQLITE[where is BY_TOKEN] if sqlite else _ANSWER_ROW_PG[where is BY_TOKEN]
-    elif sqlite:
+        prepared = _ANSWER_ROW_SQLITE[where is BY_TOKEN] if sqlite else _ANSWER_ROW_PG[where is BY_TOKEN]
+        row = prepared.run(conn, params).first()
+        if sqlite or row is None:
+            return row
+        return _WithStatus(row, _RUN_STATUS_SHARED.run(conn, {"run_id": row.run_id}).scalar()
+                           or RunStatus.completed.value)
+    if sqlite:
         stmt = sa.select(*_ACK_COLUMNS, RT.c.status.label("run_status")).join(RT, RT.c.id == PT.c.run_id).where(where)
     else:
         stmt = sa.select(*_ACK_COLUMNS).where(where).with_for_update(of=PT)
     row = conn.execute(stmt, params or {}).first()
     if sqlite or row is None:
         return row
-    status = conn.execute(_RUN_STATUS_SHARED, {"run_id": row.run_id}).scalar()
+    status = _RUN_STATUS_SHARED.run(conn, {"run_id": row.run_id}).scalar()
     return _WithStatus(row, status or RunStatus.completed.value)
 
 
 BY_TOKEN = PT.c.token_hash == sa.bindparam("token_hash")
 BY_ID = PT.c.id == sa.bindparam("ping_id")
 _ANSWER_ROW_SQLITE = {
-    by_token: sa.select(*_ACK_COLUMNS, RT.c.status.label("run_status")).join(RT, RT.c.id == PT.c.run_id)
-    .where(BY_TOKEN if by_token else BY_ID)
+    by_token: Prepared(sa.select(*_ACK_COLUMNS, RT.c.status.label("run_status")).join(RT, RT.c.id == PT.c.run_id)
+    .where(BY_TOKEN if by_token else BY_ID))
     for by_token in (True, False)
 }
 _ANSWER_ROW_PG = {
-    by_token: sa.select(*_ACK_COLUMNS).where(BY_TOKEN if by_token else BY_ID).with_for_update(of=PT)
+    by_token: Prepared(sa.select(*_ACK_COLUMNS).where(BY_TOKEN if by_token else BY_ID).with_for_update(of=PT))
     for by_token in (True, False)
 }
-_RUN_STATUS_SHARED = sa.select(RT.c.status).where(RT.c.id == sa.bindparam("run_id")).with_for_update(read=True)
+_RUN_STATUS_SHARED = Prepared(sa.select(RT.c.status).where(RT.c.id == sa.bindparam("run_id"))
+                              .with_for_update(read=True))
 
 
 class _WithStatus:
@@ -197,15 +204,16 @@ class _WithStatus:
         return getattr(self._row, name)
 
 
-# The statements of an acknowledgement, built once (see locked_answer_row).
+# The statements of an acknowledgement, built and compiled once, run on the driver's cursor
+# (commtest.prepared: the writer's hot path; see locked_answer_row).
 _AT = sa.bindparam("b_at", type_=PT.c.acked_at.type)  # aware UTC, stored as every instant is
-_ACK_UPDATE = (
+_ACK_UPDATE = Prepared(
     PT.update().where(PT.c.id == sa.bindparam("b_pid"), PT.c.state.in_(ANSWERABLE), PT.c.acked_at.is_(None))
     .values(acked_at=_AT, ack_method=sa.bindparam("b_method"), ack_by=sa.bindparam("b_by"),
             ack_suspicious=sa.bindparam("b_suspicious"), state=PingState.acked.value, outcome=sa.bindparam("b_outcome"),
             settled_at=_AT, simulated=sa.bindparam("b_simulated"))
 )
-_CANCEL_PENDING = (
+_CANCEL_PENDING = Prepared(
     PT.update().where(PT.c.run_id == sa.bindparam("b_run_id"), PT.c.contact_point_id == sa.bindparam("b_cp"),
                       PT.c.step == sa.bindparam("b_step"), PT.c.state == PingState.pending.value,
                       PT.c.id != sa.bindparam("b_pid"))
@@ -213,7 +221,7 @@ _CANCEL_PENDING = (
             error=sa.bindparam("b_error"))
     .returning(PT.c.id, PT.c.run_id, PT.c.organisation_code, PT.c.channel)
 )
-_VERIFY_ENDPOINT = (
+_VERIFY_ENDPOINT = Prepared(
     EPT.update().where(EPT.c.id == sa.bindparam("b_eid")).values(
         verified_at=sa.case((sa.or_(EPT.c.verified_at.is_(None), EPT.c.verified_at < _AT),
                              _AT), else_=EPT.c.verified_at),
@@ -223,7 +231,7 @@ _VERIFY_ENDPOINT = (
                        else_=EPT.c.status),
     )
 )
-_INSERT_EVENTS = ET.insert()
+_INSERT_EVENTS = Prepared(ET.insert())
 
 
 def _event_row(row: Any, kind: str, at: datetime, actor: str, *, outcome: str | None = None,
@@ -299,7 +307,7 @@ def acknowledge_row(
         outcome = Outcome.self_reported
     else:
         outcome = Outcome.acked_late if late else Outcome.acked
-    result = conn.execute(_ACK_UPDATE, {
+    result = _ACK_UPDATE.run(conn, {
         "b_pid": row.id, "b_at": at, "b_method": method[:32], "b_by": (by or "")[:200] or None,
         "b_suspicious": suspicious, "b_outcome": outcome.value, "b_simulated": simulated})
     if result.rowcount != 1:
@@ -313,17 +321,17 @@ def acknowledge_row(
                    method=method),
     ]
     # The person answered: later attempts of this step that are not sent yet are moot.
-    cancelled = conn.execute(_CANCEL_PENDING, {
+    cancelled = _CANCEL_PENDING.run(conn, {
         "b_run_id": row.run_id, "b_cp": row.contact_point_id, "b_step": row.step, "b_pid": row.id, "b_at": at,
         "b_error": f"acknowledged on ping {row.id}"}).all()
     events.extend(_event_row(c, ev.PING_SETTLED, at, actor, outcome=Outcome.cancelled.value, reason=
                              f"acknowledged on ping {row.id}", method=None) for c in cancelled)
     if not simulated and row.endpoint_id is not None:
-        verified = conn.execute(_VERIFY_ENDPOINT, {"b_eid": row.endpoint_id, "b_at": at, "b_run_id": row.run_id,
+        verified = _VERIFY_ENDPOINT.run(conn, {"b_eid": row.endpoint_id, "b_at": at, "b_run_id": row.run_id,
                                                    "b_outcome": outcome.value})
         if verified.rowcount:
             events.append(_event_row(row, ev.ENDPOINT_VERIFIED, at, actor, endpoint_id=row.endpoint_id))
-    conn.execute(_INSERT_EVENTS, events)
+    _INSERT_EVENTS.run_many(conn, events)
     log.info("run=%s ping=%s channel=%s to=%s attempt=%s outcome=%s", row.run_id, row.id, row.channel,
              mask_address(row.address), row.attempt, outcome.value)
     return AckResult(row.id, row.run_id, "acked", late, suspicious, response, at, run_status)

@@ -1,0 +1,134 @@
+"""Core statements run on the driver's cursor: the acknowledgement writer's hot path.
+
+Recording one acknowledgement is five short statements (find and lock the ping, the
+conditional update, cancel the step's pending attempts, verify the endpoint, the events). Through
+``Connection.execute`` each cost 60-100 µs of SQLAlchemy bookkeeping (execution context,
+parameter processing, result objects) against 10-15 µs of database work, so the writer spent
+four fifths of an answer outside the database. A ``Prepared`` statement is compiled by
+SQLAlchemy once per dialect (its SQL, its parameter order, its types' bind and result
+processors) and then runs on the DBAPI cursor of the caller's connection, inside the caller's
+transaction: the same SQL, the same values in and out, a driver error raised as SQLAlchemy's
+own exception class (so ``run_write`` retries a lost race as before).
+
+What it does not do: bind parameters the caller gives to an ``IN`` (expanding) list, and
+anything ``Connection.execute`` adds through events (commtest registers none on execution).
+``tests/commtest/test_prepared.py`` holds each prepared statement of the writer to what
+``Connection.execute`` does, on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import threading
+from collections import namedtuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    order: tuple[str, ...] | None  # parameter names in order (positional paramstyles), or None (named)
+    base: dict[str, Any]  # the statement's own values (literals, IN lists), before processing
+    binds: tuple[tuple[str, Callable[[Any], Any]], ...]
+    row: Any  # namedtuple of the result columns, or None
+    results: tuple[Callable[[Any], Any] | None, ...]
+
+
+class Result:
+    """What a prepared statement returned: ``rowcount`` and its rows (named tuples)."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rowcount: int, rows: list[Any]) -> None:
+        self.rowcount, self.rows = rowcount, rows
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def all(self) -> list[Any]:
+        return self.rows
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+class Prepared:
+    """``stmt``, compiled for a dialect on its first use with that dialect and the keys given."""
+
+    def __init__(self, stmt: sa.Executable) -> None:
+        self.stmt = stmt
+        self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
+        self._lock = threading.Lock()
+
+    def _plan(self, dialect: sa.Dialect, keys: frozenset[str]) -> _Plan:
+        plan = self._plans.get((dialect.name, keys))
+        if plan is None:
+            with self._lock:
+                plan = self._plans.get((dialect.name, keys)) or self._compile(dialect, keys)
+                self._plans[(dialect.name, keys)] = plan
+        return plan
+
+    def _compile(self, dialect: sa.Dialect, keys: frozenset[str]) -> _Plan:
+        compiled = self.stmt.compile(dialect=dialect, column_keys=sorted(keys) if isinstance(self.stmt, sa.Insert)
+                                     else None)
+        given = {k: None for k in keys}
+        params = compiled.construct_params(given, _check=False)
+        expanding = {b.key for b in compiled.post_compile_params} | {b.key for b in compiled.literal_execute_params}
+        if expanding & keys:
+            raise ValueError(f"Prepared cannot bind {sorted(expanding & keys)}: an IN list given per call")
+        if expanding:  # the statement's own IN lists: expanded once, they never change
+            state = compiled._process_parameters_for_postcompile(params)  # noqa: SLF001
+            sql, order, processors, params = state.statement, state.positiontup, state.processors, state.parameters
+        else:
+            sql, order, processors = compiled.string, compiled.positiontup, compiled._bind_processors  # noqa: SLF001
+        base = {k: v for k, v in params.items() if k not in keys}
+        columns = compiled._result_columns  # noqa: SLF001 - (key, name, objects, type) of each column returned
+        row = namedtuple("Row", [c[0] for c in columns]) if columns else None  # type: ignore[misc]
+        results = tuple(c[3]._cached_result_processor(dialect, None) for c in columns)  # noqa: SLF001
+        return _Plan(sql, tuple(order) if dialect.positional and order is not None else None, base,
+                     tuple(processors.items()), row, results)
+
+    def _values(self, plan: _Plan, given: dict[str, Any]) -> Any:
+        values = {**plan.base, **given}
+        for key, process in plan.binds:
+            if key in values:
+                values[key] = process(values[key])
+        return values if plan.order is None else [values[k] for k in plan.order]
+
+    def run(self, conn: sa.Connection, params: dict[str, Any] | None = None) -> Result:
+        """Run once on ``conn``'s transaction."""
+        params = params or {}
+        plan = self._plan(conn.dialect, frozenset(params))
+        values = self._values(plan, params)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(plan.sql, values)
+            rows = cursor.fetchall() if plan.row is not None else []
+            rowcount = cursor.rowcount
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(plan.sql, values, exc, conn.dialect.loaded_dbapi.Error,
+                                             dialect=conn.dialect) from exc
+        finally:
+            cursor.close()
+        if plan.row is not None:
+            rows = [plan.row(*(p(v) if p is not None else v for p, v in zip(plan.results, r, strict=True)))
+                    for r in rows]
+        return Result(rowcount, rows)
+
+    def run_many(self, conn: sa.Connection, params: Sequence[dict[str, Any]]) -> int:
+        """Run once per parameter set (``executemany``; every set with the same keys). Returns the rows touched."""
+        if not params:
+            return 0
+        plan = self._plan(conn.dialect, frozenset(params[0]))
+        values = [self._values(plan, p) for p in params]
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(plan.sql, values)
+            return int(cursor.rowcount)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(plan.sql, values, exc, conn.dialect.loaded_dbapi.Error,
+                                             dialect=conn.dialect) from exc
+        finally:
+            cursor.close()

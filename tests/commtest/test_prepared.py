@@ -1,0 +1,86 @@
+"""Prepared statements (the acknowledgement writer's hot path) do what ``Connection.execute``
+does: the same rows and values, the same row counts, the same exception classes."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from commtest.clock import FrozenClock
+from commtest.models import Event, Ping
+from commtest.prepared import Prepared
+from scheduler.records import BY_TOKEN, _ACK_UPDATE, _INSERT_EVENTS, locked_answer_row, token_hash
+from tests.web.conftest import sent_run, web_settings
+
+PT = Ping.__table__  # type: ignore[attr-defined]
+ET = Event.__table__  # type: ignore[attr-defined]
+
+
+def test_a_prepared_select_returns_what_execute_returns(engine: Engine, clock: FrozenClock) -> None:
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    stmt = sa.select(PT.c.id, PT.c.sent_at, PT.c.state, PT.c.acked_at).where(PT.c.token_hash == sa.bindparam("h"))
+    prepared = Prepared(stmt)
+    with engine.connect() as conn:
+        for token in tokens.values():
+            mine = prepared.run(conn, {"h": token_hash(token)}).first()
+            theirs = conn.execute(stmt, {"h": token_hash(token)}).first()
+            assert tuple(mine) == tuple(theirs) and mine.sent_at.tzinfo is not None and mine.acked_at is None
+        assert prepared.run(conn, {"h": "none"}).first() is None
+
+
+def test_the_locked_answer_row_is_the_same_as_the_core_statements(engine: Engine, clock: FrozenClock) -> None:
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    token = next(iter(tokens.values()))
+    with engine.begin() as conn:
+        prepared = locked_answer_row(conn, BY_TOKEN, {"token_hash": token_hash(token)})
+        core = locked_answer_row(conn, PT.c.token_hash == token_hash(token))  # built per call: Connection.execute
+        assert prepared is not None and core is not None
+        for name in ("id", "run_id", "state", "sent_at", "deadline_at", "simulated", "address", "run_status"):
+            assert getattr(prepared, name) == getattr(core, name)
+
+
+def test_a_prepared_conditional_update_counts_its_rows_and_writes_each_value(engine: Engine, clock: FrozenClock) -> None:
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    at = datetime(2026, 4, 14, 8, 30, 15, 250000, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        pid = conn.execute(sa.select(PT.c.id).where(PT.c.token_hash == token_hash(next(iter(tokens.values()))))).scalar()
+        values = {"b_pid": pid, "b_at": at, "b_method": "link", "b_by": "Officer Ünal <&>", "b_suspicious": False,
+                  "b_outcome": "acked", "b_simulated": False}
+        assert _ACK_UPDATE.run(conn, values).rowcount == 1
+        assert _ACK_UPDATE.run(conn, values).rowcount == 0  # conditional: answered once
+        row = conn.execute(sa.select(PT).where(PT.c.id == pid)).mappings().one()
+    assert row["acked_at"] == at and row["settled_at"] == at and row["state"] == "acked"  # microseconds kept
+    assert row["ack_by"] == "Officer Ünal <&>" and row["ack_suspicious"] is False
+
+
+def test_prepared_inserts_write_what_core_inserts_write(engine: Engine, clock: FrozenClock) -> None:
+    run_id, _ = sent_run(engine, clock, web_settings(engine))
+    at = datetime(2026, 4, 14, 8, 30, tzinfo=timezone.utc)
+    event = {"at": at, "actor": "web", "kind": "test.prepared", "run_id": run_id, "ping_id": None,
+             "organisation_code": "XA-01", "channel": "email", "outcome": None, "response_ms": 1234,
+             "data": {"note": "«quoted» \"text\"", "n": [1, 2], "none": None}}
+    with engine.begin() as conn:
+        assert _INSERT_EVENTS.run_many(conn, [event, {**event, "kind": "test.prepared.2"}]) == 2
+        conn.execute(ET.insert(), [{**event, "kind": "test.core"}])
+        rows = conn.execute(sa.select(ET).where(ET.c.kind.like("test.%")).order_by(ET.c.id)).mappings().all()
+    mine, core = dict(rows[0]), dict(rows[2])
+    for r in (mine, core):
+        r.pop("id"), r.pop("kind")
+    assert mine == core and mine["data"]["note"] == "«quoted» \"text\"" and mine["at"] == at
+
+
+def test_a_driver_error_is_raised_as_sqlalchemys_own_class(engine: Engine, clock: FrozenClock) -> None:
+    sent_run(engine, clock, web_settings(engine))
+    event = {"at": datetime.now(timezone.utc), "actor": "web", "kind": "x", "run_id": 987654, "ping_id": None,
+             "organisation_code": None, "channel": None, "outcome": None, "response_ms": None, "data": {}}
+    with pytest.raises(sa.exc.IntegrityError):  # no such run: the foreign key refuses it
+        with engine.begin() as conn:
+            _INSERT_EVENTS.run_many(conn, [event])
+
+
+def test_an_in_list_given_per_call_is_refused(engine: Engine) -> None:
+    stmt = sa.select(PT.c.id).where(PT.c.state.in_(sa.bindparam("states", expanding=True)))
+    with engine.connect() as conn, pytest.raises(ValueError, match="IN list"):
+        Prepared(stmt).run(conn, {"states": ["sent"]})
