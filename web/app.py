@@ -109,7 +109,11 @@ class GuardMiddleware:
         except Exception:  # the app's own handler of unexpected errors would do the same
             log.exception("web: unhandled error on %s %s", scope["method"], loggable_path(scope["path"]))
             response = message(request, self.lang_of(request), "error", 500)
-        await response(scope, receive, _with_headers(send))
+        # The page is whole in memory and has no background task: sent as is, with the headers.
+        present = {k for k, _ in response.raw_headers}
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": response.raw_headers + [h for h in _HEADER_BYTES if h[0] not in present]})
+        await send({"type": "http.response.body", "body": response.body})
 
 
 def _with_headers(send: Send) -> Send:
@@ -124,8 +128,20 @@ def _with_headers(send: Send) -> Send:
     return sender
 
 
+class _App(FastAPI):
+    """FastAPI with ``GuardMiddleware`` outside its own error and telemetry middlewares: an
+    acknowledgement link is answered before the stack it does not need (the guard handles its
+    errors itself, and every other request goes through the whole stack as before)."""
+
+    guard: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return self.guard(stack) if self.guard is not None else stack
+
+
 def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
-    app = FastAPI(title="commtest", docs_url=None, redoc_url=None, openapi_url=None)
+    app = _App(title="commtest", docs_url=None, redoc_url=None, openapi_url=None)
     limiter = SlidingWindowLimiter(settings.ack_rate_limit_per_minute, clock)
     ctx = AckContext(settings, engine, clock, CsrfSigner.from_settings(settings, clock))
 
@@ -133,7 +149,7 @@ def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:
         return pick_language(request.query_params.get("lang"), None, settings.default_language)
 
     ack = ack_handlers(ctx)
-    app.add_middleware(GuardMiddleware, settings=settings, limiter=limiter, lang_of=lang_of, ack=ack)
+    app.guard = lambda inner: GuardMiddleware(inner, settings=settings, limiter=limiter, lang_of=lang_of, ack=ack)
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     def healthz() -> JSONResponse:
