@@ -52,7 +52,6 @@ class PointRead:
             conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA query_only=ON")
-            conn.execute("PRAGMA mmap_size=268435456")
             self._local.conn = conn
         return conn
 

@@ -73,12 +73,12 @@ _ACK_LINK = re.compile(r"/ack/([A-Za-z0-9_-]{43})")
 class GuardMiddleware:
     """Every response gets the security headers; /ack is rate limited per client address.
 
-    A plain ASGI middleware: Starlette's ``@app.middleware("http")`` wraps every request and
-    response in extra tasks and streams, which cost more than an acknowledgement itself. For the
-    same reason a well-formed link's GET and POST go straight to their handlers (``ack_handlers``):
-    FastAPI's routing, its five middlewares and its parameter handling cost about a third of the
-    page. Anything else under /ack (a malformed link, HEAD, the video and correction pages) takes the
-    app's routes as before."""
+    A plain ASGI middleware, the outermost one (``_App``): Starlette's ``@app.middleware("http")``
+    wraps every request and response in extra tasks and streams, which cost more than an
+    acknowledgement itself. For the same reason a well-formed link's GET and POST go straight to
+    their handlers (``ack_handlers``): FastAPI's routing, its middlewares and its parameter handling
+    cost about a third of the page. Anything else under /ack (a malformed link, HEAD, the video and
+    correction pages) takes the app's routes as before."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings, limiter: SlidingWindowLimiter,
                  lang_of: Callable[[Request], str], ack: AckHandlers | None = None) -> None:
