@@ -4,9 +4,11 @@ confirms (CSRF-checked) and shows the measured response time.
 The POST checks the cheap things first: the token's shape, then that the token exists,
 then the body's size (``Content-Length`` and the bytes actually read, before any parsing),
 and only then parses the small form. Database work runs off the event loop (the writer
-thread, the pages' own threads) with one exception: on SQLite, the page's one indexed read of its
-token, which never waits for a lock (``AckContext.lookup``, ``commtest.point_read``). A run that has closed stays closed: its links thank the officer and say the
-test had closed (or was called off), and the answer changes nothing.
+thread, the pages' own threads) with one exception: on SQLite, the page's one indexed read of
+its token, which never waits for a lock (``AckContext.lookup``, ``commtest.point_read``).
+
+A run that has closed stays closed: its links thank the officer and say the test had closed
+(or was called off), and the answer changes nothing.
 """
 from __future__ import annotations
 
