@@ -249,7 +249,8 @@ class Beside:
 
     def _answer(self) -> None:
         from commtest.clock import SystemClock
-        from scheduler.ack_writer import AckWriter, Answer
+        from scheduler.ack_group import Answer
+        from scheduler.ack_writer import AckWriter
 
         writer = AckWriter(self.engine, SystemClock(), self.settings)
         for token in self.tokens:
@@ -257,7 +258,7 @@ class Beside:
                 break
             t0 = time.perf_counter()
             try:
-                outcome = writer.submit(Answer(token, "link", None, "bench", "127.0.0.1", None)).result(120)
+                outcome = writer.submit(Answer(token, "link", None, "bench", "127.0.0.1")).result(120)
                 self.acks += outcome.status == "acked"
                 self.failures += outcome.status != "acked"
             except Exception as exc:  # noqa: BLE001 - what the benchmark counts

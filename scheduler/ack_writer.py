@@ -5,9 +5,10 @@ An acknowledgement must survive a power cut once its request got a 2xx, so its t
 is committed with ``synchronous=FULL`` (SQLite) or a WAL flush (PostgreSQL): a few
 milliseconds of waiting for the disk. One commit per answer made sixteen officers answering at
 once wait in line for sixteen flushes. Here one thread owns the writing: it takes every answer
-waiting, records them all in one short transaction (each exactly as ``acknowledge_token``
-would, conditional writes included), commits once, and only then answers each request. An
-answer that fails is run again in a transaction of its own, so it never takes the others down.
+waiting, records them all in one short transaction (``scheduler.ack_group``: a statement of each
+kind for the whole group, each answer decided as ``acknowledge_token`` would, conditional writes
+included), commits once, and only then answers each request. When a group fails, each of its
+answers is run again in a transaction of its own, so one never takes the others down.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -23,22 +23,13 @@ from sqlmodel import Session
 from commtest.clock import Clock
 from commtest.db import run_write
 from commtest.settings import Settings
-from scheduler.acks import AckOutcome, TokenInfo, record_answer
+from scheduler.ack_group import Answer, record_answers
+from scheduler.acks import AckOutcome
 
 log = logging.getLogger(__name__)
 
 # Answers per commit at most: bounds the transaction, so the write lock is never held long.
 MAX_GROUP = 64
-
-
-@dataclass(frozen=True)
-class Answer:
-    token: str
-    method: str
-    by: str | None
-    user_agent: str | None
-    source: str | None
-    info: TokenInfo | None
 
 
 class AckWriter:
@@ -91,12 +82,13 @@ class AckWriter:
 
     def _write(self, group: list[tuple[Answer, Future[AckOutcome]]]) -> None:
         try:
-            outcomes = run_write(self.engine, lambda s: [self._record(s, a) for a, _ in group], durable=True)
+            answers = [a for a, _ in group]
+            outcomes = run_write(self.engine, lambda s: self._record(s, answers), durable=True)
         except Exception:  # one answer that cannot be recorded must not fail the others: alone, each
             log.warning("a group of %d acknowledgements failed; recording each on its own", len(group), exc_info=True)
             for answer, future in group:
                 try:
-                    future.set_result(run_write(self.engine, lambda s, a=answer: self._record(s, a), durable=True))
+                    future.set_result(run_write(self.engine, lambda s, a=answer: self._record(s, [a])[0], durable=True))
                 except Exception as exc:  # noqa: BLE001 - handed to the request that made it
                     future.set_exception(exc)
             return
@@ -104,6 +96,5 @@ class AckWriter:
         for (_, future), outcome in zip(group, outcomes, strict=True):
             future.set_result(outcome)  # only now, after the durable commit: a 2xx means recorded
 
-    def _record(self, s: Session, a: Answer) -> AckOutcome:
-        return record_answer(s, self.clock, self.settings, a.token, method=a.method, by=a.by,
-                             user_agent=a.user_agent, source=a.source, info=a.info)
+    def _record(self, s: Session, answers: list[Answer]) -> list[AckOutcome]:
+        return record_answers(s, self.clock, self.settings, answers)

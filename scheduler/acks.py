@@ -1,31 +1,32 @@
-"""Acknowledgement by link: what the web app's ack pages call (its only database writer).
+"""Acknowledgement by link: what the web app's ack pages know of a ping.
 
-``lookup_token`` reads (the GET page changes nothing); ``acknowledge_token`` records the
-POST in one durable transaction through ``records.acknowledge``, so an acknowledgement
-whose HTTP request got a 2xx survives a power cut.
+``lookup_token`` reads (the GET page changes nothing). The POST is recorded by
+``scheduler.ack_group`` (``acknowledge_token`` alone, the web app's writer a group at a time)
+in one durable transaction, so an acknowledgement whose HTTP request got a 2xx survives a
+power cut; ``outcome_of`` turns what was recorded into what the page says.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
 from channels.email.message import TOKEN_RE
-from commtest.clock import Clock
-from commtest.db import run_write
 from commtest.models import ContactPoint, Organisation, Ping, TestRun
 from commtest.point_read import PointRead
-from commtest.settings import Settings
 from scheduler import records
 
 # after_close: the run had completed (or was aborted: ``run_status`` says which); the
 # answer is kept as an event and changes nothing.
-AckStatus = Literal["acked", "already", "expired", "unknown", "malformed", "after_close"]
+# check: the page must look at this ping before it may be answered by link (its channel is one
+# of PAGE_CHECKED_CHANNELS); nothing was written.
+AckStatus = Literal["acked", "already", "expired", "unknown", "malformed", "after_close", "check"]
 ACTOR = "web"
+# A video ping is answered by joining its room; its link page decides whether the form applies.
+PAGE_CHECKED_CHANNELS = ("video",)
 
 
 def is_well_formed(token: str) -> bool:
@@ -89,23 +90,7 @@ class AckOutcome:
     timezone: str | None = None
     run_status: str = "running"
     run_finished_at: datetime | None = None
-
-
-def _info(s: Session, ping: Ping) -> TokenInfo:
-    cp, org, run = s.exec(
-        select(ContactPoint, Organisation, TestRun)
-        .join(Organisation, col(Organisation.id) == col(ContactPoint.organisation_id))
-        .join(TestRun, col(TestRun.id) == ping.run_id)
-        .where(ContactPoint.id == ping.contact_point_id)
-    ).one()
-    return TokenInfo(
-        ping_id=ping.id or 0, run_id=ping.run_id, token_hash=ping.token_hash or "", channel=ping.channel,
-        language=ping.language, timezone=cp.timezone or org.timezone, organisation_code=org.code,
-        organisation_name=org.name, contact_name=cp.name, sent_at=ping.sent_at, deadline_at=ping.deadline_at,
-        expires_at=ping.token_expires_at, acked_at=ping.acked_at,
-        contact_languages=tuple(cp.languages or ()), organisation_languages=tuple(org.languages or ()),
-        run_status=run.status, run_finished_at=run.finished_at, organisation_names=dict(org.names or {}),
-    )
+    info: TokenInfo | None = None  # what the ping's page shows, read when the answer was recorded
 
 
 _P = Ping.__table__  # type: ignore[attr-defined]
@@ -160,59 +145,13 @@ def token_info_of(r: Mapping[str, Any]) -> TokenInfo:
     )
 
 
-def acknowledge_token(
-    engine: Engine,
-    clock: Clock,
-    settings: Settings,
-    token: str,
-    *,
-    method: str,
-    by: str | None,
-    user_agent: str | None,
-    source: str | None,
-    info: TokenInfo | None = None,
-) -> AckOutcome:
-    """Record the answer behind ``token`` in one short durable transaction of its own (the web
-    app groups them: scheduler.ack_writer)."""
-    if not is_well_formed(token):
-        return AckOutcome("malformed")
-    return run_write(engine, lambda s: record_answer(s, clock, settings, token, method=method, by=by,
-                                                     user_agent=user_agent, source=source, info=info), durable=True)
-
-
-def record_answer(
-    s: Session,
-    clock: Clock,
-    settings: Settings,
-    token: str,
-    *,
-    method: str,
-    by: str | None,
-    user_agent: str | None,
-    source: str | None,
-    info: TokenInfo | None = None,
-) -> AckOutcome:
-    """Record the answer behind ``token`` in the caller's durable transaction: the ping is found
-    and locked by its token in one statement, then a conditional update and its events.
-    ``info`` is what ``lookup_token`` already read for the page (names, language), so nothing
-    more is read."""
-    if not is_well_formed(token):
-        return AckOutcome("malformed")
-    digest = records.token_hash(token)
-    now = clock.now()  # read inside the transaction: a retried one judges its own moment
-    row = records.locked_answer_row(s.connection(), records.BY_TOKEN, {"token_hash": digest})
-    if row is None:
-        return AckOutcome("unknown")
-    known = info if info is not None and info.ping_id == row.id else _info(s, s.get(Ping, row.id))  # type: ignore[arg-type]
+def outcome_of(result: records.AckResult | None, known: TokenInfo) -> AckOutcome:
+    """The outcome of an answer recorded on the ping ``known`` describes (``None``: it had expired)."""
     names = dict(language=known.language, organisation_name=known.organisation_name,
-                 contact_name=known.contact_name, timezone=known.timezone)
-    closed = row.run_status in records.CLOSED_RUN
-    if row.acked_at is None and known.expired(now) and not closed:
-        return AckOutcome("expired", row.id, row.run_id, **names)  # type: ignore[arg-type]
-    result = records.acknowledge_row(
-        s, row, now, method=method, actor=ACTOR, by=(by or "").strip() or None, user_agent=user_agent,
-        source=source, suspicious_within=timedelta(seconds=settings.ack_suspicious_seconds),
-    )
+                 contact_name=known.contact_name, timezone=known.timezone, info=known)
+    if result is None:
+        return AckOutcome("expired", known.ping_id, known.run_id, **names)  # type: ignore[arg-type]
+    # not_sent (nothing was sent on this ping to answer) reads as an answer already given.
     status: AckStatus = {"acked": "acked", "after_close": "after_close"}.get(result.status, "already")  # type: ignore[assignment]
     return AckOutcome(status, result.ping_id, result.run_id, result.response_ms, result.late, result.suspicious,
                       acked_at=result.acked_at, run_status=result.run_status,

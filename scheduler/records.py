@@ -150,7 +150,7 @@ def lock_ping(session: Session, ping_id: int) -> Ping | None:
 
 RT = TestRun.__table__  # type: ignore[attr-defined]
 ET = Event.__table__  # type: ignore[attr-defined]
-_ACK_COLUMNS = (PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.organisation_code, PT.c.channel, PT.c.step,
+ACK_COLUMNS = (PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.organisation_code, PT.c.channel, PT.c.step,
                 PT.c.state, PT.c.outcome, PT.c.acked_at, PT.c.ack_suspicious, PT.c.deadline_at, PT.c.delivered_at,
                 PT.c.sent_at, PT.c.dispatching_at, PT.c.simulated, PT.c.endpoint_id, PT.c.attempt, PT.c.address)
 
@@ -171,9 +171,9 @@ def locked_answer_row(conn: sa.Connection, where: Any, params: dict[str, Any] | 
         return _WithStatus(row, _RUN_STATUS_SHARED.run(conn, {"run_id": row.run_id}).scalar()
                            or RunStatus.completed.value)
     if sqlite:
-        stmt = sa.select(*_ACK_COLUMNS, RT.c.status.label("run_status")).join(RT, RT.c.id == PT.c.run_id).where(where)
+        stmt = sa.select(*ACK_COLUMNS, RT.c.status.label("run_status")).join(RT, RT.c.id == PT.c.run_id).where(where)
     else:
-        stmt = sa.select(*_ACK_COLUMNS).where(where).with_for_update(of=PT)
+        stmt = sa.select(*ACK_COLUMNS).where(where).with_for_update(of=PT)
     row = conn.execute(stmt, params or {}).first()
     if sqlite or row is None:
         return row
@@ -184,12 +184,12 @@ def locked_answer_row(conn: sa.Connection, where: Any, params: dict[str, Any] | 
 BY_TOKEN = PT.c.token_hash == sa.bindparam("token_hash")
 BY_ID = PT.c.id == sa.bindparam("ping_id")
 _ANSWER_ROW_SQLITE = {
-    by_token: Prepared(sa.select(*_ACK_COLUMNS, RT.c.status.label("run_status")).join(RT, RT.c.id == PT.c.run_id)
+    by_token: Prepared(sa.select(*ACK_COLUMNS, RT.c.status.label("run_status")).join(RT, RT.c.id == PT.c.run_id)
     .where(BY_TOKEN if by_token else BY_ID))
     for by_token in (True, False)
 }
 _ANSWER_ROW_PG = {
-    by_token: Prepared(sa.select(*_ACK_COLUMNS).where(BY_TOKEN if by_token else BY_ID).with_for_update(of=PT))
+    by_token: Prepared(sa.select(*ACK_COLUMNS).where(BY_TOKEN if by_token else BY_ID).with_for_update(of=PT))
     for by_token in (True, False)
 }
 _RUN_STATUS_SHARED = Prepared(sa.select(RT.c.status).where(RT.c.id == sa.bindparam("run_id"))
@@ -207,7 +207,7 @@ class _WithStatus:
 # The statements of an acknowledgement, built and compiled once, run on the driver's cursor
 # (commtest.prepared: the writer's hot path; see locked_answer_row).
 _AT = sa.bindparam("b_at", type_=PT.c.acked_at.type)  # aware UTC, stored as every instant is
-_ACK_UPDATE = Prepared(
+ACK_UPDATE = Prepared(
     PT.update().where(PT.c.id == sa.bindparam("b_pid"), PT.c.state.in_(ANSWERABLE), PT.c.acked_at.is_(None))
     .values(acked_at=_AT, ack_method=sa.bindparam("b_method"), ack_by=sa.bindparam("b_by"),
             ack_suspicious=sa.bindparam("b_suspicious"), state=PingState.acked.value, outcome=sa.bindparam("b_outcome"),
@@ -286,12 +286,55 @@ def acknowledge_row(
     """``acknowledge`` on a row ``locked_answer_row`` returned (the hot path of the web app:
     a handful of Core statements, no ORM objects)."""
     conn = session.connection()
+    plan = plan_ack(row, at, method=method, actor=actor, by=by, user_agent=user_agent, source=source,
+                    suspicious_within=suspicious_within, simulated=simulated, note=note)
+    if isinstance(plan, AckResult):
+        return plan
+    if plan is AFTER_CLOSE:
+        return after_close(conn, row, at, method=method, actor=actor, by=by, source=source)
+    if ACK_UPDATE.run(conn, plan.update).rowcount != 1:
+        return AckResult(row.id, row.run_id, "already", False, False, None, None, str(row.run_status))
+    finish_acks(conn, [plan])
+    return plan.result
+
+
+@dataclass(frozen=True)
+class PlannedAck:
+    """An acknowledgement decided on a locked row, not written yet (``plan_ack``): the values of
+    its conditional update, its result, and its two events."""
+
+    row: Any
+    update: dict[str, Any]
+    result: AckResult
+    events: list[dict[str, Any]]
+    outcome: str
+
+
+AFTER_CLOSE = object()  # plan_ack's answer for a closed run: kept as an event by ``after_close``
+
+
+def plan_ack(
+    row: Any,
+    at: datetime,
+    *,
+    method: str,
+    actor: str,
+    by: str | None = None,
+    user_agent: str | None = None,
+    source: str | None = None,
+    suspicious_within: timedelta = timedelta(seconds=10),
+    simulated: bool | None = None,
+    note: str | None = None,
+) -> AckResult | PlannedAck | object:
+    """What an answer on the locked ``row`` does, decided without writing: an ``AckResult`` when
+    nothing is to be written (an earlier answer stands; nothing was sent), ``AFTER_CLOSE``, or
+    the ``PlannedAck`` that ``ACK_UPDATE`` and ``finish_acks`` write."""
     run_status = str(row.run_status)
     if row.acked_at is not None:
         return AckResult(row.id, row.run_id, "already", row.outcome == Outcome.acked_late.value,
                          bool(row.ack_suspicious), _response_of(row, row.acked_at), row.acked_at, run_status)
     if run_status in CLOSED_RUN:
-        return _after_close_row(conn, row, at, run_status, method=method, actor=actor, by=by, source=source)
+        return AFTER_CLOSE
     if row.state not in ANSWERABLE:
         return AckResult(row.id, row.run_id, "not_sent", False, False, None, None, run_status)
     start = row.delivered_at or row.sent_at or row.dispatching_at
@@ -307,12 +350,9 @@ def acknowledge_row(
         outcome = Outcome.self_reported
     else:
         outcome = Outcome.acked_late if late else Outcome.acked
-    result = _ACK_UPDATE.run(conn, {
-        "b_pid": row.id, "b_at": at, "b_method": method[:32], "b_by": (by or "")[:200] or None,
-        "b_suspicious": suspicious, "b_outcome": outcome.value, "b_simulated": simulated})
-    if result.rowcount != 1:
-        return AckResult(row.id, row.run_id, "already", False, False, None, None, run_status)
     response = _response_of(row, at)
+    update = {"b_pid": row.id, "b_at": at, "b_method": method[:32], "b_by": (by or "")[:200] or None,
+              "b_suspicious": suspicious, "b_outcome": outcome.value, "b_simulated": simulated}
     events = [
         _event_row(row, ev.PING_ACKED, at, actor, response_ms=response, method=method, by=by, late=late,
                    suspicious=suspicious, user_agent=(user_agent or "")[:300], source=source, simulated=simulated,
@@ -320,21 +360,74 @@ def acknowledge_row(
         _event_row(row, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=response, reason="",
                    method=method),
     ]
-    # The person answered: later attempts of this step that are not sent yet are moot.
-    cancelled = _CANCEL_PENDING.run(conn, {
-        "b_run_id": row.run_id, "b_cp": row.contact_point_id, "b_step": row.step, "b_pid": row.id, "b_at": at,
-        "b_error": f"acknowledged on ping {row.id}"}).all()
-    events.extend(_event_row(c, ev.PING_SETTLED, at, actor, outcome=Outcome.cancelled.value, reason=
-                             f"acknowledged on ping {row.id}", method=None) for c in cancelled)
-    if not simulated and row.endpoint_id is not None:
-        verified = _VERIFY_ENDPOINT.run(conn, {"b_eid": row.endpoint_id, "b_at": at, "b_run_id": row.run_id,
-                                                   "b_outcome": outcome.value})
-        if verified.rowcount:
+    return PlannedAck(row, update, AckResult(row.id, row.run_id, "acked", late, suspicious, response, at, run_status),
+                      events, outcome.value)
+
+
+def finish_acks(conn: sa.Connection, plans: list[PlannedAck]) -> None:
+    """After the conditional updates of ``plans`` applied: cancel their steps' attempts not sent
+    yet, verify their endpoints, and write every event, a statement each for all of them (the
+    acknowledgement writer records a whole group this way)."""
+    events: list[dict[str, Any]] = []
+    cancelled = _cancel_pending(conn, plans)
+    verified = _verify_endpoints(conn, plans)
+    for plan in plans:
+        row, at, actor = plan.row, plan.update["b_at"], plan.events[0]["actor"]
+        events.extend(plan.events)
+        # The person answered: later attempts of this step that are not sent yet are moot.
+        events.extend(_event_row(c, ev.PING_SETTLED, at, actor, outcome=Outcome.cancelled.value, reason=
+                                 f"acknowledged on ping {row.id}", method=None) for c in cancelled.get(row.id, ()))
+        if row.id in verified:
             events.append(_event_row(row, ev.ENDPOINT_VERIFIED, at, actor, endpoint_id=row.endpoint_id))
     _INSERT_EVENTS.run_many(conn, events)
-    log.info("run=%s ping=%s channel=%s to=%s attempt=%s outcome=%s", row.run_id, row.id, row.channel,
-             mask_address(row.address), row.attempt, outcome.value)
-    return AckResult(row.id, row.run_id, "acked", late, suspicious, response, at, run_status)
+    for plan in plans:
+        row = plan.row
+        log.info("run=%s ping=%s channel=%s to=%s attempt=%s outcome=%s", row.run_id, row.id, row.channel,
+                 mask_address(row.address), row.attempt, plan.outcome)
+
+
+def _cancel_pending(conn: sa.Connection, plans: list[PlannedAck]) -> dict[int, list[Any]]:
+    """The attempts not sent yet of each acknowledged ping's step, cancelled: one read for all
+    the plans, then one conditional update per step that has any (rarely one)."""
+    keys = [(p.row.run_id, p.row.contact_point_id, p.row.step) for p in plans]
+    pending = {(r.run_id, r.contact_point_id, r.step) for r in _pending_siblings(len(keys)).run(
+        conn, {f"k{i}_{j}": v for i, key in enumerate(keys) for j, v in enumerate(key)}).rows}
+    cancelled: dict[int, list[Any]] = {}
+    for plan, key in zip(plans, keys, strict=True):
+        if key in pending:
+            row, at = plan.row, plan.update["b_at"]
+            cancelled[row.id] = _CANCEL_PENDING.run(conn, {
+                "b_run_id": row.run_id, "b_cp": row.contact_point_id, "b_step": row.step, "b_pid": row.id,
+                "b_at": at, "b_error": f"acknowledged on ping {row.id}"}).all()
+    return cancelled
+
+
+def _verify_endpoints(conn: sa.Connection, plans: list[PlannedAck]) -> set[int]:
+    """The real (not simulated) answers' endpoints marked verified: the pings whose endpoint was."""
+    real = [p for p in plans if not p.update["b_simulated"] and p.row.endpoint_id is not None]
+    params = [{"b_eid": p.row.endpoint_id, "b_at": p.update["b_at"], "b_run_id": p.row.run_id,
+               "b_outcome": p.update["b_outcome"]} for p in real]
+    if len(real) > 1 and _VERIFY_ENDPOINT.run_many(conn, params) == len(real):
+        return {p.row.id for p in real}
+    # One at a time (one plan, or an endpoint gone): the event only where the update applied.
+    return {p.row.id for p, values in zip(real, params, strict=True) if _VERIFY_ENDPOINT.run(conn, values).rowcount}
+
+
+_SIBLINGS: dict[int, Prepared] = {}
+
+
+def _pending_siblings(n: int) -> Prepared:
+    """``SELECT`` the pending attempts of ``n`` (run, contact point, step) keys, compiled once per ``n``."""
+    prepared = _SIBLINGS.get(n)
+    if prepared is None:
+        # An OR of (run, contact point, step) terms, not a row-value IN: SQLite then searches
+        # each term in the (run, contact point, ...) unique index rather than every pending ping.
+        terms = [sa.and_(PT.c.run_id == sa.bindparam(f"k{i}_0"), PT.c.contact_point_id == sa.bindparam(f"k{i}_1"),
+                         PT.c.step == sa.bindparam(f"k{i}_2"), PT.c.state == PingState.pending.value)
+                 for i in range(n)]
+        prepared = _SIBLINGS.setdefault(n, Prepared(
+            sa.select(PT.c.run_id, PT.c.contact_point_id, PT.c.step).where(sa.or_(*terms))))
+    return prepared
 
 
 def _response_of(row: Any, acked_at: datetime) -> int | None:
@@ -344,9 +437,10 @@ def _response_of(row: Any, acked_at: datetime) -> int | None:
     return max(0, int((acked_at - start).total_seconds() * 1000))
 
 
-def _after_close_row(conn: sa.Connection, row: Any, at: datetime, run_status: str, *, method: str, actor: str,
-                     by: str | None, source: str | None) -> AckResult:
+def after_close(conn: sa.Connection, row: Any, at: datetime, *, method: str, actor: str, by: str | None,
+                source: str | None) -> AckResult:
     """A closed run stays closed: the answer is kept (once per ping) and changes nothing."""
+    run_status = str(row.run_status)
     earlier = conn.execute(sa.select(ET.c.at).where(ET.c.ping_id == row.id, ET.c.kind == ev.PING_ANSWER_AFTER_CLOSE)
                            .order_by(ET.c.id).limit(1)).scalar()
     if earlier is not None:

@@ -1,9 +1,11 @@
 """``/ack/{token}``: GET and HEAD show what is being confirmed and change nothing; POST
 confirms (CSRF-checked) and shows the measured response time.
 
-The POST checks the cheap things first: the token's shape, then that the token exists,
-then the body's size (``Content-Length`` and the bytes actually read, before any parsing),
-and only then parses the small form. Database work runs off the event loop (the writer
+The POST checks the cheap things first: the token's shape, then the body's size
+(``Content-Length`` and the bytes actually read, before any parsing), and only then parses the
+small form. A form whose CSRF field this ping's page issued is recorded straight away (the
+writer reads the ping in its transaction and judges used, expired and closed links); any other
+is judged on the ping's page first (unknown, used, expired, forged, a video ping). Database work runs off the event loop (the writer
 thread, the pages' own threads) with one exception: on SQLite, the page's one indexed read of
 its token, which never waits for a lock (``AckContext.lookup``, ``commtest.point_read``).
 
@@ -16,7 +18,7 @@ import asyncio
 import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import parse_qs
@@ -31,7 +33,8 @@ from commtest.models import RunStatus
 from commtest.point_read import PointRead
 from commtest.settings import Settings
 from commtest.vocabulary import name_of
-from scheduler.ack_writer import AckWriter, Answer
+from scheduler.ack_group import Answer
+from scheduler.ack_writer import AckWriter
 from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token, token_info_of, token_reader
 from scheduler.records import token_hash
 from web.ack_frames import done_frame, form_frame
@@ -174,14 +177,23 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
         fallback = pick_language(lang, None, ctx.settings.default_language)
         if not is_well_formed(token):
             return message(request, fallback, "malformed", 400)
-        info = await ctx.lookup(token)
-        if info is None:
-            return message(request, fallback, "unknown", 404)
-        language = pick_language(lang, info.preferred_languages(), ctx.settings.default_language)
         try:
             form = await read_small_form(request)
         except BodyTooLarge:
-            return message(request, language, "toolarge", 413)
+            info = await ctx.lookup(token)
+            if info is None:
+                return message(request, fallback, "unknown", 404)
+            return message(request, language_of(info, lang), "toolarge", 413)
+        if ctx.signer.check(token_hash(token), form.get(CSRF_FIELD, "")):
+            # The form this ping's page issued: recorded straight away, the writer reading the ping
+            # in its transaction (it judges used and expired links as the checks below would).
+            outcome = await record(request, token, form, checked=False)
+            if outcome.status != "check":
+                return answered(request, token, lang, outcome)
+        info = await ctx.lookup(token)
+        if info is None:
+            return message(request, fallback, "unknown", 404)
+        language = language_of(info, lang)
         # Used or expired links get their own page whatever the form holds: nothing would be recorded.
         if info.acked_at is not None:
             return message(request, language, "already", 409,
@@ -192,19 +204,31 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
             return message(request, language, "csrf", 403, again=f"/ack/{token}?lang={language}")
         if info.channel == "video" and await ctx.read(join_of, ctx, info) is not None:
             return not_by_link(request, language, token)  # a video ping is answered by joining the room
+        return answered(request, token, lang, await record(request, token, form, checked=True))
+
+    def language_of(info: TokenInfo, lang: str | None) -> str:
+        return pick_language(lang, info.preferred_languages(), ctx.settings.default_language)
+
+    async def record(request: Request, token: str, form: dict[str, str], checked: bool) -> AckOutcome:
+        """Recorded by the writer thread with the answers that came in meanwhile, in one durable
+        commit (group commit); the page answers once that commit is on disk."""
         name = form.get("name")
-        # Recorded by the writer thread with the answers that came in meanwhile, in one durable
-        # commit (group commit); the page answers once that commit is on disk.
-        outcome: AckOutcome = await asyncio.wrap_future(ctx.writer.submit(Answer(
+        return await asyncio.wrap_future(ctx.writer.submit(Answer(
             token, METHOD, by=name[:200] if name else None, user_agent=request.headers.get("user-agent"),
-            source=request.client.host if request.client else None, info=info)))
+            source=request.client.host if request.client else None, checked=checked)))
+
+    def answered(request: Request, token: str, lang: str | None, outcome: AckOutcome) -> HTMLResponse:
+        info = outcome.info
+        if info is None:  # the ping is gone
+            return message(request, pick_language(lang, None, ctx.settings.default_language), "unknown", 404)
+        language = language_of(info, lang)
         zone = outcome.timezone or info.timezone
         if outcome.status == "acked":
             return HTMLResponse(done_frame(language, outcome.late).fill((
                 format_moment(outcome.acked_at, zone, language), format_duration(outcome.response_ms, language))))
         if outcome.status == "after_close":
-            closed_info = TokenInfo(**{**info.__dict__, "run_status": outcome.run_status,
-                                       "run_finished_at": outcome.run_finished_at or info.run_finished_at})
+            closed_info = replace(info, run_status=outcome.run_status,
+                                  run_finished_at=outcome.run_finished_at or info.run_finished_at)
             return closed_page(request, closed_info, language, outcome.acked_at)
         if outcome.status == "already":
             return message(request, language, "already", 409, when=format_moment(outcome.acked_at, zone, language))

@@ -22,7 +22,8 @@ from channels.video.links import JoinLink, join_link
 from commtest.db import read_session
 from commtest.i18n import format_duration, format_moment
 from commtest.models import Ping
-from scheduler.acks import AckOutcome, TokenInfo, acknowledge_token, is_well_formed, lookup_token
+from scheduler.ack_group import acknowledge_token
+from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token
 from sqlalchemy.engine import Engine
 
 from commtest.clock import Clock

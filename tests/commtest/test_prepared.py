@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from commtest.clock import FrozenClock
 from commtest.models import Event, Ping
 from commtest.prepared import Prepared
-from scheduler.records import BY_TOKEN, _ACK_UPDATE, _INSERT_EVENTS, locked_answer_row, token_hash
+from scheduler.records import BY_TOKEN, ACK_UPDATE, _INSERT_EVENTS, locked_answer_row, token_hash
 from tests.web.conftest import sent_run, web_settings
 
 PT = Ping.__table__  # type: ignore[attr-defined]
@@ -48,8 +48,8 @@ def test_a_prepared_conditional_update_counts_its_rows_and_writes_each_value(eng
         pid = conn.execute(sa.select(PT.c.id).where(PT.c.token_hash == token_hash(next(iter(tokens.values()))))).scalar()
         values = {"b_pid": pid, "b_at": at, "b_method": "link", "b_by": "Officer Ünal <&>", "b_suspicious": False,
                   "b_outcome": "acked", "b_simulated": False}
-        assert _ACK_UPDATE.run(conn, values).rowcount == 1
-        assert _ACK_UPDATE.run(conn, values).rowcount == 0  # conditional: answered once
+        assert ACK_UPDATE.run(conn, values).rowcount == 1
+        assert ACK_UPDATE.run(conn, values).rowcount == 0  # conditional: answered once
         row = conn.execute(sa.select(PT).where(PT.c.id == pid)).mappings().one()
     assert row["acked_at"] == at and row["settled_at"] == at and row["state"] == "acked"  # microseconds kept
     assert row["ack_by"] == "Officer Ünal <&>" and row["ack_suspicious"] is False

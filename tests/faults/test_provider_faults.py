@@ -18,7 +18,7 @@ from commtest.clock import FrozenClock
 from commtest.db import read_session
 from commtest.models import Endpoint, Ping, TestRun
 from commtest.settings import Settings, load_settings
-from scheduler.acks import acknowledge_token
+from scheduler.ack_group import acknowledge_token
 from scheduler.engine import RunEngine
 from tests.faults import figures
 from tests.faults.smtp_faults import FaultySmtpServer

@@ -16,7 +16,8 @@ from commtest.clock import FrozenClock
 from commtest.db import session_scope
 from commtest.models import Event, Ping
 from commtest.settings import load_settings
-from scheduler.ack_writer import AckWriter, Answer
+from scheduler.ack_group import Answer
+from scheduler.ack_writer import AckWriter
 from scheduler.acks import AckOutcome
 from scheduler.engine import RunEngine
 from tests.scheduler.seed import seed_bulk, store_playbook, fast_playbook
@@ -67,7 +68,7 @@ def test_answers_that_arrive_during_a_commit_are_recorded_together_once_each(eng
     holder = threading.Thread(target=hold_the_write_lock)
     holder.start()
     assert held.wait(10)
-    futures = [writer.submit(Answer(t, "link", None, "test", "127.0.0.1", None)) for t in tokens]
+    futures = [writer.submit(Answer(t, "link", None, "test", "127.0.0.1")) for t in tokens]
     release.set()
     outcomes = [f.result(30) for f in futures]
     holder.join(10)
@@ -77,7 +78,7 @@ def test_answers_that_arrive_during_a_commit_are_recorded_together_once_each(eng
     recorded = acked_events(engine)
     assert sorted(recorded) == sorted(o.ping_id for o in outcomes)  # each once
     # A second answer on a link already used is "already", not a second event.
-    again = writer.submit(Answer(tokens[0], "link", None, "test", "127.0.0.1", None))
+    again = writer.submit(Answer(tokens[0], "link", None, "test", "127.0.0.1"))
     assert again.result(30).status == "already"
     writer.close()
     assert len(acked_events(engine)) == len(tokens)
@@ -88,10 +89,10 @@ def test_an_answer_that_fails_fails_alone(engine: Engine, clock: FrozenClock) ->
     poison = tokens[3]
 
     class Flaky(AckWriter):
-        def _record(self, s: Session, a: Answer) -> AckOutcome:
-            if a.token == poison:
+        def _record(self, s: Session, answers: list[Answer]) -> list[AckOutcome]:
+            if any(a.token == poison for a in answers):
                 raise RuntimeError("a bug in one answer")
-            return super()._record(s, a)
+            return super()._record(s, answers)
 
     writer = Flaky(engine, clock, load_settings(database_url=str(engine.url)))
     held, release = threading.Event(), threading.Event()
@@ -104,7 +105,7 @@ def test_an_answer_that_fails_fails_alone(engine: Engine, clock: FrozenClock) ->
     holder = threading.Thread(target=hold)
     holder.start()
     assert held.wait(10)
-    futures = {t: writer.submit(Answer(t, "link", None, None, None, None)) for t in tokens[:8]}
+    futures = {t: writer.submit(Answer(t, "link", None, None, None)) for t in tokens[:8]}
     release.set()
     holder.join(10)
     for token, future in futures.items():

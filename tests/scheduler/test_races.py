@@ -20,7 +20,7 @@ from commtest.clock import FrozenClock
 from commtest.db import make_engine, read_session, session_scope
 from commtest.models import Event, Ping
 from commtest.settings import load_settings
-from scheduler.acks import acknowledge_token
+from scheduler.ack_group import acknowledge_token
 from scheduler.engine import RunEngine
 from tests.scheduler.seed import seed_directory, store_playbook
 
