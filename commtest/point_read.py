@@ -14,14 +14,28 @@ the caller to fall back on the usual engine read, which waits with the normal bu
 """
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from commtest.db import sqlite_path
+
+# Stored values processed per column remembered: the same organisation's names and languages
+# (JSON text) and the same run's instants come back on page after page, and decoding them was a
+# fifth of a page.
+MEMO_PER_COLUMN = 2048
+
+
+def _remembered(process: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """``process`` remembering its last results by stored value. What it returns is shared
+    between reads: a decoded JSON list or dict must be treated as read-only (``token_info_of``
+    copies them)."""
+    return None if process is None else functools.lru_cache(maxsize=MEMO_PER_COLUMN)(process)
 
 
 class PointRead:
@@ -42,7 +56,8 @@ class PointRead:
         self._order = tuple(compiled.positiontup or ())
         columns = list(stmt.selected_columns)
         self.keys = tuple(stmt.selected_columns.keys())
-        self._processors = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
+        self._processors = tuple(_remembered(c.type.dialect_impl(dialect).result_processor(dialect, None))
+                                 for c in columns)
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:

@@ -71,8 +71,10 @@ class Prepared:
         return plan
 
     def _compile(self, dialect: sa.Dialect, keys: frozenset[str]) -> _Plan:
+        # An INSERT without values of its own takes its columns from the keys given.
+        own_values = isinstance(self.stmt, sa.Insert) and bool(self.stmt._values or self.stmt._multi_values)  # noqa: SLF001
         compiled = self.stmt.compile(dialect=dialect, column_keys=sorted(keys) if isinstance(self.stmt, sa.Insert)
-                                     else None)
+                                     and not own_values else None)
         given = {k: None for k in keys}
         params = compiled.construct_params(given, _check=False)
         expanding = {b.key for b in compiled.post_compile_params} | {b.key for b in compiled.literal_execute_params}
@@ -132,3 +134,23 @@ class Prepared:
                                              dialect=conn.dialect) from exc
         finally:
             cursor.close()
+
+
+class PerCount:
+    """A statement over ``n`` rows (``n`` sets of bind parameters: an ``IN`` list, one ``CASE``
+    branch or one ``VALUES`` row per row), built by ``build(n)`` and compiled once per ``n``.
+    One statement for a whole group costs the database one step, where ``executemany`` takes one
+    per row and gives the interpreter's lock away at each."""
+
+    def __init__(self, build: Callable[[int], sa.Executable]) -> None:
+        self.build = build
+        self._by_count: dict[int, Prepared] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> Prepared:
+        prepared = self._by_count.get(n)
+        if prepared is None:
+            with self._lock:
+                prepared = self._by_count.get(n) or Prepared(self.build(n))
+                self._by_count[n] = prepared
+        return prepared

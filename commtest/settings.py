@@ -247,6 +247,10 @@ class Settings(BaseSettings):
         1, ge=1, le=32, description="Processes serving the web app. 1: a thread of the daemon. More: the daemon starts "
         "them beside itself (uvicorn workers on one port); the scheduler still runs in the daemon alone."
     )
+    ack_writer: Literal["process", "thread"] = Field(
+        "process", description="Who records the answers by link: a process of its own beside each web process "
+        "(process: the fastest, it does not share the interpreter lock with the pages), or a thread of the web "
+        "process (thread: one process fewer).")
     public_base_url: str = Field(
         "http://127.0.0.1:8080", description="Public URL of the web app, exactly as providers and officers reach it."
     )

@@ -24,7 +24,7 @@ from sqlmodel import Session
 from commtest.clock import Clock
 from commtest.db import run_write
 from commtest.models import ContactPoint, Organisation, Ping, RunStatus, TestRun
-from commtest.prepared import Prepared
+from commtest.prepared import PerCount
 from commtest.settings import Settings
 from scheduler import records
 from scheduler.acks import ACTOR, PAGE_CHECKED_CHANNELS, AckOutcome, is_well_formed, outcome_of, token_info_of
@@ -107,7 +107,7 @@ def record_answers(s: Session, clock: Clock, settings: Settings, answers: list[A
                 result = plan  # type: ignore[assignment]
         outcomes.append(outcome_of(result, info))
     if plans:
-        if records.ACK_UPDATE.run_many(conn, [p.update for p in plans]) != len(plans):
+        if records.apply_acks(conn, plans) != len(plans):
             raise GroupLostRace(f"{len(plans)} acknowledgements, not all applied")
         records.finish_acks(conn, plans)
     return outcomes
@@ -123,26 +123,20 @@ _COLUMNS = (*records.ACK_COLUMNS, PT.c.token_hash, PT.c.language, PT.c.token_exp
             _ORG.c.code.label("org_code"), _ORG.c.name.label("org_name"), _ORG.c.timezone.label("org_zone"),
             _ORG.c.languages.label("org_languages"), _ORG.c.names.label("org_names"),
             _RUN.c.status.label("run_status"), _RUN.c.finished_at.label("run_finished_at"))
-_READS: dict[tuple[str, int], Prepared] = {}
 
 
-def _read(kind: str, n: int) -> Prepared:
-    """The group's read of ``n`` pings by token (``kind`` "sqlite"), or FOR UPDATE in id order
-    with their runs FOR SHARE ("pings", "runs": PostgreSQL); compiled once per ``n``."""
-    prepared = _READS.get((kind, n))
-    if prepared is None:
-        keys = [sa.bindparam(f"k{i}") for i in range(n)]
-        if kind == "runs":
-            stmt = sa.select(_RUN.c.id, _RUN.c.status).where(_RUN.c.id.in_(keys)).order_by(_RUN.c.id) \
-                .with_for_update(read=True)
-        else:
-            stmt = (sa.select(*_COLUMNS).join(_CP, _CP.c.id == PT.c.contact_point_id)
-                    .join(_ORG, _ORG.c.id == _CP.c.organisation_id).join(_RUN, _RUN.c.id == PT.c.run_id)
-                    .where(PT.c.token_hash.in_(keys)))
-            if kind == "pings":
-                stmt = stmt.order_by(PT.c.id).with_for_update(of=PT)
-        prepared = _READS.setdefault((kind, n), Prepared(stmt))
-    return prepared
+def _pings(n: int) -> sa.Select[Any]:
+    """The group's read of ``n`` pings by token hash, with their pages' names and runs."""
+    return (sa.select(*_COLUMNS).join(_CP, _CP.c.id == PT.c.contact_point_id)
+            .join(_ORG, _ORG.c.id == _CP.c.organisation_id).join(_RUN, _RUN.c.id == PT.c.run_id)
+            .where(PT.c.token_hash.in_([sa.bindparam(f"k{i}") for i in range(n)])))
+
+
+_READ = PerCount(_pings)
+# PostgreSQL: the pings FOR UPDATE in id order, then their runs FOR SHARE.
+_LOCK = PerCount(lambda n: _pings(n).order_by(PT.c.id).with_for_update(of=PT))
+_RUNS = PerCount(lambda n: sa.select(_RUN.c.id, _RUN.c.status).where(_RUN.c.id.in_(
+    [sa.bindparam(f"k{i}") for i in range(n)])).order_by(_RUN.c.id).with_for_update(read=True))
 
 
 def _locked_rows(conn: sa.Connection, digests: list[str]) -> dict[str, Any]:
@@ -154,10 +148,10 @@ def _locked_rows(conn: sa.Connection, digests: list[str]) -> dict[str, Any]:
         return {}
     params = {f"k{i}": d for i, d in enumerate(digests)}
     if conn.dialect.name == "sqlite":
-        return {r.token_hash: r for r in _read("sqlite", len(digests)).run(conn, params).rows}
-    rows = _read("pings", len(digests)).run(conn, params).rows
+        return {r.token_hash: r for r in _READ(len(digests)).run(conn, params).rows}
+    rows = _LOCK(len(digests)).run(conn, params).rows
     runs = sorted({r.run_id for r in rows})
-    status = dict(_read("runs", len(runs)).run(conn, {f"k{i}": r for i, r in enumerate(runs)}).rows) if runs else {}
+    status = dict(_RUNS(len(runs)).run(conn, {f"k{i}": r for i, r in enumerate(runs)}).rows) if runs else {}
     # A run gone meanwhile is closed for good (as locked_answer_row judges it).
     return {r.token_hash: r._replace(run_status=status.get(r.run_id) or RunStatus.completed.value)
             for r in rows}

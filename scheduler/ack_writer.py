@@ -12,10 +12,12 @@ answers is run again in a transaction of its own, so one never takes the others 
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 from concurrent.futures import Future
+from typing import Union
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -32,20 +34,36 @@ log = logging.getLogger(__name__)
 MAX_GROUP = 64
 
 
+# Who waits for an answer's outcome: a thread (a concurrent Future), or a coroutine on an event
+# loop (the loop and an asyncio future, settled on that loop).
+Reply = Union["Future[AckOutcome]", "tuple[asyncio.AbstractEventLoop, asyncio.Future[AckOutcome]]"]
+
+
 class AckWriter:
     """One writer thread per process, started on the first answer."""
 
     def __init__(self, engine: Engine, clock: Clock, settings: Settings) -> None:
         self.engine, self.clock, self.settings = engine, clock, settings
-        self._queue: queue.SimpleQueue[tuple[Answer, Future[AckOutcome]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Answer, Reply] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
         self.groups = 0  # commits written (for tests and metrics)
 
     def submit(self, answer: Answer) -> Future[AckOutcome]:
+        """Record ``answer``; its outcome once committed, for a thread to wait on."""
         future: Future[AckOutcome] = Future()
         self._ensure_started()
         self._queue.put((answer, future))
+        return future
+
+    def submit_async(self, answer: Answer) -> asyncio.Future[AckOutcome]:
+        """``submit`` for a coroutine: every outcome of a group that waits on one event loop is
+        handed to it in one wake-up (one per answer, each a write to the loop's pipe and a
+        callback, cost the web process more than recording the answer)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AckOutcome] = loop.create_future()
+        self._ensure_started()
+        self._queue.put((answer, (loop, future)))
         return future
 
     def close(self) -> None:
@@ -80,21 +98,57 @@ class AckWriter:
                 group.append(item)
             self._write(group)
 
-    def _write(self, group: list[tuple[Answer, Future[AckOutcome]]]) -> None:
+    def _write(self, group: list[tuple[Answer, Reply]]) -> None:
+        outcomes = self.record_group([answer for answer, _ in group])
+        # Only now, after the durable commit: a 2xx means recorded.
+        _deliver([(reply, outcome) for (_, reply), outcome in zip(group, outcomes, strict=True)])
+
+    def record_group(self, answers: list[Answer]) -> list[AckOutcome | BaseException]:
+        """Record ``answers`` in one durable transaction; their outcomes (or the error of each
+        that could not be recorded) once it is committed."""
         try:
-            answers = [a for a, _ in group]
-            outcomes = run_write(self.engine, lambda s: self._record(s, answers), durable=True)
+            outcomes: list[AckOutcome | BaseException] = list(
+                run_write(self.engine, lambda s: self._record(s, answers), durable=True))
         except Exception:  # one answer that cannot be recorded must not fail the others: alone, each
-            log.warning("a group of %d acknowledgements failed; recording each on its own", len(group), exc_info=True)
-            for answer, future in group:
+            log.warning("a group of %d acknowledgements failed; recording each on its own", len(answers),
+                        exc_info=True)
+            outcomes = []
+            for answer in answers:
                 try:
-                    future.set_result(run_write(self.engine, lambda s, a=answer: self._record(s, [a])[0], durable=True))
+                    outcomes.append(run_write(self.engine, lambda s, a=answer: self._record(s, [a])[0], durable=True))
                 except Exception as exc:  # noqa: BLE001 - handed to the request that made it
-                    future.set_exception(exc)
-            return
-        self.groups += 1
-        for (_, future), outcome in zip(group, outcomes, strict=True):
-            future.set_result(outcome)  # only now, after the durable commit: a 2xx means recorded
+                    outcomes.append(exc)
+        else:
+            self.groups += 1
+        return outcomes
 
     def _record(self, s: Session, answers: list[Answer]) -> list[AckOutcome]:
         return record_answers(s, self.clock, self.settings, answers)
+
+
+def _deliver(done: list[tuple[Reply, AckOutcome | BaseException]]) -> None:
+    """Each outcome to whoever waits for it: threads at once, each event loop in one callback."""
+    loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[AckOutcome], AckOutcome | BaseException]]] = {}
+    for reply, outcome in done:
+        if isinstance(reply, Future):
+            if isinstance(outcome, BaseException):
+                reply.set_exception(outcome)
+            else:
+                reply.set_result(outcome)
+        else:
+            loops.setdefault(reply[0], []).append((reply[1], outcome))
+    for loop, settled in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, settled)
+        except RuntimeError:  # that loop has closed: nobody waits for these any more
+            log.debug("ack writer: %d outcomes for a closed event loop", len(settled))
+
+
+def _settle(settled: list[tuple[asyncio.Future[AckOutcome], AckOutcome | BaseException]]) -> None:
+    for future, outcome in settled:
+        if future.cancelled():  # the request went away; its answer is recorded all the same
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 
 from commtest import events as ev
 from commtest.masking import mask_address
-from commtest.prepared import Prepared
+from commtest.prepared import PerCount, Prepared
 from commtest.models import Endpoint, EndpointStatus, Event, Outcome, Ping, PingState, RunStatus, TestRun
 # The engine, the webhooks and the mail reader flag endpoints through this module.
 from scheduler.endpoint_flags import flag_endpoint as flag_endpoint
@@ -207,12 +207,48 @@ class _WithStatus:
 # The statements of an acknowledgement, built and compiled once, run on the driver's cursor
 # (commtest.prepared: the writer's hot path; see locked_answer_row).
 _AT = sa.bindparam("b_at", type_=PT.c.acked_at.type)  # aware UTC, stored as every instant is
-ACK_UPDATE = Prepared(
-    PT.update().where(PT.c.id == sa.bindparam("b_pid"), PT.c.state.in_(ANSWERABLE), PT.c.acked_at.is_(None))
-    .values(acked_at=_AT, ack_method=sa.bindparam("b_method"), ack_by=sa.bindparam("b_by"),
-            ack_suspicious=sa.bindparam("b_suspicious"), state=PingState.acked.value, outcome=sa.bindparam("b_outcome"),
-            settled_at=_AT, simulated=sa.bindparam("b_simulated"))
-)
+_EVENT_COLUMNS = ("at", "actor", "kind", "run_id", "ping_id", "organisation_code", "channel", "outcome",
+                  "response_ms", "data")
+
+
+def _per_row(ids: list[Any], key: str, column: sa.Column[Any]) -> Any:
+    """``CASE id WHEN :id0 THEN :key0 ...``: each row's own value in a statement over many."""
+    return sa.case(*((column.table.c.id == ids[i], sa.bindparam(f"{key}{i}", type_=column.type))
+                     for i in range(len(ids))))
+
+
+def _ack_update(n: int) -> sa.Executable:
+    """The conditional update of ``n`` acknowledged pings, each with its own values: applied to
+    a ping only while it is still answerable and unanswered (rowcount: how many applied)."""
+    ids = [sa.bindparam(f"p{i}", type_=PT.c.id.type) for i in range(n)]
+    return PT.update().where(PT.c.id.in_(ids), PT.c.state.in_(ANSWERABLE), PT.c.acked_at.is_(None)).values(
+        acked_at=_AT, settled_at=_AT, state=PingState.acked.value, ack_method=_per_row(ids, "m", PT.c.ack_method),
+        ack_by=_per_row(ids, "b", PT.c.ack_by), ack_suspicious=_per_row(ids, "s", PT.c.ack_suspicious),
+        outcome=_per_row(ids, "o", PT.c.outcome), simulated=_per_row(ids, "x", PT.c.simulated))
+
+
+def _verify_update(n: int) -> sa.Executable:
+    """``n`` endpoints verified by answers at ``b_at``, each with its run and outcome."""
+    ids = [sa.bindparam(f"e{i}", type_=EPT.c.id.type) for i in range(n)]
+    return EPT.update().where(EPT.c.id.in_(ids)).values(
+        verified_at=sa.case((sa.or_(EPT.c.verified_at.is_(None), EPT.c.verified_at < _AT), _AT),
+                            else_=EPT.c.verified_at),
+        verified_run_id=_per_row(ids, "r", EPT.c.verified_run_id), last_outcome=_per_row(ids, "o", EPT.c.last_outcome),
+        last_outcome_at=_AT,
+        status=sa.case((EPT.c.status == EndpointStatus.suspect.value, EndpointStatus.active.value), else_=EPT.c.status),
+    )
+
+
+def _insert_events(n: int) -> sa.Executable:
+    return ET.insert().values([{c: sa.bindparam(f"{c}{i}", type_=ET.c[c].type) for c in _EVENT_COLUMNS}
+                               for i in range(n)])
+
+
+# The statements of acknowledgements, built and compiled once per number of rows, run on the
+# driver's cursor (commtest.prepared: the writer's hot path; see locked_answer_row).
+ACK_UPDATE = PerCount(_ack_update)
+_VERIFY_ENDPOINTS = PerCount(_verify_update)
+_INSERT_EVENTS = PerCount(_insert_events)
 _CANCEL_PENDING = Prepared(
     PT.update().where(PT.c.run_id == sa.bindparam("b_run_id"), PT.c.contact_point_id == sa.bindparam("b_cp"),
                       PT.c.step == sa.bindparam("b_step"), PT.c.state == PingState.pending.value,
@@ -221,17 +257,21 @@ _CANCEL_PENDING = Prepared(
             error=sa.bindparam("b_error"))
     .returning(PT.c.id, PT.c.run_id, PT.c.organisation_code, PT.c.channel)
 )
-_VERIFY_ENDPOINT = Prepared(
-    EPT.update().where(EPT.c.id == sa.bindparam("b_eid")).values(
-        verified_at=sa.case((sa.or_(EPT.c.verified_at.is_(None), EPT.c.verified_at < _AT),
-                             _AT), else_=EPT.c.verified_at),
-        verified_run_id=sa.bindparam("b_run_id"), last_outcome=sa.bindparam("b_outcome"),
-        last_outcome_at=_AT,
-        status=sa.case((EPT.c.status == EndpointStatus.suspect.value, EndpointStatus.active.value),
-                       else_=EPT.c.status),
-    )
-)
-_INSERT_EVENTS = Prepared(ET.insert())
+
+
+def insert_events(conn: sa.Connection, events: list[dict[str, Any]]) -> None:
+    """``events`` (rows of ``_event_row``) in one INSERT."""
+    if events:
+        _INSERT_EVENTS(len(events)).run(conn, {f"{c}{i}": e[c] for i, e in enumerate(events) for c in _EVENT_COLUMNS})
+
+
+def apply_acks(conn: sa.Connection, plans: list[PlannedAck]) -> int:
+    """The conditional updates of ``plans`` (all decided at one moment) in one statement: how many applied."""
+    params: dict[str, Any] = {"b_at": plans[0].at}
+    for i, plan in enumerate(plans):
+        params.update({f"p{i}": plan.row.id, f"m{i}": plan.method, f"b{i}": plan.by, f"s{i}": plan.result.suspicious,
+                       f"o{i}": plan.outcome, f"x{i}": plan.simulated})
+    return ACK_UPDATE(len(plans)).run(conn, params).rowcount
 
 
 def _event_row(row: Any, kind: str, at: datetime, actor: str, *, outcome: str | None = None,
@@ -292,7 +332,7 @@ def acknowledge_row(
         return plan
     if plan is AFTER_CLOSE:
         return after_close(conn, row, at, method=method, actor=actor, by=by, source=source)
-    if ACK_UPDATE.run(conn, plan.update).rowcount != 1:
+    if apply_acks(conn, [plan]) != 1:
         return AckResult(row.id, row.run_id, "already", False, False, None, None, str(row.run_status))
     finish_acks(conn, [plan])
     return plan.result
@@ -304,10 +344,13 @@ class PlannedAck:
     its conditional update, its result, and its two events."""
 
     row: Any
-    update: dict[str, Any]
+    at: datetime
+    method: str
+    by: str | None
+    simulated: bool
+    outcome: str
     result: AckResult
     events: list[dict[str, Any]]
-    outcome: str
 
 
 AFTER_CLOSE = object()  # plan_ack's answer for a closed run: kept as an event by ``after_close``
@@ -328,7 +371,7 @@ def plan_ack(
 ) -> AckResult | PlannedAck | object:
     """What an answer on the locked ``row`` does, decided without writing: an ``AckResult`` when
     nothing is to be written (an earlier answer stands; nothing was sent), ``AFTER_CLOSE``, or
-    the ``PlannedAck`` that ``ACK_UPDATE`` and ``finish_acks`` write."""
+    the ``PlannedAck`` that ``apply_acks`` and ``finish_acks`` write."""
     run_status = str(row.run_status)
     if row.acked_at is not None:
         return AckResult(row.id, row.run_id, "already", row.outcome == Outcome.acked_late.value,
@@ -351,8 +394,6 @@ def plan_ack(
     else:
         outcome = Outcome.acked_late if late else Outcome.acked
     response = _response_of(row, at)
-    update = {"b_pid": row.id, "b_at": at, "b_method": method[:32], "b_by": (by or "")[:200] or None,
-              "b_suspicious": suspicious, "b_outcome": outcome.value, "b_simulated": simulated}
     events = [
         _event_row(row, ev.PING_ACKED, at, actor, response_ms=response, method=method, by=by, late=late,
                    suspicious=suspicious, user_agent=(user_agent or "")[:300], source=source, simulated=simulated,
@@ -360,8 +401,8 @@ def plan_ack(
         _event_row(row, ev.PING_SETTLED, at, actor, outcome=outcome.value, response_ms=response, reason="",
                    method=method),
     ]
-    return PlannedAck(row, update, AckResult(row.id, row.run_id, "acked", late, suspicious, response, at, run_status),
-                      events, outcome.value)
+    return PlannedAck(row, at, method[:32], (by or "")[:200] or None, simulated, outcome.value,
+                      AckResult(row.id, row.run_id, "acked", late, suspicious, response, at, run_status), events)
 
 
 def finish_acks(conn: sa.Connection, plans: list[PlannedAck]) -> None:
@@ -372,14 +413,14 @@ def finish_acks(conn: sa.Connection, plans: list[PlannedAck]) -> None:
     cancelled = _cancel_pending(conn, plans)
     verified = _verify_endpoints(conn, plans)
     for plan in plans:
-        row, at, actor = plan.row, plan.update["b_at"], plan.events[0]["actor"]
+        row, at, actor = plan.row, plan.at, plan.events[0]["actor"]
         events.extend(plan.events)
         # The person answered: later attempts of this step that are not sent yet are moot.
         events.extend(_event_row(c, ev.PING_SETTLED, at, actor, outcome=Outcome.cancelled.value, reason=
                                  f"acknowledged on ping {row.id}", method=None) for c in cancelled.get(row.id, ()))
         if row.id in verified:
             events.append(_event_row(row, ev.ENDPOINT_VERIFIED, at, actor, endpoint_id=row.endpoint_id))
-    _INSERT_EVENTS.run_many(conn, events)
+    insert_events(conn, events)
     for plan in plans:
         row = plan.row
         log.info("run=%s ping=%s channel=%s to=%s attempt=%s outcome=%s", row.run_id, row.id, row.channel,
@@ -395,7 +436,7 @@ def _cancel_pending(conn: sa.Connection, plans: list[PlannedAck]) -> dict[int, l
     cancelled: dict[int, list[Any]] = {}
     for plan, key in zip(plans, keys, strict=True):
         if key in pending:
-            row, at = plan.row, plan.update["b_at"]
+            row, at = plan.row, plan.at
             cancelled[row.id] = _CANCEL_PENDING.run(conn, {
                 "b_run_id": row.run_id, "b_cp": row.contact_point_id, "b_step": row.step, "b_pid": row.id,
                 "b_at": at, "b_error": f"acknowledged on ping {row.id}"}).all()
@@ -403,31 +444,36 @@ def _cancel_pending(conn: sa.Connection, plans: list[PlannedAck]) -> dict[int, l
 
 
 def _verify_endpoints(conn: sa.Connection, plans: list[PlannedAck]) -> set[int]:
-    """The real (not simulated) answers' endpoints marked verified: the pings whose endpoint was."""
-    real = [p for p in plans if not p.update["b_simulated"] and p.row.endpoint_id is not None]
-    params = [{"b_eid": p.row.endpoint_id, "b_at": p.update["b_at"], "b_run_id": p.row.run_id,
-               "b_outcome": p.update["b_outcome"]} for p in real]
-    if len(real) > 1 and _VERIFY_ENDPOINT.run_many(conn, params) == len(real):
+    """The real (not simulated) answers' endpoints marked verified, in one statement: the pings
+    whose endpoint was. Two answers through one endpoint leave the last one's run and outcome."""
+    real = [p for p in plans if not p.simulated and p.row.endpoint_id is not None]
+    if not real:
+        return set()
+    last = {p.row.endpoint_id: p for p in real}
+    if _verify(conn, list(last.values())) == len(last):
         return {p.row.id for p in real}
-    # One at a time (one plan, or an endpoint gone): the event only where the update applied.
-    return {p.row.id for p, values in zip(real, params, strict=True) if _VERIFY_ENDPOINT.run(conn, values).rowcount}
+    # An endpoint gone meanwhile: one at a time, the event only where the update applied.
+    verified = {eid for eid, p in last.items() if _verify(conn, [p])}
+    return {p.row.id for p in real if p.row.endpoint_id in verified}
 
 
-_SIBLINGS: dict[int, Prepared] = {}
+def _verify(conn: sa.Connection, plans: list[PlannedAck]) -> int:
+    params: dict[str, Any] = {"b_at": plans[0].at}
+    for i, plan in enumerate(plans):
+        params.update({f"e{i}": plan.row.endpoint_id, f"r{i}": plan.row.run_id, f"o{i}": plan.outcome})
+    return _VERIFY_ENDPOINTS(len(plans)).run(conn, params).rowcount
 
 
-def _pending_siblings(n: int) -> Prepared:
-    """``SELECT`` the pending attempts of ``n`` (run, contact point, step) keys, compiled once per ``n``."""
-    prepared = _SIBLINGS.get(n)
-    if prepared is None:
-        # An OR of (run, contact point, step) terms, not a row-value IN: SQLite then searches
-        # each term in the (run, contact point, ...) unique index rather than every pending ping.
-        terms = [sa.and_(PT.c.run_id == sa.bindparam(f"k{i}_0"), PT.c.contact_point_id == sa.bindparam(f"k{i}_1"),
-                         PT.c.step == sa.bindparam(f"k{i}_2"), PT.c.state == PingState.pending.value)
-                 for i in range(n)]
-        prepared = _SIBLINGS.setdefault(n, Prepared(
-            sa.select(PT.c.run_id, PT.c.contact_point_id, PT.c.step).where(sa.or_(*terms))))
-    return prepared
+def _siblings(n: int) -> sa.Executable:
+    """The pending attempts of ``n`` (run, contact point, step) keys: an OR of their terms, not a
+    row-value IN, so SQLite searches each in the (run, contact point, ...) unique index rather
+    than every pending ping."""
+    terms = [sa.and_(PT.c.run_id == sa.bindparam(f"k{i}_0"), PT.c.contact_point_id == sa.bindparam(f"k{i}_1"),
+                     PT.c.step == sa.bindparam(f"k{i}_2"), PT.c.state == PingState.pending.value) for i in range(n)]
+    return sa.select(PT.c.run_id, PT.c.contact_point_id, PT.c.step).where(sa.or_(*terms))
+
+
+_pending_siblings = PerCount(_siblings)
 
 
 def _response_of(row: Any, acked_at: datetime) -> int | None:

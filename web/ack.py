@@ -27,13 +27,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.engine import Engine
 
-from commtest.clock import Clock
+from commtest.clock import Clock, SystemClock
+from commtest.db import sqlite_path
 from commtest.i18n import format_duration, format_moment
 from commtest.models import RunStatus
 from commtest.point_read import PointRead
 from commtest.settings import Settings
 from commtest.vocabulary import name_of
 from scheduler.ack_group import Answer
+from scheduler.ack_process import ProcessAckWriter
 from scheduler.ack_writer import AckWriter
 from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token, token_info_of, token_reader
 from scheduler.records import token_hash
@@ -60,17 +62,26 @@ class AckContext:
     engine: Engine
     clock: Clock
     signer: CsrfSigner
-    writer: AckWriter = field(default=None)  # type: ignore[assignment]
+    writer: AckWriter | ProcessAckWriter = field(default=None)  # type: ignore[assignment]
     reads: ThreadPoolExecutor = field(default=None)  # type: ignore[assignment]
     tokens: PointRead | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.writer is None:
-            object.__setattr__(self, "writer", AckWriter(self.engine, self.clock, self.settings))
+            object.__setattr__(self, "writer", self._writer())
         if self.reads is None:
             object.__setattr__(self, "reads", ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ack-read"))
         if self.tokens is None:
             object.__setattr__(self, "tokens", token_reader(self.engine))
+
+    def _writer(self) -> AckWriter | ProcessAckWriter:
+        """A writer process where it can be one: the real clock (a test's frozen clock cannot
+        cross to another process) and a database another process can open."""
+        if (self.settings.ack_writer == "process" and isinstance(self.clock, SystemClock)
+                and (self.engine.dialect.name != "sqlite" or sqlite_path(str(self.engine.url)) is not None)):
+            url = self.engine.url.render_as_string(hide_password=False)
+            return ProcessAckWriter(self.settings.model_copy(update={"database_url": url}))
+        return AckWriter(self.engine, self.clock, self.settings)
 
     async def lookup(self, token: str) -> TokenInfo | None:
         """The ping behind a well-formed ``token``. On a SQLite file the one indexed read runs
@@ -213,9 +224,9 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
         """Recorded by the writer thread with the answers that came in meanwhile, in one durable
         commit (group commit); the page answers once that commit is on disk."""
         name = form.get("name")
-        return await asyncio.wrap_future(ctx.writer.submit(Answer(
+        return await ctx.writer.submit_async(Answer(
             token, METHOD, by=name[:200] if name else None, user_agent=request.headers.get("user-agent"),
-            source=request.client.host if request.client else None, checked=checked)))
+            source=request.client.host if request.client else None, checked=checked))
 
     def answered(request: Request, token: str, lang: str | None, outcome: AckOutcome) -> HTMLResponse:
         info = outcome.info

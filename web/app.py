@@ -105,7 +105,9 @@ class GuardMiddleware:
         assert self.ack is not None
         handler = self.ack.show if scope["method"] == "GET" else self.ack.confirm
         try:
-            response: Response = await handler(request, token, request.query_params.get("lang"))
+            # Most links carry no query: Starlette's query parsing only when there is one.
+            lang = request.query_params.get("lang") if scope.get("query_string") else None
+            response: Response = await handler(request, token, lang)
         except Exception:  # the app's own handler of unexpected errors would do the same
             log.exception("web: unhandled error on %s %s", scope["method"], loggable_path(scope["path"]))
             response = message(request, self.lang_of(request), "error", 500)
@@ -138,6 +140,18 @@ class _App(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
         return self.guard(stack) if self.guard is not None else stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # An acknowledgement link goes to the guard directly: FastAPI's own entry checks per
+        # request whether OpenTelemetry is configured, which cost a tenth of a link's page, and a
+        # link's path holds its secret, which must not reach a tracer anyway.
+        if scope["type"] == "http" and self.middleware_stack is not None and scope["path"].startswith("/ack/"):
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            scope["app"] = self
+            await self.middleware_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, engine: Engine, clock: Clock) -> FastAPI:

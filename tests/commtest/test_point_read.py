@@ -33,6 +33,20 @@ def test_a_point_read_gives_exactly_what_the_engines_read_gives(sqlite_url: str,
     engine.dispose()
 
 
+def test_a_page_that_changes_what_it_read_does_not_change_the_next_pages_read(sqlite_url: str,
+                                                                              clock: FrozenClock) -> None:
+    engine = make_engine(sqlite_url)
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    reader = token_reader(engine)
+    assert reader is not None
+    token = next(iter(tokens.values()))
+    first = token_info_of(reader.first(token_hash=token_hash(token)))  # type: ignore[arg-type]
+    first.organisation_names["xx"] = "changed by a page"
+    again = token_info_of(reader.first(token_hash=token_hash(token)))  # type: ignore[arg-type]
+    assert "xx" not in again.organisation_names and again == lookup_token(engine, token)
+    engine.dispose()
+
+
 def test_a_point_read_never_waits_for_a_writer_and_reads_the_last_commit(sqlite_url: str, clock: FrozenClock) -> None:
     engine = make_engine(sqlite_url)
     _, tokens = sent_run(engine, clock, web_settings(engine))

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from commtest.clock import FrozenClock
 from commtest.models import Event, Ping
 from commtest.prepared import Prepared
-from scheduler.records import BY_TOKEN, ACK_UPDATE, _INSERT_EVENTS, locked_answer_row, token_hash
+from scheduler.records import ACK_UPDATE, BY_TOKEN, insert_events, locked_answer_row, token_hash
 from tests.web.conftest import sent_run, web_settings
 
 PT = Ping.__table__  # type: ignore[attr-defined]
@@ -41,18 +41,25 @@ def test_the_locked_answer_row_is_the_same_as_the_core_statements(engine: Engine
             assert getattr(prepared, name) == getattr(core, name)
 
 
-def test_a_prepared_conditional_update_counts_its_rows_and_writes_each_value(engine: Engine, clock: FrozenClock) -> None:
+def test_a_prepared_conditional_update_of_many_rows_counts_them_and_writes_each_its_own_values(
+        engine: Engine, clock: FrozenClock) -> None:
     _, tokens = sent_run(engine, clock, web_settings(engine))
     at = datetime(2026, 4, 14, 8, 30, 15, 250000, tzinfo=timezone.utc)
     with engine.begin() as conn:
-        pid = conn.execute(sa.select(PT.c.id).where(PT.c.token_hash == token_hash(next(iter(tokens.values()))))).scalar()
-        values = {"b_pid": pid, "b_at": at, "b_method": "link", "b_by": "Officer Ünal <&>", "b_suspicious": False,
-                  "b_outcome": "acked", "b_simulated": False}
-        assert ACK_UPDATE.run(conn, values).rowcount == 1
-        assert ACK_UPDATE.run(conn, values).rowcount == 0  # conditional: answered once
-        row = conn.execute(sa.select(PT).where(PT.c.id == pid)).mappings().one()
-    assert row["acked_at"] == at and row["settled_at"] == at and row["state"] == "acked"  # microseconds kept
-    assert row["ack_by"] == "Officer Ünal <&>" and row["ack_suspicious"] is False
+        first, second = (conn.execute(sa.select(PT.c.id).where(PT.c.token_hash == token_hash(t))).scalar()
+                         for t in list(tokens.values())[:2])
+        values = {"b_at": at, "p0": first, "m0": "link", "b0": "Officer Ünal <&>", "s0": False, "o0": "acked",
+                  "x0": False, "p1": second, "m1": "email-reply", "b1": None, "s1": True, "o1": "acked_late", "x1": True}
+        assert ACK_UPDATE(2).run(conn, values).rowcount == 2
+        assert ACK_UPDATE(2).run(conn, values).rowcount == 0  # conditional: answered once
+        rows = {r["id"]: r for r in conn.execute(sa.select(PT).where(PT.c.id.in_([first, second]))).mappings()}
+    one, two = rows[first], rows[second]
+    assert one["acked_at"] == at and one["settled_at"] == at and one["state"] == "acked"  # microseconds kept
+    assert (one["ack_by"], one["ack_method"], one["ack_suspicious"], one["outcome"], one["simulated"]) == (
+        "Officer Ünal <&>", "link", False, "acked", False)
+    assert (two["ack_by"], two["ack_method"], two["ack_suspicious"], two["outcome"], two["simulated"]) == (
+        None, "email-reply", True, "acked_late", True)
+    assert ACK_UPDATE(2) is ACK_UPDATE(2) and ACK_UPDATE(1) is not ACK_UPDATE(2)  # compiled once per count
 
 
 def test_prepared_inserts_write_what_core_inserts_write(engine: Engine, clock: FrozenClock) -> None:
@@ -62,9 +69,10 @@ def test_prepared_inserts_write_what_core_inserts_write(engine: Engine, clock: F
              "organisation_code": "XA-01", "channel": "email", "outcome": None, "response_ms": 1234,
              "data": {"note": "«quoted» \"text\"", "n": [1, 2], "none": None}}
     with engine.begin() as conn:
-        assert _INSERT_EVENTS.run_many(conn, [event, {**event, "kind": "test.prepared.2"}]) == 2
+        insert_events(conn, [event, {**event, "kind": "test.prepared.2"}])
         conn.execute(ET.insert(), [{**event, "kind": "test.core"}])
         rows = conn.execute(sa.select(ET).where(ET.c.kind.like("test.%")).order_by(ET.c.id)).mappings().all()
+    assert [r["kind"] for r in rows] == ["test.prepared", "test.prepared.2", "test.core"]
     mine, core = dict(rows[0]), dict(rows[2])
     for r in (mine, core):
         r.pop("id"), r.pop("kind")
@@ -77,7 +85,7 @@ def test_a_driver_error_is_raised_as_sqlalchemys_own_class(engine: Engine, clock
              "organisation_code": None, "channel": None, "outcome": None, "response_ms": None, "data": {}}
     with pytest.raises(sa.exc.IntegrityError):  # no such run: the foreign key refuses it
         with engine.begin() as conn:
-            _INSERT_EVENTS.run_many(conn, [event])
+            insert_events(conn, [event])
 
 
 def test_an_in_list_given_per_call_is_refused(engine: Engine) -> None:
