@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -160,18 +161,22 @@ def serve(conn: Connection) -> None:
     from commtest.clock import SystemClock
     from commtest.db import make_engine
 
-    settings: Settings = conn.recv()
-    engine = make_engine(settings.database_url)
-    writer = AckWriter(engine, SystemClock(), settings)
-    while True:
-        try:
+    # Ctrl-C reaches the whole process group: the web process stops this one by closing the socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        settings: Settings = conn.recv()
+        engine = make_engine(settings.database_url)
+        writer = AckWriter(engine, SystemClock(), settings)
+        while True:
             answers: list[Answer] = conn.recv()
-        except EOFError:
-            return
-        outcomes = writer.record_group(answers)
-        # An error crosses as its message (a driver's exception may not unpickle on the other side).
-        conn.send([RuntimeError(f"{type(o).__name__}: {o}") if isinstance(o, BaseException) else o
-                   for o in outcomes])
+            outcomes = writer.record_group(answers)
+            # An error crosses as its message (a driver's exception may not unpickle on the other side).
+            conn.send([RuntimeError(f"{type(o).__name__}: {o}") if isinstance(o, BaseException) else o
+                       for o in outcomes])
+    except (EOFError, OSError):
+        # The web process ended or was killed: what this process committed stays committed; the
+        # pages that waited for it had no answer and their officers' retries are judged anew.
+        return
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from scheduler.ack_process import ProcessAckWriter
 from scheduler.ack_writer import AckWriter
 from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token, token_info_of, token_reader
 from scheduler.records import token_hash
-from web.ack_frames import done_frame, form_frame
+from web.ack_frames import FilledPage, done_frame, form_frame
 from web.csrf import CSRF_FIELD, CsrfSigner
 from web.i18n import pick_language
 from web.officer_video import VideoPage, join_of, not_by_link, video_page
@@ -174,7 +174,7 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
         csrf = ctx.signer.issue(info.token_hash)
         if video is None:  # the plain form: its frame filled (web.ack_frames), the same bytes as a render
             frame = form_frame(language, info.channel, closed, called_off)
-            return HTMLResponse(frame.fill((info.organisation_in(language), info.contact_name, sent, deadline,
+            return FilledPage(frame.fill((info.organisation_in(language), info.contact_name, sent, deadline,
                                             csrf, base)))
         t = texts(language)
         return page(
@@ -235,7 +235,7 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
         language = language_of(info, lang)
         zone = outcome.timezone or info.timezone
         if outcome.status == "acked":
-            return HTMLResponse(done_frame(language, outcome.late).fill((
+            return FilledPage(done_frame(language, outcome.late).fill((
                 format_moment(outcome.acked_at, zone, language), format_duration(outcome.response_ms, language))))
         if outcome.status == "after_close":
             closed_info = replace(info, run_status=outcome.run_status,

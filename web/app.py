@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from commtest.clock import Clock
 from commtest.settings import Settings
 from web.ack import AckContext, AckHandlers, ack_handlers
+from web.ack_frames import FilledPage
 from web.api import PREFIX as API_PREFIX, api_app
 from web.metrics import metrics_router
 from web.officer_calendar import calendar_router
@@ -112,9 +113,12 @@ class GuardMiddleware:
             log.exception("web: unhandled error on %s %s", scope["method"], loggable_path(scope["path"]))
             response = message(request, self.lang_of(request), "error", 500)
         # The page is whole in memory and has no background task: sent as is, with the headers.
-        present = {k for k, _ in response.raw_headers}
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": response.raw_headers + [h for h in _HEADER_BYTES if h[0] not in present]})
+        if isinstance(response, FilledPage):  # its own headers are its length and type only
+            headers = response.raw_headers + _HEADER_BYTES
+        else:
+            present = {k for k, _ in response.raw_headers}
+            headers = response.raw_headers + [h for h in _HEADER_BYTES if h[0] not in present]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
 
