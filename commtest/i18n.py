@@ -28,7 +28,7 @@ import functools
 import io
 import threading
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -193,8 +193,16 @@ def format_moment(at: datetime | None, zone: str, language: str, *, seconds: boo
         return "–"
     # Only the minute (or second) shows, and zones change their offsets on whole minutes: one
     # formatting serves every moment of that minute (Babel's formatting is the costly part of a
-    # page, and of a report's timeline).
-    return _moment(at.replace(second=0 if not seconds else at.second, microsecond=0), zone, language, seconds)
+    # page, and of a report's timeline). Keyed by the minute's number, which is cheaper to take
+    # and to hash than an aware datetime.
+    if seconds:
+        return _moment(at.replace(microsecond=0), zone, language, True)
+    return _minute(int(at.timestamp() // 60), zone, language)
+
+
+@functools.lru_cache(maxsize=4096)
+def _minute(minute: int, zone: str, language: str) -> str:
+    return _moment(datetime.fromtimestamp(minute * 60, timezone.utc), zone, language, False)
 
 
 @functools.lru_cache(maxsize=4096)

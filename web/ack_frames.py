@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from markupsafe import escape
 from starlette.responses import HTMLResponse
 
 from commtest.vocabulary import name_of
@@ -55,12 +54,19 @@ class Frame:
         return cls(pieces, slots)
 
     def fill(self, values: tuple[str, ...]) -> bytes:
-        escaped = [escape(v) for v in values]  # each value once (the link itself shows ~6 times)
+        escaped = [_escape(v) for v in values]  # each value once (the link itself shows ~6 times)
         out = [self.pieces[0]]
         for slot, piece in zip(self.slots, self.pieces[1:], strict=True):
             out.append(escaped[slot])
             out.append(piece)
         return "".join(out).encode()
+
+
+def _escape(value: str) -> str:
+    """What markupsafe's ``escape`` (Jinja2's autoescaping) makes of a plain string, without
+    building a ``Markup`` object per value (a tenth of filling a frame)."""
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;")
+            .replace('"', "&#34;"))
 
 
 class FilledPage(HTMLResponse):
