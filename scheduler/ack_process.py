@@ -13,6 +13,10 @@ meanwhile goes into the next group, a page answers only once its group's durable
 done. If the writer process dies, the pages waiting for it get an error (never a 2xx: their
 answer may or may not be on disk, and the officer's retry is judged on what is), and the next
 answer starts a new one. The writer process ends when the web process does (its socket closes).
+
+It runs only while answers come in: a link's form page starts it (``warm``: an officer who has
+the form open is about to answer, and the process takes a second to start), and after
+``IDLE_SECONDS`` without an answer the web process closes it, so an idle daemon has none.
 """
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ from scheduler.acks import AckOutcome
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
+# A writer process with nothing to write this long is closed (a form page starts it again).
+IDLE_SECONDS = 600.0
 
 
 class WriterGone(RuntimeError):
@@ -52,12 +58,28 @@ class ProcessAckWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: deque[tuple[Answer, asyncio.Future[AckOutcome]]] = deque()
         self._in_flight: list[asyncio.Future[AckOutcome]] | None = None
+        self._last = 0.0  # loop time of the last answer or warm-up
+        self._idle: asyncio.TimerHandle | None = None
         self.groups = 0
-        self._start()  # now, not on the first answer: the process takes a second to import commtest
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def warm(self) -> None:
+        """Have the writer process ready for an answer soon (called by a link's form page)."""
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        if self._conn is None:
+            try:
+                self._attached(loop)
+            except OSError as exc:  # the answer itself will try again, and say so if it cannot
+                log.error("the acknowledgement writer process cannot be started: %s", exc)
 
     def submit_async(self, answer: Answer) -> asyncio.Future[AckOutcome]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AckOutcome] = loop.create_future()
+        self._last = loop.time()
         self._waiting.append((answer, future))
         if self._in_flight is None:
             self._send(loop)
@@ -66,6 +88,9 @@ class ProcessAckWriter:
     def close(self) -> None:
         """Stop the writer process once it has written what it was given (pages waiting fail)."""
         conn, proc = self._conn, self._proc
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self._loop is not None and conn is not None:
             try:
                 self._loop.remove_reader(conn.fileno())
@@ -100,7 +125,21 @@ class ProcessAckWriter:
                 self._loop.remove_reader(conn.fileno())
             loop.add_reader(conn.fileno(), self._receive)
             self._loop = loop
+            self._idle = loop.call_later(IDLE_SECONDS, self._close_if_idle)
         return conn
+
+    def _close_if_idle(self) -> None:
+        """Close the writer process when nothing was answered for ``IDLE_SECONDS`` (checked again later if not)."""
+        self._idle = None
+        loop = self._loop
+        if loop is None:
+            return
+        quiet = loop.time() - self._last
+        if self._in_flight is None and not self._waiting and quiet >= IDLE_SECONDS:
+            log.info("acknowledgement writer process closed after %.0f s without an answer", quiet)
+            self.close()
+        else:
+            self._idle = loop.call_later(max(1.0, IDLE_SECONDS - quiet), self._close_if_idle)
 
     def _send(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._waiting:
@@ -138,6 +177,9 @@ class ProcessAckWriter:
         """The child is gone: fail what waits for it; the next answer starts another."""
         loop, conn, proc = self._loop, self._conn, self._proc
         self._conn = self._proc = self._loop = None
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if loop is not None and conn is not None:
             loop.remove_reader(conn.fileno())
             conn.close()

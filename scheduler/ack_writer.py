@@ -66,6 +66,9 @@ class AckWriter:
         self._queue.put((answer, (loop, future)))
         return future
 
+    def warm(self) -> None:
+        """Nothing to prepare: the thread starts in a moment, with the first answer."""
+
     def close(self) -> None:
         """Write what is waiting, then stop the thread (a later answer starts it again)."""
         with self._start:

@@ -163,6 +163,7 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
             return message(request, language, "expired", 410, switch_base=base)
         # A video ping shows its join link instead of "Confirm" (read from the ping's provider).
         video = await ctx.read(video_page, ctx, info, token, language) if info.channel == "video" else None
+        ctx.writer.warm()  # an officer with the form open is about to answer
         # Still a form when the run has closed: an officer who answers now is thanked and the answer is kept.
         return _form(request, info, language, base, video, closed=closed)
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from commtest.clock import FrozenClock
 from commtest.db import session_scope
 from commtest.settings import load_settings
+from scheduler import ack_process
 from scheduler.ack_group import Answer
 from scheduler.ack_process import ProcessAckWriter, WriterGone
 from tests.scheduler.test_ack_writer import PT, acked_events, sent_tokens
@@ -98,9 +99,35 @@ def test_a_writer_process_that_dies_fails_the_pages_waiting_and_the_next_answer_
     assert len(acked_events(engine)) == 1
 
 
+def test_the_writer_process_runs_from_a_form_page_until_it_has_been_idle_a_while(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ack_process, "IDLE_SECONDS", 0.5)
+    writer = writer_for(engine)
+    assert not writer.running  # an idle web process has no writer process
+
+    async def scenario() -> tuple[bool, bool, int | None]:
+        writer.warm()  # a form page was shown
+        assert writer._proc is not None  # noqa: SLF001
+        proc = writer._proc  # noqa: SLF001
+        started = writer.running
+        await asyncio.sleep(2)
+        return started, writer.running, proc.poll()
+
+    try:
+        started, still, code = asyncio.run(scenario())
+    finally:
+        writer.close()
+    assert started and not still and code == 0  # closed when idle, and it ended cleanly
+
+
 def test_closing_the_writer_ends_its_process(engine: Engine) -> None:
     writer = writer_for(engine)
+
+    async def start() -> None:
+        writer.warm()
+
+    asyncio.run(start())
     proc = writer._proc  # noqa: SLF001
     assert proc is not None and proc.poll() is None
     writer.close()
-    assert proc.wait(10) == 0
+    assert proc.wait(10) == 0 and not writer.running
