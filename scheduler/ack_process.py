@@ -45,7 +45,9 @@ IDLE_SECONDS = 600.0
 
 
 class WriterGone(RuntimeError):
-    """The writer process ended before it answered: whether the answer was recorded is unknown."""
+    """The writer process could not record the answer now: it ended before it answered (whether
+    the answer was recorded is unknown), or its database could not be reached. The page says to
+    try again in a moment."""
 
 
 class ProcessAckWriter:
@@ -213,12 +215,20 @@ def serve(conn: Connection) -> None:
             answers: list[Answer] = conn.recv()
             outcomes = writer.record_group(answers)
             # An error crosses as its message (a driver's exception may not unpickle on the other side).
-            conn.send([RuntimeError(f"{type(o).__name__}: {o}") if isinstance(o, BaseException) else o
-                       for o in outcomes])
+            conn.send([_portable(o) if isinstance(o, BaseException) else o for o in outcomes])
     except (EOFError, OSError):
         # The web process ended or was killed: what this process committed stays committed; the
         # pages that waited for it had no answer and their officers' retries are judged anew.
         return
+
+
+def _portable(error: BaseException) -> Exception:
+    """``error`` as an exception the web process can unpickle: a database that cannot be reached
+    as ``WriterGone`` (the page answers 503, try again), anything else as a ``RuntimeError``."""
+    from sqlalchemy.exc import OperationalError
+
+    text = f"{type(error).__name__}: {error}"[:2000]
+    return WriterGone(text) if isinstance(error, OperationalError) else RuntimeError(text)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from commtest.clock import Clock, SystemClock
 from commtest.db import sqlite_path
@@ -35,7 +36,7 @@ from commtest.point_read import PointRead
 from commtest.settings import Settings
 from commtest.vocabulary import name_of
 from scheduler.ack_group import Answer
-from scheduler.ack_process import ProcessAckWriter
+from scheduler.ack_process import ProcessAckWriter, WriterGone
 from scheduler.ack_writer import AckWriter
 from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token, token_info_of, token_reader
 from scheduler.records import token_hash
@@ -51,6 +52,10 @@ METHOD = "link"
 T = TypeVar("T")
 # The confirmation form is a CSRF token and an optional name: a few hundred bytes.
 MAX_FORM_BYTES = 4096
+# What keeps an answer from being recorded for a moment (the database restarting, the writer
+# process restarting): the page answers 503 with this Retry-After rather than 500.
+RECORDING_UNAVAILABLE = (WriterGone, OperationalError)
+RETRY_AFTER_SECONDS = 5
 # Threads for the pages' reads (one indexed query each). A few: handing a 0.1 ms query to one of
 # anyio's forty threads cost more in switching and waiting for the GIL than the query itself.
 READ_THREADS = 4
@@ -199,7 +204,10 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
         if ctx.signer.check(token_hash(token), form.get(CSRF_FIELD, "")):
             # The form this ping's page issued: recorded straight away, the writer reading the ping
             # in its transaction (it judges used and expired links as the checks below would).
-            outcome = await record(request, token, form, checked=False)
+            try:
+                outcome = await record(request, token, form, checked=False)
+            except RECORDING_UNAVAILABLE:
+                return unavailable(request, fallback)
             if outcome.status != "check":
                 return answered(request, token, lang, outcome)
         info = await ctx.lookup(token)
@@ -216,7 +224,18 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
             return message(request, language, "csrf", 403, again=f"/ack/{token}?lang={language}")
         if info.channel == "video" and await ctx.read(join_of, ctx, info) is not None:
             return not_by_link(request, language, token)  # a video ping is answered by joining the room
-        return answered(request, token, lang, await record(request, token, form, checked=True))
+        try:
+            return answered(request, token, lang, await record(request, token, form, checked=True))
+        except RECORDING_UNAVAILABLE:
+            return unavailable(request, language)
+
+    def unavailable(request: Request, language: str) -> HTMLResponse:
+        """The answer could not be recorded right now (the database or the writer process is
+        restarting): 503 and a moment to wait, never a 2xx; the officer's retry is judged anew."""
+        log.warning("ack: an answer could not be recorded right now; the page says to try again", exc_info=True)
+        response = message(request, language, "error", 503)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     def language_of(info: TokenInfo, lang: str | None) -> str:
         return pick_language(lang, info.preferred_languages(), ctx.settings.default_language)

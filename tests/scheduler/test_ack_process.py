@@ -131,3 +131,12 @@ def test_closing_the_writer_ends_its_process(engine: Engine) -> None:
     assert proc is not None and proc.poll() is None
     writer.close()
     assert proc.wait(10) == 0 and not writer.running
+
+
+def test_a_database_that_cannot_be_reached_crosses_as_try_again_and_any_other_error_as_an_error() -> None:
+    import sqlalchemy as sa
+
+    down = ack_process._portable(sa.exc.OperationalError("UPDATE ping", {}, Exception("connection refused")))  # noqa: SLF001
+    bug = ack_process._portable(KeyError("token"))  # noqa: SLF001
+    assert isinstance(down, WriterGone) and "connection refused" in str(down)
+    assert type(bug) is RuntimeError and "KeyError" in str(bug)

@@ -309,6 +309,32 @@ def test_an_unexpected_error_on_a_link_is_a_500_page_with_the_headers_and_no_tok
     assert ping_of(web.engine).state == "sent" and acked_events(web.engine) == 0
 
 
+@pytest.mark.parametrize("cause", ["writer process gone", "database unreachable"])
+def test_an_answer_that_cannot_be_recorded_right_now_is_a_503_with_a_retry_after_and_nothing_recorded(
+        web: Web, cause: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    from scheduler.ack_process import WriterGone
+    from scheduler.ack_writer import AckWriter
+
+    token = web.tokens[ADDR]
+    url = f"/ack/{token}?lang=en"
+    csrf = csrf_of(web.client.get(url).text)
+
+    def unavailable(*_: object) -> None:
+        if cause == "writer process gone":
+            raise WriterGone("the acknowledgement writer ended before it answered")
+        raise sa.exc.OperationalError("UPDATE ping", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(AckWriter, "submit_async", unavailable)  # the web fixture's clock is frozen: a thread
+    r = web.client.post(url, data={"csrf": csrf})
+    assert r.status_code == 503 and r.headers["retry-after"] == "5" and "try again" in r.text
+    assert r.headers["cache-control"] == "no-store"
+    assert ping_of(web.engine).state == "sent" and acked_events(web.engine) == 0
+    monkeypatch.undo()
+    assert web.client.post(url, data={"csrf": csrf}).status_code == 200  # the officer's retry is recorded
+
+
 def test_a_link_with_anything_after_the_token_is_not_taken_for_the_link(web: Web) -> None:
     token = web.tokens[ADDR]
     assert web.client.get(f"/ack/{token}x").status_code == 400  # 44 characters: malformed, not looked up
