@@ -51,7 +51,8 @@ class WriterGone(RuntimeError):
 
 
 class ProcessAckWriter:
-    """``submit_async`` as ``AckWriter``'s, recorded by a child process (started on the first answer)."""
+    """``submit_async`` as ``AckWriter``'s, recorded by a child process (started by a form page
+    or by the first answer; closed when idle)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -125,6 +126,8 @@ class ProcessAckWriter:
         if self._loop is not loop:
             if self._loop is not None:
                 self._loop.remove_reader(conn.fileno())
+            if self._idle is not None:
+                self._idle.cancel()
             loop.add_reader(conn.fileno(), self._receive)
             self._loop = loop
             self._idle = loop.call_later(IDLE_SECONDS, self._close_if_idle)
@@ -165,8 +168,12 @@ class ProcessAckWriter:
             self._lost(WriterGone("the acknowledgement writer ended before it answered"))
             return
         futures, self._in_flight = self._in_flight or [], None
+        if len(outcomes) != len(futures):  # never expected: then nobody can tell which answer is which
+            self._in_flight = futures
+            self._lost(WriterGone(f"the acknowledgement writer answered {len(outcomes)} of {len(futures)}"))
+            return
         self.groups += 1
-        for future, outcome in zip(futures, outcomes, strict=True):
+        for future, outcome in zip(futures, outcomes):
             if future.cancelled():  # the request went away; its answer is recorded all the same
                 continue
             if isinstance(outcome, BaseException):
