@@ -119,22 +119,6 @@ class Prepared:
                     for r in rows]
         return Result(rowcount, rows)
 
-    def run_many(self, conn: sa.Connection, params: Sequence[dict[str, Any]]) -> int:
-        """Run once per parameter set (``executemany``; every set with the same keys). Returns the rows touched."""
-        if not params:
-            return 0
-        plan = self._plan(conn.dialect, frozenset(params[0]))
-        values = [self._values(plan, p) for p in params]
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(plan.sql, values)
-            return int(cursor.rowcount)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance(plan.sql, values, exc, conn.dialect.loaded_dbapi.Error,
-                                             dialect=conn.dialect) from exc
-        finally:
-            cursor.close()
-
 
 class PerCount:
     """A statement over ``n`` rows (``n`` sets of bind parameters: an ``IN`` list, one ``CASE``

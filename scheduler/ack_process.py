@@ -34,7 +34,7 @@ from pathlib import Path
 
 from commtest.settings import Settings
 from scheduler.ack_group import Answer
-from scheduler.ack_writer import MAX_GROUP, AckWriter
+from scheduler.ack_writer import MAX_GROUP, AckWriter, settle
 from scheduler.acks import AckOutcome
 
 log = logging.getLogger(__name__)
@@ -173,13 +173,7 @@ class ProcessAckWriter:
             self._lost(WriterGone(f"the acknowledgement writer answered {len(outcomes)} of {len(futures)}"))
             return
         self.groups += 1
-        for future, outcome in zip(futures, outcomes):
-            if future.cancelled():  # the request went away; its answer is recorded all the same
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        settle(list(zip(futures, outcomes)))
         self._send(self._loop)
 
     def _lost(self, error: Exception) -> None:

@@ -142,12 +142,13 @@ def _deliver(done: list[tuple[Reply, AckOutcome | BaseException]]) -> None:
             loops.setdefault(reply[0], []).append((reply[1], outcome))
     for loop, settled in loops.items():
         try:
-            loop.call_soon_threadsafe(_settle, settled)
+            loop.call_soon_threadsafe(settle, settled)
         except RuntimeError:  # that loop has closed: nobody waits for these any more
             log.debug("ack writer: %d outcomes for a closed event loop", len(settled))
 
 
-def _settle(settled: list[tuple[asyncio.Future[AckOutcome], AckOutcome | BaseException]]) -> None:
+def settle(settled: list[tuple[asyncio.Future[AckOutcome], AckOutcome | BaseException]]) -> None:
+    """Each outcome to its waiting coroutine (on that coroutine's event loop)."""
     for future, outcome in settled:
         if future.cancelled():  # the request went away; its answer is recorded all the same
             continue
