@@ -1,20 +1,28 @@
-"""One conditional UPDATE for many rows, each with its own values, as fast as each database allows.
+"""Many rows in one statement, each with its own values, as fast as each database allows.
 
 The dispatcher changes a batch of attempts at once (``pending → dispatching`` with a token each,
-``dispatching → sent`` with a deadline each), always from the state it read. SQLite runs an
-``executemany`` in-process, row by row, quickly; on PostgreSQL a row-by-row statement costs a
-round trip each, so there the batch is one ``UPDATE … FROM unnest(…)``: its values travel as one
-array per column, so the statement's text is the same for every batch (compiled once, prepared by
-the server) however many rows it holds.
+``dispatching → sent`` with a deadline each), always from the state it read, and logs an event
+for each. SQLite runs an ``executemany`` in-process, row by row, quickly. On PostgreSQL a
+row-by-row statement costs a round trip or a pipeline message each, and a multi-row ``VALUES``
+list a parameter per value (its text differs with the number of rows, so neither psycopg, which
+parses a statement of more than 50 parameters anew each time, nor the server can reuse it). So
+there the rows travel as **one JSON document**, read by ``json_to_recordset``: one parameter,
+encoded by the C ``json`` module, the same statement text for every batch. (Arrays per column,
+``unnest``, were tried first: psycopg builds array literals in Python, escaping every quote of
+every JSON value with a regular expression; that cost more than the database's own work.)
 Either way the caller learns exactly which rows were still in the expected state.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+from commtest.clock import ensure_utc
 
 
 def update_each(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *,
@@ -32,18 +40,45 @@ def update_each(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
         return set()
     ids = [int(r["id"]) for r in rows]
     if conn.dialect.name == "postgresql":
-        types: dict[str, sa.types.TypeEngine[Any]] = {"id": sa.Integer(), **per_row}
-        v = (sa.func.unnest(*(sa.bindparam(f"a_{n}", type_=postgresql.ARRAY(t)) for n, t in types.items()))
-             .table_valued(*(sa.column(n, t) for n, t in types.items())).render_derived(name="v"))
+        v = _recordset({"id": sa.Integer(), **per_row})
         own = {n: v.c[n] for n in per_row}
         stmt = (table.update().where(table.c.id == v.c.id, only_if)
                 .values({k: _resolve(x, own) for k, x in values.items()}).returning(table.c.id))
-        return set(conn.execute(stmt, {f"a_{n}": [r[n] for r in rows] for n in types}).scalars())
+        return set(conn.execute(stmt, {"rows": _document(rows, ("id", *per_row))}).scalars())
     own = {n: sa.bindparam(f"r_{n}", type_=t) for n, t in per_row.items()}
     stmt = (table.update().where(table.c.id == sa.bindparam("r_id"), only_if)
             .values({k: _resolve(x, own) for k, x in values.items()}))
     result = conn.execute(stmt, [{"r_id": r["id"], **{f"r_{n}": r[n] for n in per_row}} for r in rows])
     return set(ids) if result.rowcount == len(rows) else None
+
+
+_INSERTS: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``INSERT`` every row of ``rows`` (all with the same keys), in their order: their ids (an
+    event log's order) follow the list."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.insert(), list(rows))
+        return
+    names = tuple(rows[0])
+    stmt = _INSERTS.get((table.name, names))
+    if stmt is None:
+        v = _recordset({n: table.c[n].type for n in names})
+        stmt = table.insert().from_select([table.c[n] for n in names],
+                                          sa.select(*(v.c[n] for n in names)).order_by(v.c[_ORDER]))
+        _INSERTS[(table.name, names)] = stmt
+    conn.execute(stmt, {"rows": _document(rows, names)})
+
+
+def among(column: sa.ColumnElement[Any], ids: Sequence[int], dialect: sa.Dialect) -> sa.ColumnElement[bool]:
+    """``column IN ids``. On PostgreSQL as ``= ANY(:array)``: one parameter, so the statement's text
+    is the same however many ids."""
+    if dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.Integer())))
+    return column.in_(list(ids))
 
 
 class RowValue:
@@ -63,3 +98,29 @@ def _resolve(x: Any, own: Mapping[str, Any]) -> Any:
         expr = own[x.name]
         return x.wrap(expr) if x.wrap is not None else expr
     return x
+
+
+# Each row's position in the document: the rows are inserted in that order.
+_ORDER = "_n"
+
+
+def _recordset(types: Mapping[str, sa.types.TypeEngine[Any]]) -> Any:
+    """``json_to_recordset(:rows) AS v(name type, …)``: the rows of the document ``rows``."""
+    doc = sa.cast(sa.bindparam("rows", type_=sa.Text()), postgresql.JSON())
+    return (sa.func.json_to_recordset(doc)
+            .table_valued(*(sa.column(n, t) for n, t in {**types, _ORDER: sa.Integer()}.items()))
+            .render_derived(name="v", with_types=True))
+
+
+def _document(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
+    return json.dumps([{**{n: r[n] for n in names}, _ORDER: i} for i, r in enumerate(rows)],
+                      default=_instant)
+
+
+def _instant(value: Any) -> str:
+    """Instants as ISO 8601 in UTC (what ``UTCDateTime`` stores); anything else is refused."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC")
+        return ensure_utc(value).isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be written in a batch")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +36,7 @@ from commtest.settings import Settings
 from playbooks.schema import PlaybookSpec
 from playbooks.templates import RenderedMessage, template_language
 from scheduler import records
-from scheduler.bulk import row_value, update_each
+from scheduler.bulk import among, insert_rows, row_value, update_each
 from scheduler.messages import render_ping
 from scheduler.planner import usable_endpoints_of
 from scheduler.specs import spec_for_revision_id
@@ -74,22 +75,62 @@ class Prepared:
 
 
 def prepare_due(conn: sa.Connection, now: datetime, batch: int, settings: Settings) -> Prepared:
-    """Read up to ``batch`` due attempts and render their messages, outside any write transaction:
-    the rendering (the costly part) never holds the write lock. ``claim`` then takes them.
+    """Read up to ``batch`` due attempts and render their messages (``DueQueue`` for one batch)."""
+    return DueQueue(batch).next_batch(conn, now, batch, settings)
 
-    Two queries whatever the batch: the attempts with whom they go to, and their runs."""
+
+class DueQueue:
+    """The attempts due, in the order they are due, read ``window`` ids at a time; each batch is
+    then read by id and its messages rendered, outside any write transaction: the rendering (the
+    costly part) never holds the write lock. ``claim`` then takes them.
+
+    Why a window: finding the earliest due attempts orders every due attempt of the running runs
+    (a fresh run of 3,000: 6-16 ms on PostgreSQL, each time). Read once per window, a batch costs
+    a primary-key read. An attempt planned meanwhile waits at most one window (a few batches);
+    one cancelled or claimed meanwhile is skipped (the batch read and ``claim`` check its state).
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._ids: deque[int] = deque()
+        self._senders: dict[str, Any] = {}  # the playbook owners' names, read once per queue
+
+    def next_batch(self, conn: sa.Connection, now: datetime, batch: int, settings: Settings) -> Prepared:
+        """Up to ``batch`` attempts still due, their messages rendered (empty: nothing is due)."""
+        while True:
+            if not self._ids:
+                self._ids.extend(_due_ids(conn, now, max(self.window, batch)))
+                if not self._ids:
+                    return Prepared([], [])
+            ids = [self._ids.popleft() for _ in range(min(batch, len(self._ids)))]
+            out = _prepare_ids(conn, ids, now, settings, self._senders)
+            if out.ready or out.failed:
+                return out
+
+
+def _due_ids(conn: sa.Connection, now: datetime, limit: int) -> list[int]:
+    return list(conn.execute(
+        sa.select(PT.c.id).join(RT, RT.c.id == PT.c.run_id)
+        .where(PT.c.state == PingState.pending.value, PT.c.due_at <= now, RT.c.status == RunStatus.running.value)
+        .order_by(PT.c.due_at, PT.c.id).limit(limit)).scalars())
+
+
+def _prepare_ids(conn: sa.Connection, ids: list[int], now: datetime, settings: Settings,
+                 senders: dict[str, Any]) -> Prepared:
+    """The attempts ``ids`` still pending in a running run, rendered. Two queries whatever the
+    batch: the attempts with whom they go to, and their runs."""
     rows = conn.execute(
         sa.select(*_CLAIM_COLUMNS, *_WHO_COLUMNS)
         .join(RT, RT.c.id == PT.c.run_id)
         .join(CP, CP.c.id == PT.c.contact_point_id).join(ORG, ORG.c.id == CP.c.organisation_id)
         .join(FW, FW.c.id == CP.c.field_id)
-        .where(PT.c.state == PingState.pending.value, PT.c.due_at <= now, RT.c.status == RunStatus.running.value)
-        .order_by(PT.c.due_at, PT.c.id).limit(batch)).all()
+        .where(among(PT.c.id, ids, conn.dialect), PT.c.state == PingState.pending.value,
+               RT.c.status == RunStatus.running.value)
+        .order_by(PT.c.due_at, PT.c.id)).all()
     if not rows:
         return Prepared([], [])
     runs = {r.id: r for r in conn.execute(sa.select(RT.c.id, RT.c.revision_id, RT.c.announced, RT.c.fire_at)
-                                          .where(RT.c.id.in_({r.run_id for r in rows})))}
-    senders: dict[str, Any] = {}
+                                          .where(among(RT.c.id, sorted({r.run_id for r in rows}), conn.dialect)))}
     out = Prepared([], [])
     for row in rows:
         try:
@@ -142,7 +183,7 @@ def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, act
     # An attempt cancelled meanwhile (its contact point answered another) is simply not claimed.
     out = [c for c in ready if c.ping_id in claimed_ids]
     if out:
-        conn.execute(ET.insert().returning(ET.c.id), [  # RETURNING: one multi-row INSERT, not one per row
+        insert_rows(conn, ET, [
             {"at": now, "actor": actor, "kind": ev.PING_DISPATCHING, "run_id": c.outgoing.run_id, "ping_id": c.ping_id,
              "organisation_code": c.outgoing.organisation_code, "channel": c.outgoing.channel, "outcome": None,
              "response_ms": None, "data": {"provider": c.provider}} for c in out])

@@ -46,7 +46,8 @@ from commtest.models import (
 from commtest.settings import Settings
 from playbooks.schema import PlaybookSpec, StepSpec
 from scheduler import records
-from scheduler.dispatch import Claimed, Prepared, claim, prepare_due
+from scheduler.bulk import insert_rows
+from scheduler.dispatch import Claimed, DueQueue, Prepared, claim
 from scheduler.send_results import Sent, record_sends
 from scheduler.silence import ENDED_COLUMNS, Ended, follow_up_many
 from scheduler.planner import PlannedPing, Target, initial_plan
@@ -59,6 +60,9 @@ log = logging.getLogger(__name__)
 
 # Time one tick may spend starting dispatch batches before it judges deadlines.
 DISPATCH_BUDGET = timedelta(seconds=1)
+# How many batches of due attempts the dispatcher reads at once (scheduler.dispatch.DueQueue): an
+# attempt planned meanwhile waits at most this many batches (a fraction of a second).
+DUE_WINDOW_BATCHES = 8
 # Deadline decisions per write transaction: short enough that an acknowledgement never waits long
 # behind one, big enough that thousands of deadlines in the same second cost a few statements.
 EXPIRY_BATCH = 500
@@ -247,7 +251,7 @@ class RunEngine:
                  "field": target.field_code if target else None, "step": step.id, "reason": reason})}
             for target, step, reason in gaps)
         if events:
-            conn.execute(ET.insert(), events)
+            insert_rows(conn, ET, events)
         return sorted({r["due_at"] for r in rows})  # type: ignore[type-var]
 
     def missing_kinds(self, spec: PlaybookSpec) -> list[str]:
@@ -398,6 +402,7 @@ class RunEngine:
         started = self.clock.now()
         recording: Future[None] | None = None
         prepared: Prepared | None = None
+        queue = DueQueue(DUE_WINDOW_BATCHES * self.settings.dispatch_workers)
         try:
             while total < limit and not self.stopping.is_set():
                 if budget is not None and total and self.clock.now() - started >= budget:
@@ -406,7 +411,7 @@ class RunEngine:
                 self._give_way()
                 batch = min(self.settings.dispatch_workers, limit - total)
                 if prepared is None:
-                    prepared = self._prepare(batch)
+                    prepared = self._prepare(queue, batch)
                 # The next batch is claimed only once the previous one is recorded: a crash leaves
                 # at most one batch unknown. Its messages were prepared meanwhile (below).
                 if recording is not None:
@@ -428,17 +433,17 @@ class RunEngine:
                 # messages are rendered (which needs no lock): one batch at a time, in order.
                 recording = self._recorder.submit(self._record_sends, claimed, results)
                 if total < limit and not self.stopping.is_set():
-                    prepared = self._prepare(min(self.settings.dispatch_workers, limit - total))
+                    prepared = self._prepare(queue, min(self.settings.dispatch_workers, limit - total))
         finally:
             if recording is not None:
                 recording.result()  # a clean stop: the batch sent is recorded before we return
         return total
 
-    def _prepare(self, batch: int) -> Prepared:
+    def _prepare(self, queue: DueQueue, batch: int) -> Prepared:
         """The due attempts and their messages, rendered in a read transaction (no write lock);
         ``_claim`` then takes those still pending."""
         with self.engine.connect() as conn:
-            return prepare_due(conn, self.clock.now(), batch, self.settings)
+            return queue.next_batch(conn, self.clock.now(), batch, self.settings)
 
     def _claim(self, prepared: Prepared) -> list[Claimed]:
         # durable: the ``dispatching`` mark must survive a power cut, or a ping could go twice.
@@ -578,7 +583,7 @@ class RunEngine:
         if not rows:
             return 0
         rows = sorted(rows, key=lambda r: (r.deadline_at, r.id))
-        conn.execute(ET.insert(), [
+        insert_rows(conn, ET, [
             {"at": decided, "actor": self.actor, "kind": ev.PING_SETTLED, "run_id": r.run_id, "ping_id": r.id,
              "organisation_code": r.organisation_code, "channel": r.channel, "outcome": r.outcome,
              "response_ms": None, "data": {"reason": _NO_RECORD if r.channel == "manual" else _NO_ACK,

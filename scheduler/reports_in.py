@@ -23,7 +23,7 @@ from commtest.db import run_write
 from commtest.models import EndpointStatus, Event, Outcome, Ping, PingState
 from commtest.settings import Settings
 from scheduler import records
-from scheduler.bulk import row_value, update_each
+from scheduler.bulk import insert_rows, row_value, update_each
 from scheduler.silence import follow_up
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ def _apply_deliveries(s: Session, chunk: list[ChannelReport], actor: str) -> set
                "channel": known[r.ping_id].channel, "outcome": None, "response_ms": None,
                "data": {"status": r.kind}} for _, r in todo if r.ping_id in done]
     if events:
-        conn.execute(ET.insert().returning(ET.c.id), events)  # RETURNING: one multi-row INSERT
+        insert_rows(conn, ET, events)
     return handled | {i for i, _ in todo}
 
 

@@ -23,7 +23,7 @@ from commtest.errors import ChannelError
 from commtest.models import EndpointStatus, Event, Outcome, Ping, PingState, RunStatus, TestRun
 from commtest.settings import Settings
 from scheduler import records
-from scheduler.bulk import row_value, update_each
+from scheduler.bulk import insert_rows, row_value, update_each
 from scheduler.dispatch import Claimed
 from scheduler.silence import follow_up
 
@@ -120,7 +120,7 @@ def _record_accepted(conn: sa.Connection, batch: list[tuple[Claimed, Sent]], now
             .returning(PT.c.id)).scalars())
         events.extend(_event(now, actor, ev.PING_DELIVERED, c.outgoing, status="delivered")
                       for c, _ in batch if c.ping_id in marked)
-    conn.execute(ET.insert().returning(ET.c.id), events)  # RETURNING: one multi-row INSERT, not one per row
+    insert_rows(conn, ET, events)
     return done
 
 

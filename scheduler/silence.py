@@ -25,6 +25,7 @@ from commtest.masking import mask_address
 from commtest.models import ContactPoint, Event, FieldOfWork, Outcome, Ping, PingState, RunStatus, TestRun
 from commtest.settings import Settings
 from playbooks.schema import PlaybookSpec, StepSpec
+from scheduler.bulk import insert_rows
 from scheduler.escalation import Silence, next_moves
 from scheduler.planner import Target, UsableEndpoint, targets_of, usable_endpoints_of
 from scheduler.specs import spec_for_revision_id
@@ -123,7 +124,7 @@ def follow_up_many(conn: sa.Connection, ended: Sequence[Ended], now: datetime, s
         events.append(_event(now, actor, kind, e.run_id, e.ping_id, e.organisation_code, e.channel, **data))
     events.extend(gaps)
     if events:
-        conn.execute(ET.insert(), events)
+        insert_rows(conn, ET, events)
     out.planned = len(pings)
     out.due = [row["due_at"] for row in pings]
     return out

@@ -1,4 +1,4 @@
-"""scheduler.bulk: one conditional UPDATE for many rows, each with its own values."""
+"""scheduler.bulk: many rows in one statement (a conditional UPDATE, an INSERT), each with its own values."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from commtest.models import UTCDateTime
-from scheduler.bulk import row_value, update_each
+from scheduler.bulk import among, insert_rows, row_value, update_each
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
 
@@ -61,3 +61,70 @@ def test_batches_of_one_row_many_rows_or_none_are_updated_alike(engine: Engine, 
     assert _claim(engine, probe, [1]) == {1}
     assert _claim(engine, probe, list(range(2, 40))) == set(range(2, 40))
     assert _claim(engine, probe, []) == set()
+
+
+@pytest.fixture
+def log_table(engine: Engine) -> Iterator[sa.Table]:
+    table = sa.Table("bulk_log", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+                     sa.Column("at", UTCDateTime(timezone=True), nullable=False), sa.Column("kind", sa.String(40)),
+                     sa.Column("n", sa.Integer), sa.Column("flag", sa.Boolean), sa.Column("data", sa.JSON, nullable=False))
+    table.create(engine)
+    yield table
+    table.drop(engine)
+
+
+# What a batch of event rows may hold: quotes, backslashes, new lines, non-Latin text, nulls,
+# nested values. Each must come back exactly as a plain INSERT would have stored it.
+_AWKWARD = ['say "yes"', "C:\\temp\\x", "line\nbreak", "Lëtzebuergesch — 東京", "", "{\"a\": 1}", "'; DROP TABLE x; --"]
+
+
+def _rows(n: int) -> list[dict[str, object]]:
+    return [{"at": T0 + timedelta(microseconds=i), "kind": _AWKWARD[i % len(_AWKWARD)] if i % 5 else None,
+             "n": i if i % 3 else None, "flag": bool(i % 2),
+             "data": {"text": _AWKWARD[i % len(_AWKWARD)], "list": [i, None, True], "nested": {"k": "v"}}}
+            for i in range(n)]
+
+
+def test_inserted_rows_come_back_exactly_as_given_in_the_order_given(engine: Engine, log_table: sa.Table) -> None:
+    rows = _rows(70)
+    with engine.begin() as c:
+        insert_rows(c, log_table, rows)
+    with engine.connect() as c:
+        back = [r._asdict() for r in c.execute(sa.select(log_table).order_by(log_table.c.id))]
+    # ids follow the list: an event log keeps the order things happened in
+    assert [{k: v for k, v in r.items() if k != "id"} for r in back] == rows
+    assert [r["id"] for r in back] == sorted(r["id"] for r in back)
+
+
+def test_a_batch_insert_stores_what_a_plain_insert_stores(engine: Engine, log_table: sa.Table) -> None:
+    rows = _rows(10)
+    with engine.begin() as c:
+        insert_rows(c, log_table, rows)
+        c.execute(log_table.insert(), rows)
+        got = [r._asdict() for r in c.execute(sa.select(log_table).order_by(log_table.c.id))]
+    assert [{k: v for k, v in r.items() if k != "id"} for r in got[:10]] == \
+        [{k: v for k, v in r.items() if k != "id"} for r in got[10:]]
+
+
+def test_batches_of_one_row_or_none_are_inserted_alike(engine: Engine, log_table: sa.Table) -> None:
+    with engine.begin() as c:
+        insert_rows(c, log_table, [])
+        insert_rows(c, log_table, _rows(1))
+        assert c.execute(sa.select(sa.func.count()).select_from(log_table)).scalar() == 1
+
+
+def test_a_naive_instant_is_refused_and_nothing_is_written(engine: Engine, log_table: sa.Table) -> None:
+    rows = _rows(3)
+    rows[2]["at"] = datetime(2026, 12, 7, 9, 0)  # no time zone
+    with pytest.raises((ValueError, sa.exc.StatementError)):
+        with engine.begin() as c:
+            insert_rows(c, log_table, rows)
+    with engine.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(log_table)).scalar() == 0
+
+
+def test_among_selects_the_rows_named_however_many(engine: Engine, probe: sa.Table) -> None:
+    with engine.connect() as c:
+        for ids in ([5], list(range(1, 65)), [3, 99, 1000]):
+            got = set(c.execute(sa.select(probe.c.id).where(among(probe.c.id, ids, c.dialect))).scalars())
+            assert got == {i for i in ids if i <= 100}

@@ -7,12 +7,13 @@ from channels.twilio.fake_script import CallScript, FakeScript
 from commtest.clock import FrozenClock
 from commtest.db import session_scope
 from commtest.models import Ping
+from scheduler.dispatch import DueQueue
 from tests.channels.twilio_support import ONE_VOICE, TWO_SMS, TWO_VOICE, TwilioWorld, twilio_world
 
 
 def crash_after_claiming(w: TwilioWorld, run_id: int, n: int) -> list:  # type: ignore[type-arg]
     """Claim ``n`` due attempts (durably ``dispatching``), as the engine does, then 'crash'."""
-    claimed = w.runs._claim(w.runs._prepare(n))
+    claimed = w.runs._claim(w.runs._prepare(DueQueue(n), n))
     assert len(claimed) == n
     return claimed
 
