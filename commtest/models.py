@@ -275,10 +275,11 @@ class Ping(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="test_run.id", index=True)
+    # (no index of its own: ix_ping_run_state and uq_ping_once begin with it)
+    run_id: int = Field(foreign_key="test_run.id")
     contact_point_id: int = Field(foreign_key="contact_point.id")
     endpoint_id: int | None = Field(default=None, foreign_key="endpoint.id")
-    organisation_code: str = Field(max_length=32, index=True)  # denormalised for reports
+    organisation_code: str = Field(max_length=32)  # denormalised for reports (always read with the run)
     channel: str = Field(max_length=16)
     provider: str = Field(default="", max_length=32)
     address: str = Field(default="", max_length=320)  # the endpoint address as it was at send time
@@ -322,8 +323,10 @@ class Event(SQLModel, table=True):
     at: datetime | None = _ts(nullable=False, index=True)
     actor: str = Field(max_length=100)  # daemon:<host>, web, imap, cli:<user>, provider:<name>
     run_id: int | None = Field(default=None, foreign_key="test_run.id")
-    ping_id: int | None = Field(default=None, foreign_key="ping.id", index=True)
-    kind: str = Field(max_length=48, index=True)  # see commtest.events for the vocabulary
+    # Neither has an index of its own: every read by ping or by kind names the kind, which
+    # ix_event_kind_ping answers; each index costs every event written (issue 10: dispatch).
+    ping_id: int | None = Field(default=None, foreign_key="ping.id")
+    kind: str = Field(max_length=48)  # see commtest.events for the vocabulary
     # Denormalised on ping events so that reports are SQL aggregates over this table alone.
     organisation_code: str | None = Field(default=None, max_length=32)
     channel: str | None = Field(default=None, max_length=16)
