@@ -48,6 +48,7 @@ from playbooks.schema import PlaybookSpec, StepSpec
 from scheduler import records
 from scheduler.bulk import insert_rows
 from scheduler.dispatch import Claimed, DueQueue, Prepared, claim
+from scheduler.fanout import FanOut
 from scheduler.send_results import Sent, record_sends
 from scheduler.silence import ENDED_COLUMNS, Ended, follow_up_many
 from scheduler.planner import PlannedPing, Target, initial_plan
@@ -110,7 +111,9 @@ class RunEngine:
         self.channels = channels or ChannelSet(settings, clock)
         self.actor = actor or default_actor()
         self.leader_check = leader_check
-        self._pool = ThreadPoolExecutor(max_workers=settings.dispatch_workers, thread_name_prefix="dispatch")
+        # Provider calls: made by the dispatcher itself while they return at once, fanned out to
+        # helper threads as soon as one waits (scheduler.fanout), never more than the workers.
+        self._pool = FanOut(settings.dispatch_workers, "dispatch")
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-sends")
         self._no_decision = threading.Event()  # clear while deadlines are being decided
         self._no_decision.set()
@@ -131,7 +134,7 @@ class RunEngine:
         self.decision_retries = 0
 
     def close(self, *, close_channels: bool = True) -> None:
-        self._pool.shutdown(wait=True)  # a clean stop finishes the provider calls in flight
+        self._pool.close()  # after a clean stop, which finishes the provider calls in flight
         self._recorder.shutdown(wait=True)
         if close_channels:  # False when the caller owns the channel set and uses it again
             self.channels.close()
@@ -427,7 +430,7 @@ class RunEngine:
                 # Leadership may have gone while claiming: then nothing is sent. The claimed
                 # attempts stay ``dispatching`` and the next leader marks them unknown (never twice).
                 self._ensure_leader()
-                results = list(self._pool.map(self._send_one, claimed))
+                results = self._pool.map(self._send_one, claimed)
                 total += len(claimed)
                 # The batch is recorded (its commit waits for the disk) while the next one's
                 # messages are rendered (which needs no lock): one batch at a time, in order.
