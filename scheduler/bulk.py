@@ -42,7 +42,12 @@ def update_each(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
     if conn.dialect.name == "postgresql":
         v = _recordset({"id": sa.Integer(), **per_row})
         own = {n: v.c[n] for n in per_row}
-        stmt = (table.update().where(table.c.id == v.c.id, only_if)
+        # The rows are found by their ids (``= ANY``: one probe of the primary key each), and
+        # ``only_if`` is checked on them as written (``IS TRUE`` keeps the planner from answering
+        # it with an index: ``state = 'pending'`` would read every pending attempt of the run,
+        # thousands, for each batch of 64).
+        stmt = (table.update().where(table.c.id == v.c.id, among(table.c.id, ids, conn.dialect),
+                                     only_if.is_(sa.true()))
                 .values({k: _resolve(x, own) for k, x in values.items()}).returning(table.c.id))
         return set(conn.execute(stmt, {"rows": _document(rows, ("id", *per_row))}).scalars())
     own = {n: sa.bindparam(f"r_{n}", type_=t) for n, t in per_row.items()}
