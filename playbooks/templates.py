@@ -92,7 +92,12 @@ class MessageContext:
     test_at: str = ""  # the planned moment of the test, local and formatted (announcements use it)
 
     def variables(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        # Read for every field of every message (subject, body, html): built once per context.
+        cached: dict[str, Any] | None = self.__dict__.get("_variables")
+        if cached is None:
+            cached = {name: getattr(self, name) for name in TEMPLATE_VARIABLES}
+            object.__setattr__(self, "_variables", cached)
+        return dict(cached)
 
 
 TEMPLATE_VARIABLES: tuple[str, ...] = tuple(f.name for f in fields(MessageContext))

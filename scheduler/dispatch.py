@@ -131,10 +131,19 @@ def _prepare_ids(conn: sa.Connection, ids: list[int], now: datetime, settings: S
         return Prepared([], [])
     runs = {r.id: r for r in conn.execute(sa.select(RT.c.id, RT.c.revision_id, RT.c.announced, RT.c.fire_at)
                                           .where(among(RT.c.id, sorted({r.run_id for r in rows}), conn.dialect)))}
+    specs: dict[int, PlaybookSpec | Exception] = {}
+    for run in runs.values():  # once per run, not per attempt
+        try:
+            specs[run.id] = spec_for_revision_id(conn, run.revision_id)
+        except Exception as exc:  # noqa: BLE001 - its attempts fail with it (below), alone
+            specs[run.id] = exc
     out = Prepared([], [])
     for row in rows:
         try:
-            out.ready.append(_prepare(conn, row, runs[row.run_id], _Who.of(row), now, settings, senders))
+            spec = specs[row.run_id]
+            if isinstance(spec, Exception):
+                raise spec
+            out.ready.append(_prepare(conn, row, runs[row.run_id], spec, _Who.of(row), now, settings, senders))
         except Exception as exc:  # noqa: BLE001 - a poison pill fails its own attempt only
             out.failed.append((row.id, exc))
     return out
@@ -199,9 +208,8 @@ def _deadline(claimed: Claimed) -> timedelta:
     return timedelta(seconds=claimed.ack_deadline_s)
 
 
-def _prepare(conn: sa.Connection, ping: Any, run: Any, who: _Who, now: datetime, settings: Settings,
-             senders: dict[str, Any]) -> Claimed:
-    spec: PlaybookSpec = spec_for_revision_id(conn, run.revision_id)
+def _prepare(conn: sa.Connection, ping: Any, run: Any, spec: PlaybookSpec, who: _Who, now: datetime,
+             settings: Settings, senders: dict[str, Any]) -> Claimed:
     step = spec.step(ping.step)
     cp, org, fld = who.cp, who.org, who.fld
     token = secrets.token_urlsafe(32)

@@ -56,14 +56,13 @@ def record_sends(s: Session, claimed: Sequence[Claimed], results: Sequence[Sent 
     conn = s.connection()
     out = Recorded([], [])
     sent = [(c, r) for c, r in zip(claimed, results, strict=True) if isinstance(r, Sent)]
-    # Attempts whose run was aborted while the provider calls ran take the general path.
-    aborted_pings = set(conn.execute(sa.select(PT.c.id).join(RT, RT.c.id == PT.c.run_id).where(
-        PT.c.id.in_([c.ping_id for c in claimed]), RT.c.status == RunStatus.aborted.value)).scalars())
-    fast = [(c, r) for c, r in sent if c.ping_id not in aborted_pings]
-    done = _record_accepted(conn, fast, now, actor, out) if fast else set()
+    done = _record_accepted(conn, sent, now, actor, out) if sent else set()
     rest = [(c, r) for c, r in zip(claimed, results, strict=True) if c.ping_id not in done]
     if not rest:
         return out
+    # Attempts whose run was aborted while the provider calls ran (the fast path left them).
+    aborted_pings = set(conn.execute(sa.select(PT.c.id).join(RT, RT.c.id == PT.c.run_id).where(
+        PT.c.id.in_([c.ping_id for c, _ in rest]), RT.c.status == RunStatus.aborted.value)).scalars())
     loaded = {p.id: p for p in s.exec(select(Ping).where(col(Ping.id).in_([c.ping_id for c, _ in rest]))).all()}
     for c, result in rest:
         ping = loaded[c.ping_id]
@@ -78,13 +77,16 @@ def record_sends(s: Session, claimed: Sequence[Claimed], results: Sequence[Sent 
 
 def _record_accepted(conn: sa.Connection, batch: list[tuple[Claimed, Sent]], now: datetime, actor: str,
                      out: Recorded) -> set[int]:
-    """dispatching → sent for every attempt of ``batch`` still dispatching, in one statement."""
+    """dispatching → sent for every attempt of ``batch`` still dispatching in a run not aborted, in one
+    statement."""
     ids = [c.ping_id for c, _ in batch]
     deadline = {c.ping_id: now + timedelta(seconds=c.ack_deadline_s) for c, _ in batch}
     done = update_each(
         conn, PT, [{"id": c.ping_id, "dl": deadline[c.ping_id], "ref": r.result.provider_ref,
                     "prov": r.provider[:32], "sim": r.simulated} for c, r in batch],
-        only_if=PT.c.state == PingState.dispatching.value,
+        # (an attempt whose run was aborted meanwhile takes the general path: see record_sends)
+        only_if=sa.and_(PT.c.state == PingState.dispatching.value, ~sa.exists().where(
+            RT.c.id == PT.c.run_id, RT.c.status == RunStatus.aborted.value)),
         values={
             # A call can ring before its send is recorded (delivered_at set from ``dispatching``).
             "state": sa.case((PT.c.delivered_at.is_not(None), PingState.delivered.value), else_=PingState.sent.value),

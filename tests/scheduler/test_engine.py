@@ -291,6 +291,44 @@ def test_an_acknowledgement_that_arrives_while_the_provider_call_returns_is_kept
     assert all(p.sent_at is not None and p.provider_ref for p in email)
 
 
+def test_an_attempt_sent_while_its_run_was_being_aborted_ends_aborted_with_its_send_recorded(
+        world: Engine, clock: FrozenClock) -> None:
+    runs: list[RunEngine] = []
+
+    class AbortingProvider:
+        """The coordinator aborts the run while our API call to the provider is in flight."""
+
+        kind, provider = "email", "aborting"
+
+        def send(self, ping: OutgoingPing) -> SendResult:
+            with session_scope(world) as s:
+                status = s.get(TestRun, ping.run_id).status
+            if status == RunStatus.running.value:
+                runs[0].abort_run(ping.run_id, by="coordinator", reason="called off")
+            return SendResult(provider_ref=f"ab-{ping.ping_id}")
+
+        def poll_reports(self, now):  # type: ignore[no-untyped-def]
+            return []
+
+        def close(self) -> None:
+            pass
+
+    eng, _ = make_engine(world, clock, overrides={"email": AbortingProvider()})
+    runs.append(eng)
+    run_id = eng.create_run("test-playbook")
+    eng.start_run(run_id)
+    eng.tick()
+    taken = [p for p in pings(world, run_id) if p.provider_ref and p.provider_ref.startswith("ab-")]
+    assert taken  # the provider took at least the attempt whose call aborted the run
+    # Its send is on record, and the abort settles it: never left "sent" and waiting for an answer.
+    assert [(p.state, p.outcome) for p in taken] == [("expired", "aborted")] * len(taken)
+    assert all(p.sent_at is not None for p in taken)
+    with session_scope(world) as s:
+        kinds = [e.kind for e in s.exec(select(Event).where(Event.ping_id == taken[0].id).order_by(Event.id)).all()]
+    assert "ping.sent" in kinds and kinds[-1] == "ping.settled"
+    assert {p.state for p in pings(world, run_id) if not p.provider_ref} <= {"cancelled"}
+
+
 def test_a_late_answer_stops_the_remaining_attempts_and_the_escalation(engine: Engine, clock: FrozenClock) -> None:
     from tests.scheduler.seed import PLAYBOOK
 
