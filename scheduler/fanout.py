@@ -26,8 +26,8 @@ PATIENCE_S = 0.002
 
 
 class _Batch(Generic[T, R]):
-    def __init__(self, fn: Callable[[T], R], items: Sequence[T]) -> None:
-        self.fn, self.items = fn, items
+    def __init__(self, fn: Callable[[T], R], items: Sequence[T], number: int) -> None:
+        self.fn, self.items, self.number = fn, items, number
         self.results: list[Any] = [None] * len(items)
         self.error: BaseException | None = None
         self.started = 0  # calls taken so far (the caller's progress, as the watchdog sees it)
@@ -76,6 +76,7 @@ class FanOut:
         self._closed = False
         self._watchdog: threading.Thread | None = None
         self._one_batch = threading.Lock()
+        self._batches = 0  # numbers the batches, for the watchdog
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """The results in the order of ``items``; the first exception raised by a call is raised
@@ -84,7 +85,8 @@ class FanOut:
             return self._map(fn, items)
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        batch: _Batch[T, R] = _Batch(fn, items)
+        self._batches += 1
+        batch: _Batch[T, R] = _Batch(fn, items, self._batches)
         with self._cond:
             if self._closed:
                 raise RuntimeError(f"{self._name}: closed")
@@ -127,8 +129,13 @@ class FanOut:
                 if self._closed:
                     return
                 batch = self._batch
-                now = (id(batch), batch.started)
-                if now == seen and batch.started < len(batch.items):
+                if batch.started >= len(batch.items):
+                    # Every call is taken: nothing to hand over until the next batch (which notifies).
+                    self._looks.wait()
+                    seen = None
+                    continue
+                now = (batch.number, batch.started)
+                if now == seen:
                     # One call has lasted a whole look: it waits. The rest go to the helpers.
                     self._wake(len(batch.items) - batch.started)
                 seen = now
