@@ -49,6 +49,7 @@ ET = Event.__table__  # type: ignore[attr-defined]
 CP = ContactPoint.__table__  # type: ignore[attr-defined]
 ORG = Organisation.__table__  # type: ignore[attr-defined]
 FW = FieldOfWork.__table__  # type: ignore[attr-defined]
+_NOW = sa.bindparam("b_now", type_=PT.c.dispatching_at.type)  # the batch's instant, in kept statements
 _CLAIM_COLUMNS = (PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.organisation_code, PT.c.channel, PT.c.provider,
                   PT.c.address, PT.c.language, PT.c.step, PT.c.attempt)
 _WHO_COLUMNS = (CP.c.name.label("cp_name"), CP.c.languages.label("cp_languages"), CP.c.timezone.label("cp_timezone"),
@@ -183,9 +184,10 @@ def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, act
         conn, PT, [{"id": c.ping_id, "th": hashes[c.ping_id], "exp": now + max(settings.ack_token_ttl, _deadline(c)),
                     "code": c.outgoing.ack_code} for c in ready],
         only_if=PT.c.state == PingState.pending.value,
-        values={"state": PingState.dispatching.value, "dispatching_at": now, "token_hash": row_value("th"),
+        values={"state": PingState.dispatching.value, "dispatching_at": _NOW, "token_hash": row_value("th"),
                 "token_expires_at": row_value("exp"), "ack_code": row_value("code")},
-        per_row={"th": PT.c.token_hash.type, "exp": PT.c.token_expires_at.type, "code": PT.c.ack_code.type})
+        per_row={"th": PT.c.token_hash.type, "exp": PT.c.token_expires_at.type, "code": PT.c.ack_code.type},
+        key="dispatch.claim", params={"b_now": now})
     if claimed_ids is None:  # some were taken meanwhile: ours are those holding our token
         claimed_ids = {row.id for row in conn.execute(sa.select(PT.c.id, PT.c.token_hash).where(
             PT.c.id.in_(hashes), PT.c.state == PingState.dispatching.value)) if hashes[row.id] == row.token_hash}

@@ -90,12 +90,13 @@ def _record_accepted(conn: sa.Connection, batch: list[tuple[Claimed, Sent]], now
         values={
             # A call can ring before its send is recorded (delivered_at set from ``dispatching``).
             "state": sa.case((PT.c.delivered_at.is_not(None), PingState.delivered.value), else_=PingState.sent.value),
-            "sent_at": now, "deadline_at": row_value("dl"),
+            "sent_at": sa.bindparam("b_now", type_=PT.c.sent_at.type), "deadline_at": row_value("dl"),
             "provider_ref": row_value("ref", lambda ref: sa.func.coalesce(PT.c.provider_ref, ref)),
             "provider": row_value("prov"), "simulated": row_value("sim", lambda sim: sa.or_(PT.c.simulated, sim)),
         },
         per_row={"dl": PT.c.deadline_at.type, "ref": PT.c.provider_ref.type, "prov": PT.c.provider.type,
-                 "sim": sa.Boolean()})
+                 "sim": sa.Boolean()},
+        key="send_results.sent", params={"b_now": now})
     if done is None:  # some were answered or settled meanwhile: ours are those sent just now
         done = set(conn.execute(sa.select(PT.c.id).where(
             PT.c.id.in_(ids), PT.c.sent_at == now,

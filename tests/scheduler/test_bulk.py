@@ -128,3 +128,19 @@ def test_among_selects_the_rows_named_however_many(engine: Engine, probe: sa.Tab
         for ids in ([5], list(range(1, 65)), [3, 99, 1000]):
             got = set(c.execute(sa.select(probe.c.id).where(among(probe.c.id, ids, c.dialect))).scalars())
             assert got == {i for i in ids if i <= 100}
+
+
+def test_a_kept_statement_takes_each_call_s_own_instant_and_rows(engine: Engine, probe: sa.Table) -> None:
+    now = sa.bindparam("b_now", type_=probe.c.at.type)
+    for start, instant in ((1, T0), (11, T0 + timedelta(hours=1))):
+        with engine.begin() as c:
+            done = update_each(c, probe, [{"id": i, "tag": f"t{i}"} for i in range(start, start + 5)],
+                               only_if=probe.c.state == "pending",
+                               values={"state": "dispatching", "tag": row_value("tag"), "at": now},
+                               per_row={"tag": probe.c.tag.type}, key="test.kept", params={"b_now": instant})
+        assert done == set(range(start, start + 5))
+    with engine.connect() as c:
+        rows = {r.id: r for r in c.execute(sa.select(probe))}
+    assert rows[3].at == T0 and rows[3].tag == "t3"
+    assert rows[13].at == T0 + timedelta(hours=1) and rows[13].tag == "t13"
+    assert rows[6].state == "pending" and rows[6].at is None
