@@ -129,6 +129,7 @@ class FanOut:
                 if self._closed:
                     return
                 batch = self._batch
+                assert batch is not None  # (the loop above waits for one)
                 if batch.started >= len(batch.items):
                     # Every call is taken: nothing to hand over until the next batch (which notifies).
                     self._looks.wait()
