@@ -75,11 +75,6 @@ class Prepared:
     failed: list[tuple[int, Exception]]
 
 
-def prepare_due(conn: sa.Connection, now: datetime, batch: int, settings: Settings) -> Prepared:
-    """Read up to ``batch`` due attempts and render their messages (``DueQueue`` for one batch)."""
-    return DueQueue(batch).next_batch(conn, now, batch, settings)
-
-
 class DueQueue:
     """The attempts due, in the order they are due, read ``window`` ids at a time; each batch is
     then read by id and its messages rendered, outside any write transaction: the rendering (the
@@ -199,11 +194,6 @@ def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, act
              "organisation_code": c.outgoing.organisation_code, "channel": c.outgoing.channel, "outcome": None,
              "response_ms": None, "data": {"provider": c.provider}} for c in out])
     return out
-
-
-def claim_due(s: Session, now: datetime, batch: int, settings: Settings, actor: str) -> list[Claimed]:
-    """``prepare_due`` and ``claim`` in the caller's one write transaction (tests, simple callers)."""
-    return claim(s, prepare_due(s.connection(), now, batch, settings), now, settings, actor)
 
 
 def _deadline(claimed: Claimed) -> timedelta:
