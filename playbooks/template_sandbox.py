@@ -31,6 +31,7 @@ from typing import Any
 
 import jinja2
 from jinja2.compiler import CodeGenerator, CompilerExit, Frame
+from jinja2.runtime import new_context
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
@@ -335,8 +336,7 @@ def generate_bounded(template: jinja2.Template, variables: dict[str, Any], limit
         budget.check_time()
         out: list[str] = []
         size = 0
-        chunks: Iterator[str] = template.generate(variables)
-        for chunk in chunks:
+        for chunk in _generate(template, variables):
             size += len(chunk)
             if size > limits.max_chars:
                 raise RenderLimitExceeded("the rendered text is too long", f"{limits.max_chars:,} characters")
@@ -344,3 +344,21 @@ def generate_bounded(template: jinja2.Template, variables: dict[str, Any], limit
         return "".join(out)
     finally:
         _BUDGET.reset(token)
+
+
+def _generate(template: jinja2.Template, variables: dict[str, Any]) -> Iterator[str]:
+    """``template.generate(variables)``, without its per-call cost: Jinja merges the globals
+    (a ``ChainMap`` of the environment's and the template's) into the variables by walking the
+    chain each time; they are flattened once per template here. Errors are reported as
+    ``generate`` reports them (``handle_exception``: frames carry the template's line numbers)."""
+    flat: dict[str, Any] | None = template.__dict__.get("_flat_globals")
+    if flat is None:
+        flat = dict(template.globals)
+        template._flat_globals = flat  # type: ignore[attr-defined]
+    # (No ``globals`` for the context either: Jinja only reads them to tell a template's exports
+    # from its globals, for ``{% import %}``, which a playbook template cannot do: no loader.)
+    context = new_context(template.environment, template.name, template.blocks, {**flat, **variables}, True)
+    try:
+        yield from template.root_render_func(context)
+    except Exception:  # noqa: BLE001 - rewritten and raised again by Jinja
+        yield template.environment.handle_exception()

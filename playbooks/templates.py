@@ -177,6 +177,11 @@ def _normalise(tag: str) -> str:
 
 def pick_language(available: list[str] | tuple[str, ...], requested: str, default: str) -> str:
     """The requested language, then its base language (nl-BE → nl), then ``default``."""
+    return _pick_language(tuple(available), requested, default)
+
+
+@functools.lru_cache(maxsize=1024)  # asked two or three times per message, always the same few
+def _pick_language(available: tuple[str, ...], requested: str, default: str) -> str:
     by_norm = {_normalise(tag): tag for tag in available}
     wanted = _normalise(requested) if requested else ""
     if wanted in by_norm:
