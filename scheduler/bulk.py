@@ -139,8 +139,17 @@ def _recordset(types: Mapping[str, sa.types.TypeEngine[Any]]) -> Any:
 
 
 def _document(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
-    return json.dumps([{**{n: r[n] for n in names}, _ORDER: i} for i, r in enumerate(rows)],
-                      default=_instant)
+    # A batch's rows share most of their instants (the batch's own, a deadline per step): each
+    # distinct one is written out once.
+    written: dict[datetime, str] = {}
+
+    def instant(value: Any) -> str:
+        text = written.get(value) if isinstance(value, datetime) and value.tzinfo is not None else None
+        if text is None:
+            text = written[value] = _instant(value)
+        return text
+
+    return json.dumps([{**{n: r[n] for n in names}, _ORDER: i} for i, r in enumerate(rows)], default=instant)
 
 
 def _instant(value: Any) -> str:

@@ -7,13 +7,15 @@ it never blocks the other attempts of the batch, nor the next tick.
 """
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,10 +54,13 @@ FW = FieldOfWork.__table__  # type: ignore[attr-defined]
 _NOW = sa.bindparam("b_now", type_=PT.c.dispatching_at.type)  # the batch's instant, in kept statements
 _CLAIM_COLUMNS = (PT.c.id, PT.c.run_id, PT.c.contact_point_id, PT.c.organisation_code, PT.c.channel, PT.c.provider,
                   PT.c.address, PT.c.language, PT.c.step, PT.c.attempt)
-_WHO_COLUMNS = (CP.c.name.label("cp_name"), CP.c.languages.label("cp_languages"), CP.c.timezone.label("cp_timezone"),
+# The JSON columns come as their text, decoded once per distinct value (_decoded): a wave's
+# contact points share a handful of language lists and organisations.
+_WHO_COLUMNS = (CP.c.name.label("cp_name"), sa.cast(CP.c.languages, sa.Text()).label("cp_languages"),
+                CP.c.timezone.label("cp_timezone"),
                 ORG.c.code.label("org_code"), ORG.c.name.label("org_name"), ORG.c.timezone.label("org_timezone"),
-                ORG.c.languages.label("org_languages"), ORG.c.country.label("org_country"),
-                ORG.c.names.label("org_names"),
+                sa.cast(ORG.c.languages, sa.Text()).label("org_languages"), ORG.c.country.label("org_country"),
+                sa.cast(ORG.c.names, sa.Text()).label("org_names"),
                 FW.c.code.label("field_code"))
 
 
@@ -155,10 +160,23 @@ class _Who:
 
     @classmethod
     def of(cls, row: Any) -> _Who:
-        return cls(SimpleNamespace(name=row.cp_name, languages=row.cp_languages, timezone=row.cp_timezone),
+        return cls(SimpleNamespace(name=row.cp_name, languages=_decoded(row.cp_languages), timezone=row.cp_timezone),
                    SimpleNamespace(code=row.org_code, name=row.org_name, timezone=row.org_timezone,
-                                   languages=row.org_languages, country=row.org_country, names=row.org_names),
+                                   languages=_decoded(row.org_languages), country=row.org_country,
+                                   names=_decoded(row.org_names)),
                    SimpleNamespace(code=row.field_code))
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(text: str | None) -> Any:
+    """A JSON column's value, read-only (it is shared by every attempt with the same value): a
+    list as a tuple, an object as a read-only mapping."""
+    value = json.loads(text) if text is not None else None
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, dict):
+        return MappingProxyType(value)
+    return value
 
 
 def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, actor: str) -> list[Claimed]:
