@@ -120,18 +120,21 @@ def _prepare_ids(conn: sa.Connection, ids: list[int], now: datetime, settings: S
                  senders: dict[str, Any]) -> Prepared:
     """The attempts ``ids`` still pending in a running run, rendered. Two queries whatever the
     batch: the attempts with whom they go to, and their runs."""
+    # Found by id, the state checked on the rows found (``IS TRUE``), and the runs read on their
+    # own: joined with its run, or with ``state = 'pending'`` left for an index to answer,
+    # PostgreSQL reads every pending attempt of the run for each batch.
     rows = conn.execute(
         sa.select(*_CLAIM_COLUMNS, *_WHO_COLUMNS)
-        .join(RT, RT.c.id == PT.c.run_id)
         .join(CP, CP.c.id == PT.c.contact_point_id).join(ORG, ORG.c.id == CP.c.organisation_id)
         .join(FW, FW.c.id == CP.c.field_id)
-        .where(among(PT.c.id, ids, conn.dialect), PT.c.state == PingState.pending.value,
-               RT.c.status == RunStatus.running.value)
+        .where(among(PT.c.id, ids, conn.dialect), (PT.c.state == PingState.pending.value).is_(sa.true()))
         .order_by(PT.c.due_at, PT.c.id)).all()
+    runs = {r.id: r for r in conn.execute(sa.select(RT.c.id, RT.c.revision_id, RT.c.announced, RT.c.fire_at)
+                                          .where(among(RT.c.id, sorted({r.run_id for r in rows}), conn.dialect),
+                                                 RT.c.status == RunStatus.running.value))} if rows else {}
+    rows = [r for r in rows if r.run_id in runs]  # a run aborted or closed meanwhile sends nothing more
     if not rows:
         return Prepared([], [])
-    runs = {r.id: r for r in conn.execute(sa.select(RT.c.id, RT.c.revision_id, RT.c.announced, RT.c.fire_at)
-                                          .where(among(RT.c.id, sorted({r.run_id for r in rows}), conn.dialect)))}
     specs: dict[int, PlaybookSpec | Exception] = {}
     for run in runs.values():  # once per run, not per attempt
         try:
