@@ -82,25 +82,42 @@ def _update_statement(dialect: sa.Dialect, table: sa.Table, only_if: sa.ColumnEl
             .values({k: _resolve(x, own) for k, x in values.items()}))
 
 
-_INSERTS: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
+_INSERTS: dict[tuple[str, tuple[str, ...], bool], Any] = {}
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """``INSERT`` every row of ``rows`` (all with the same keys), in their order: their ids (an
     event log's order) follow the list."""
+    _insert(conn, table, rows, returning=False)
+
+
+def insert_rows_returning_ids(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """``insert_rows``, and the new rows' ids, in the order of ``rows``."""
+    return _insert(conn, table, rows, returning=True)
+
+
+def _insert(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, returning: bool) -> list[int]:
     if not rows:
-        return
+        return []
     if conn.dialect.name != "postgresql":
+        if returning:
+            return list(conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True),
+                                     list(rows)).scalars())
         conn.execute(table.insert(), list(rows))
-        return
+        return []
     names = tuple(rows[0])
-    stmt = _INSERTS.get((table.name, names))
+    stmt = _INSERTS.get((table.name, names, returning))
     if stmt is None:
         v = _recordset({n: table.c[n].type for n in names})
         stmt = table.insert().from_select([table.c[n] for n in names],
                                           sa.select(*(v.c[n] for n in names)).order_by(v.c[_ORDER]))
-        _INSERTS[(table.name, names)] = stmt
-    conn.execute(stmt, {"rows": _document(rows, names)})
+        if returning:
+            stmt = stmt.returning(table.c.id)
+        _INSERTS[(table.name, names, returning)] = stmt
+    result = conn.execute(stmt, {"rows": _document(rows, names)})
+    # The ids come from the table's sequence as the rows are inserted, in the document's order
+    # (ORDER BY above): sorted, the i-th is the i-th row's (how SQLAlchemy orders RETURNING too).
+    return sorted(result.scalars()) if returning else []
 
 
 def among(column: sa.ColumnElement[Any], ids: Sequence[int], dialect: sa.Dialect) -> sa.ColumnElement[bool]:

@@ -46,7 +46,7 @@ from commtest.models import (
 from commtest.settings import Settings
 from playbooks.schema import PlaybookSpec, StepSpec
 from scheduler import records
-from scheduler.bulk import insert_rows
+from scheduler.bulk import insert_rows, insert_rows_returning_ids
 from scheduler.dispatch import Claimed, DueQueue, Prepared, claim
 from scheduler.fanout import FanOut
 from scheduler.send_results import Sent, record_sends
@@ -235,8 +235,7 @@ class RunEngine:
                 "language": p.target.language, "step": p.step.id, "attempt": attempts[key], "step_attempt": 1,
                 "state": PingState.pending.value, "due_at": now + p.step.start_after, "ack_suspicious": False,
                 "simulated": False})
-        ids = conn.execute(PT.insert().returning(PT.c.id, sort_by_parameter_order=True), rows).scalars().all() \
-            if rows else []
+        ids = insert_rows_returning_ids(conn, PT, rows)
         events = [
             {"at": now, "actor": self.actor, "kind": ev.PING_PLANNED, "run_id": run.id, "ping_id": ping_id,
              "organisation_code": r["organisation_code"], "channel": r["channel"], "outcome": None,

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from commtest.models import UTCDateTime
-from scheduler.bulk import among, insert_rows, row_value, update_each
+from scheduler.bulk import among, insert_rows, insert_rows_returning_ids, row_value, update_each
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
 
@@ -104,6 +104,17 @@ def test_a_batch_insert_stores_what_a_plain_insert_stores(engine: Engine, log_ta
         got = [r._asdict() for r in c.execute(sa.select(log_table).order_by(log_table.c.id))]
     assert [{k: v for k, v in r.items() if k != "id"} for r in got[:10]] == \
         [{k: v for k, v in r.items() if k != "id"} for r in got[10:]]
+
+
+def test_the_ids_returned_belong_to_the_rows_given_in_their_order(engine: Engine, log_table: sa.Table) -> None:
+    with engine.begin() as c:
+        insert_rows(c, log_table, _rows(3))  # the ids do not start at 1
+        rows = _rows(70)
+        ids = insert_rows_returning_ids(c, log_table, rows)
+        stored = {r.id: r.at for r in c.execute(sa.select(log_table.c.id, log_table.c.at))}
+        assert insert_rows_returning_ids(c, log_table, []) == []
+    assert len(ids) == len(set(ids)) == 70
+    assert [stored[i] for i in ids] == [r["at"] for r in rows]  # each id is its own row's (the instants differ)
 
 
 def test_batches_of_one_row_or_none_are_inserted_alike(engine: Engine, log_table: sa.Table) -> None:
