@@ -52,7 +52,7 @@ def update_each(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str
             _UPDATES[(key, conn.dialect.name)] = stmt
     if conn.dialect.name == "postgresql":
         given = {**(params or {}), "rows": _document(rows, ("id", *per_row)), "b_ids": ids}
-        return set(conn.execute(stmt, given).scalars())
+        return set(conn.execute(stmt, given).scalars().all())  # fetched at once, not row by row
     result = conn.execute(stmt, [{**(params or {}), "r_id": r["id"], **{f"r_{n}": r[n] for n in per_row}}
                                  for r in rows])
     return set(ids) if result.rowcount == len(rows) else None
@@ -117,7 +117,7 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, An
     result = conn.execute(stmt, {"rows": _document(rows, names)})
     # The ids come from the table's sequence as the rows are inserted, in the document's order
     # (ORDER BY above): sorted, the i-th is the i-th row's (how SQLAlchemy orders RETURNING too).
-    return sorted(result.scalars()) if returning else []
+    return sorted(result.scalars().all()) if returning else []
 
 
 def among(column: sa.ColumnElement[Any], ids: Sequence[int], dialect: sa.Dialect) -> sa.ColumnElement[bool]:

@@ -113,7 +113,7 @@ def _due_ids(conn: sa.Connection, now: datetime, limit: int) -> list[int]:
     return list(conn.execute(
         sa.select(PT.c.id).join(RT, RT.c.id == PT.c.run_id)
         .where(PT.c.state == PingState.pending.value, PT.c.due_at <= now, RT.c.status == RunStatus.running.value)
-        .order_by(PT.c.due_at, PT.c.id).limit(limit)).scalars())
+        .order_by(PT.c.due_at, PT.c.id).limit(limit)).scalars().all())
 
 
 def _prepare_ids(conn: sa.Connection, ids: list[int], now: datetime, settings: Settings,
