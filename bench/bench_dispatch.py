@@ -2,7 +2,9 @@
 
 Prints the time from run start to every ping handed to its provider, and pings per second: the
 median of ``--rounds`` runs, each on a fresh database (this shared machine's speed swings by a
-third from one minute to the next; the slowest and fastest round are printed too).
+third from one minute to the next; the slowest and fastest round are printed too), the CPU each
+attempt cost this process and the rest of the machine (on PostgreSQL, the database), and the time
+of a fixed reference workload: how fast the machine ran meanwhile.
 Each ping is marked ``dispatching`` in a durable (synchronous=FULL on SQLite) transaction
 before its provider is called, exactly as in production.
 
@@ -11,6 +13,9 @@ before its provider is called, exactly as in production.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -43,10 +48,37 @@ def main() -> None:
     for i, r in enumerate(rounds, 1):
         print(f"round {i}: planning {r['planning_s']:.2f} s; run start -> every ping handed to its provider "
               f"{r['total_s']:.2f} s; dispatch {r['dispatch_per_s']:.0f} pings/s")
+    print(f"CPU per attempt while dispatching: this process {median(r['daemon_cpu_us'] for r in rounds):.0f} us, "
+          f"the rest of the machine (the database) {median(r['other_cpu_us'] for r in rounds):.0f} us; "
+          f"reference Python workload {median(r['reference_ms'] for r in rounds):.0f} ms (lower: a faster machine)")
     print(f"RESULT database={dialect} pings={sent} workers={args.workers} rounds={args.rounds} "
           f"planning_s={median(r['planning_s'] for r in rounds):.3f} "
           f"dispatch_per_s={median(rates):.0f} dispatch_min_per_s={rates[0]:.0f} dispatch_max_per_s={rates[-1]:.0f} "
-          f"from_start_per_s={median(r['from_start_per_s'] for r in rounds):.0f} target_per_s=3000")
+          f"from_start_per_s={median(r['from_start_per_s'] for r in rounds):.0f} "
+          f"daemon_cpu_us_per_attempt={median(r['daemon_cpu_us'] for r in rounds):.0f} "
+          f"other_cpu_us_per_attempt={median(r['other_cpu_us'] for r in rounds):.0f} "
+          f"reference_ms={median(r['reference_ms'] for r in rounds):.0f} target_per_s=3000")
+
+
+def reference_ms() -> float:
+    """A fixed pure-Python workload (JSON and string work, like a batch's), timed: this shared
+    machine's speed swings by half from one hour to the next, and this says how fast it ran."""
+    doc = [{"id": i, "text": f"Please confirm {i:06d} before 10:15", "data": {"n": i, "flag": i % 2 == 0}}
+           for i in range(2000)]
+    t0 = time.perf_counter()
+    for _ in range(20):
+        json.loads(json.dumps(doc))
+        "".join(f"{d['id']}:{d['text'].upper()}" for d in doc)
+    return (time.perf_counter() - t0) * 1000
+
+
+def _cpu_s() -> tuple[float, float]:
+    """(this process's CPU seconds, the whole machine's busy seconds)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    return ru.ru_utime + ru.ru_stime, busy / os.sysconf("SC_CLK_TCK")
 
 
 def one_round(args: argparse.Namespace) -> dict[str, float | int | str]:
@@ -61,10 +93,12 @@ def one_round(args: argparse.Namespace) -> dict[str, float | int | str]:
     channels = ChannelSet(settings, clock, {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX})
     runs = RunEngine(engine, settings, clock, channels, actor="bench")
 
+    reference = reference_ms()
     t0 = time.perf_counter()
     run_id = runs.create_run("bench")
     planned = runs.start_run(run_id)
     t_planned = time.perf_counter()
+    own0, busy0 = _cpu_s()
     sent = 0
     while True:
         n = runs.dispatch_due()
@@ -72,11 +106,14 @@ def one_round(args: argparse.Namespace) -> dict[str, float | int | str]:
         if n == 0:
             break
     t_done = time.perf_counter()
+    own1, busy1 = _cpu_s()
     runs.close()
     engine.dispose()
     assert len(record.sent) == planned == sent, (len(record.sent), planned, sent)
     return {"dialect": engine.dialect.name, "sent": sent, "planning_s": t_planned - t0, "total_s": t_done - t0,
-            "dispatch_per_s": sent / (t_done - t_planned), "from_start_per_s": sent / (t_done - t0)}
+            "dispatch_per_s": sent / (t_done - t_planned), "from_start_per_s": sent / (t_done - t0),
+            "daemon_cpu_us": (own1 - own0) / sent * 1e6, "other_cpu_us": max(0.0, (busy1 - busy0) - (own1 - own0)) / sent * 1e6,
+            "reference_ms": reference}
 
 
 if __name__ == "__main__":
