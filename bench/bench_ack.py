@@ -1,16 +1,17 @@
 """Acknowledgement throughput: commtest's POST /ack/<token> against a bare Starlette POST, same server.
 
 Both run under uvicorn with the same settings (one process, loopback, no access log, the
-event-loop and HTTP implementation uvicorn picks), one after the other, each loaded by 16
-connections for ``--seconds``. commtest's POST is the real thing: a fresh token per request
+event-loop and HTTP implementation uvicorn picks), side by side, each loaded by 16 connections for
+``--seconds``, in ``--rounds`` rounds: bare GET, commtest GET, bare POST, commtest POST, so that
+each ratio compares two loads of the same minute; the figures are the rounds' medians. commtest's POST is the real thing: a fresh token per request
 (every acknowledgement is a new one, never a 409), its CSRF field, the durable commit
 (synchronous=FULL on SQLite). The GET page is loaded the same way. The load comes from
 ``wrk`` when installed (it costs the machine least), else from an asyncio client (httpx).
 
-    python bench/bench_ack.py [--seconds 10] [--connections 16] [--database-url URL]
+    python bench/bench_ack.py [--seconds 6] [--rounds 3] [--connections 16] [--database-url URL]
 
 Prints, last: RESULT ack_per_s=… ack_p50_ms=… ack_p99_ms=… get_per_s=… bare_per_s=… bare_get_per_s=…
-ratio_to_bare=… get_ratio_to_bare=… errors=… load_client=wrk|python (with the Python client the ratios mean nothing)
+ratio_to_bare=… get_ratio_to_bare=… rounds=… errors=… load_client=wrk|python (with the Python client the ratios mean nothing)
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from statistics import median
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -247,9 +249,11 @@ async def _aload(port: int, method: str, lines: list[str], seconds: float, conne
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--seconds", type=float, default=6, help="each load")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of the four loads; the figures are their medians (this machine is noisy)")
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--tokens", type=int, default=40_000, help="acknowledgements prepared (each used once)")
+    ap.add_argument("--tokens", type=int, default=80_000, help="acknowledgements prepared (each used once)")
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--workers", type=int, default=1,
                     help="uvicorn worker processes for both servers (COMMTEST_WEB_WORKERS; PostgreSQL for more than 1)")
@@ -264,35 +268,53 @@ def main() -> None:
     gets = [f"/ack/{tok}\t" for tok in tokens]
     port_c, port_b = _port(), _port()
     env = {"BENCH_DB": db_url, "BENCH_SECRET": SECRET, "BENCH_BASE": f"http://127.0.0.1:{port_c}"}
-    results: dict[str, dict[str, float]] = {}
-    for kind, port in (("bare", port_b), ("commtest", port_c)):
-        if args.only and kind != args.only:
-            results[f"{kind}_get"] = results[f"{kind}_post"] = {"per_s": float("nan"), "p50_ms": float("nan"),
-                                                                 "p99_ms": float("nan"), "errors": 0, "requests": 0}
-            continue
-        proc = serve(kind, port, env, tmp, args.workers)
-        try:
-            results[f"{kind}_get"] = load(port, "GET", gets, args.seconds, args.connections, tmp)
-            results[f"{kind}_post"] = load(port, "POST", posts, args.seconds, args.connections, tmp)
-        finally:
+    kinds = [k for k in ("bare", "commtest") if args.only in (None, k)]
+    # Both servers run throughout (the one not loaded is idle), and each commtest load follows the
+    # bare server's load of the same kind: a ratio compares two loads seconds apart, in the same
+    # minute of this machine, whose speed swings by half from one hour to the next.
+    procs = {k: serve(k, port, env, tmp, args.workers) for k, port in (("bare", port_b), ("commtest", port_c)) if k in kinds}
+    ports = {"bare": port_b, "commtest": port_c}
+    share = len(tokens) // args.rounds  # each round its own links: a link is answered once, and its page
+    rounds: list[dict[str, dict[str, float]]] = []  # shown before it is answered
+    try:
+        for i in range(args.rounds):
+            mine = slice(i * share, (i + 1) * share)
+            results: dict[str, dict[str, float]] = {}
+            for method, lines in (("GET", gets[mine]), ("POST", posts[mine])):
+                for kind in kinds:
+                    results[f"{kind}_{method.lower()}"] = load(ports[kind], method, lines, args.seconds,
+                                                               args.connections, tmp)
+            rounds.append(results)
+            print(f"round {i + 1}: " + "  ".join(f"{name} {r['per_s']:.0f}/s" for name, r in results.items()))
+    finally:
+        for proc in procs.values():
             proc.terminate()
             proc.wait(10)
-    for name, r in results.items():
-        print(f"{name:14s} {r['per_s']:8.0f} /s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
-              f"requests {r['requests']:.0f}  errors {r['errors']:.0f}")
-    ack, bare, get, bare_get = (results[k] for k in ("commtest_post", "bare_post", "commtest_get", "bare_get"))
-    if ack["requests"] > len(tokens):
-        print("warning: more POSTs than tokens: some were repeats (409); raise --tokens")
+    names = [f"{k}_{m}" for k in ("bare", "commtest") for m in ("get", "post")]
+    nan = {"per_s": float("nan"), "p50_ms": float("nan"), "p99_ms": float("nan"), "errors": 0, "requests": 0}
+    med = {name: {f: median(r.get(name, nan)[f] for r in rounds) for f in ("per_s", "p50_ms", "p99_ms")}
+           for name in names}
+    for name in names:
+        m = med[name]
+        print(f"{name:14s} {m['per_s']:8.0f} /s  p50 {m['p50_ms']:6.1f} ms  p99 {m['p99_ms']:6.1f} ms  "
+              f"requests {sum(r.get(name, nan)['requests'] for r in rounds):.0f}  "
+              f"errors {sum(r.get(name, nan)['errors'] for r in rounds):.0f}  (median of {len(rounds)} rounds)")
+    if any(r.get("commtest_post", nan)["requests"] > share for r in rounds):
+        print("warning: more POSTs in a round than links for it: some were repeats (409); raise --tokens")
+    ratio = median(r.get("commtest_post", nan)["per_s"] / r.get("bare_post", nan)["per_s"] for r in rounds)
+    get_ratio = median(r.get("commtest_get", nan)["per_s"] / r.get("bare_get", nan)["per_s"] for r in rounds)
+    errors = sum(r.get(n, nan)["errors"] for r in rounds for n in ("commtest_post", "commtest_get"))
     client = "wrk" if shutil.which("wrk") else "python"
     if client == "python":
         # The Python client caps both servers at a few hundred requests a second: the ratios
         # then compare the client with itself. Said last but one, so that nobody reads them as figures.
         print("warning: wrk is not installed; the Python load client caps both servers, so the ratios "
               "below say nothing about commtest (apt-get install wrk)")
+    ack, get, bare, bare_get = (med[k] for k in ("commtest_post", "commtest_get", "bare_post", "bare_get"))
     print(f"RESULT ack_per_s={ack['per_s']:.0f} ack_p50_ms={ack['p50_ms']:.1f} ack_p99_ms={ack['p99_ms']:.1f} "
           f"get_per_s={get['per_s']:.0f} bare_per_s={bare['per_s']:.0f} bare_get_per_s={bare_get['per_s']:.0f} "
-          f"ratio_to_bare={ack['per_s'] / bare['per_s']:.2f} get_ratio_to_bare={get['per_s'] / bare_get['per_s']:.2f} "
-          f"errors={ack['errors'] + get['errors']:.0f} load_client={client}")
+          f"ratio_to_bare={ratio:.2f} get_ratio_to_bare={get_ratio:.2f} rounds={len(rounds)} "
+          f"errors={errors:.0f} load_client={client}")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
