@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from channels.email.message import TOKEN_RE
+from commtest.db import read_connection
 from commtest.models import ContactPoint, Organisation, Ping, TestRun
 from commtest.point_read import PointRead
 from scheduler import records
@@ -118,7 +119,7 @@ def lookup_token(engine: Engine, token: str) -> TokenInfo | None:
     nothing: one read (a deferred snapshot), one indexed query."""
     if not is_well_formed(token):
         return None
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         r = conn.execute(_LOOKUP_BY_TOKEN, {"token_hash": records.token_hash(token)}).first()
     return None if r is None else token_info_of(r._mapping)
 

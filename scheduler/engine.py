@@ -30,7 +30,7 @@ from channels.base import ChannelReport
 from channels.registry import ChannelSet, is_simulated
 from commtest import events as ev
 from commtest.clock import Clock, monotonic
-from commtest.db import read_session, run_write, session_scope
+from commtest.db import read_connection, read_session, run_write, session_scope
 from commtest.errors import ChannelError, CommtestError, ConfigError, LeadershipLost, NotFoundError
 from commtest.facts import RunFacts, facts_of_run, write_run_facts
 from commtest.masking import mask_address
@@ -444,7 +444,7 @@ class RunEngine:
     def _prepare(self, queue: DueQueue, batch: int) -> Prepared:
         """The due attempts and their messages, rendered in a read transaction (no write lock);
         ``_claim`` then takes those still pending."""
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             return queue.next_batch(conn, self.clock.now(), batch, self.settings)
 
     def _claim(self, prepared: Prepared) -> list[Claimed]:

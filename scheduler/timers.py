@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from commtest.clock import Clock
+from commtest.db import read_connection
 from commtest.errors import LeadershipLost
 from commtest.models import Ping, PingState, RunStatus, TestRun
 from scheduler.records import AWAITING_ACK
@@ -123,7 +124,7 @@ class Timer:
 
 def due_instants(engine: Engine, *, limit: int) -> list[datetime]:
     """When the attempts of running runs not sent yet are due (the earliest ``limit``)."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return list(conn.execute(
             sa.select(PT.c.due_at).join(RT, RT.c.id == PT.c.run_id)
             .where(PT.c.state == PingState.pending.value, RT.c.status == RunStatus.running.value)
@@ -132,7 +133,7 @@ def due_instants(engine: Engine, *, limit: int) -> list[datetime]:
 
 def deadline_instants(engine: Engine, *, limit: int) -> list[datetime]:
     """The deadlines of the attempts waiting for their answer (the earliest ``limit``)."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return list(conn.execute(
             sa.select(PT.c.deadline_at).where(PT.c.state.in_(AWAITING_ACK), PT.c.deadline_at.is_not(None))
             .order_by(PT.c.deadline_at).limit(limit)).scalars())

@@ -13,7 +13,15 @@ from sqlmodel import Session, SQLModel, select
 
 import commtest.models  # noqa: F401
 from commtest.clock import UTC
-from commtest.db import current_revision, head_revision, make_engine, run_write, session_scope
+from commtest.db import (
+    current_revision,
+    head_revision,
+    make_engine,
+    read_connection,
+    read_session,
+    run_write,
+    session_scope,
+)
 from commtest.models import Organisation
 
 
@@ -192,3 +200,41 @@ def test_run_write_runs_the_work_again_after_a_serialization_failure(pg_engine: 
     t.join(30)
     assert lost == ["40001"] and attempts == 2
     assert seen == 1 and _counts(pg_engine)[1] == 2  # the second run read the other's update
+
+
+_PROBE = sa.text("SELECT n FROM race_probe WHERE id = :id")
+_PREPARED = sa.text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%FROM race_probe WHERE%'")
+
+
+def _prepared_after_reads(engine: Engine, read: object) -> int:
+    for _ in range(8):  # psycopg prepares a statement from its fifth run
+        with read() as conn:  # type: ignore[operator]
+            conn.execute(_PROBE, {"id": 1}).scalar()
+    with engine.connect() as conn:  # the same pooled connection: one at a time
+        return int(conn.execute(_PREPARED).scalar() or 0)
+
+
+def test_reads_keep_the_statements_postgresql_prepared_for_them(pg_engine: Engine) -> None:
+    # A read ended by a ROLLBACK makes psycopg forget what it prepared on the connection:
+    # the database then parses and plans every statement of a hot path anew.
+    assert _prepared_after_reads(pg_engine, pg_engine.connect) == 0
+    assert _prepared_after_reads(pg_engine, lambda: read_connection(pg_engine)) == 1
+
+
+def test_a_read_session_keeps_prepared_statements_and_ends_cleanly_on_an_error(pg_engine: Engine) -> None:
+    from contextlib import contextmanager
+
+    @contextmanager
+    def session_read() -> Iterator[sa.Connection]:
+        with read_session(pg_engine) as s:
+            yield s.connection()
+
+    assert _prepared_after_reads(pg_engine, session_read) == 1
+    with pytest.raises(RuntimeError):
+        with read_session(pg_engine) as s:
+            s.execute(_PROBE, {"id": 1})
+            raise RuntimeError("a page failed")
+    with pytest.raises(sa.exc.DBAPIError):  # read only: a write is refused, and nothing is kept
+        with read_session(pg_engine) as s:
+            s.execute(sa.text("UPDATE race_probe SET n = 9"))
+    assert _counts(pg_engine) == {1: 0, 2: 0}
