@@ -196,6 +196,10 @@ def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, act
         return []
     conn = s.connection()
     hashes = {c.ping_id: records.token_hash(c.outgoing.token) for c in ready}
+    events = [{"at": now, "actor": actor, "kind": ev.PING_DISPATCHING, "run_id": c.outgoing.run_id,
+               "ping_id": c.ping_id, "organisation_code": c.outgoing.organisation_code,
+               "channel": c.outgoing.channel, "outcome": None, "response_ms": None, "data": {"provider": c.provider}}
+              for c in ready]
     claimed_ids = update_each(
         conn, PT, [{"id": c.ping_id, "th": hashes[c.ping_id], "exp": now + max(settings.ack_token_ttl, _deadline(c)),
                     "code": c.outgoing.ack_code} for c in ready],
@@ -203,18 +207,13 @@ def claim(s: Session, prepared: Prepared, now: datetime, settings: Settings, act
         values={"state": PingState.dispatching.value, "dispatching_at": _NOW, "token_hash": row_value("th"),
                 "token_expires_at": row_value("exp"), "ack_code": row_value("code")},
         per_row={"th": PT.c.token_hash.type, "exp": PT.c.token_expires_at.type, "code": PT.c.ack_code.type},
-        key="dispatch.claim", params={"b_now": now})
+        key="dispatch.claim", params={"b_now": now}, log=(ET, events))
     if claimed_ids is None:  # some were taken meanwhile: ours are those holding our token
         claimed_ids = {row.id for row in conn.execute(sa.select(PT.c.id, PT.c.token_hash).where(
             PT.c.id.in_(hashes), PT.c.state == PingState.dispatching.value)) if hashes[row.id] == row.token_hash}
+        insert_rows(conn, ET, [e for e in events if e["ping_id"] in claimed_ids])
     # An attempt cancelled meanwhile (its contact point answered another) is simply not claimed.
-    out = [c for c in ready if c.ping_id in claimed_ids]
-    if out:
-        insert_rows(conn, ET, [
-            {"at": now, "actor": actor, "kind": ev.PING_DISPATCHING, "run_id": c.outgoing.run_id, "ping_id": c.ping_id,
-             "organisation_code": c.outgoing.organisation_code, "channel": c.outgoing.channel, "outcome": None,
-             "response_ms": None, "data": {"provider": c.provider}} for c in out])
-    return out
+    return [c for c in ready if c.ping_id in claimed_ids]
 
 
 def _deadline(claimed: Claimed) -> timedelta:

@@ -81,6 +81,9 @@ def _record_accepted(conn: sa.Connection, batch: list[tuple[Claimed, Sent]], now
     statement."""
     ids = [c.ping_id for c, _ in batch]
     deadline = {c.ping_id: now + timedelta(seconds=c.ack_deadline_s) for c, _ in batch}
+    sent_events = [_event(now, actor, ev.PING_SENT, c.outgoing, provider=r.provider,
+                          provider_ref=r.result.provider_ref, deadline_at=deadline[c.ping_id], simulated=r.simulated)
+                   for c, r in batch]
     done = update_each(
         conn, PT, [{"id": c.ping_id, "dl": deadline[c.ping_id], "ref": r.result.provider_ref,
                     "prov": r.provider[:32], "sim": r.simulated} for c, r in batch],
@@ -96,11 +99,12 @@ def _record_accepted(conn: sa.Connection, batch: list[tuple[Claimed, Sent]], now
         },
         per_row={"dl": PT.c.deadline_at.type, "ref": PT.c.provider_ref.type, "prov": PT.c.provider.type,
                  "sim": sa.Boolean()},
-        key="send_results.sent", params={"b_now": now})
+        key="send_results.sent", params={"b_now": now}, log=(ET, sent_events))  # their ping.sent events too
     if done is None:  # some were answered or settled meanwhile: ours are those sent just now
         done = set(conn.execute(sa.select(PT.c.id).where(
             PT.c.id.in_(ids), PT.c.sent_at == now,
             PT.c.state.in_((PingState.sent.value, PingState.delivered.value)))).scalars())
+        insert_rows(conn, ET, [e for e in sent_events if e["ping_id"] in done])
     if not done:
         return done
     events: list[dict[str, Any]] = []
@@ -109,8 +113,6 @@ def _record_accepted(conn: sa.Connection, batch: list[tuple[Claimed, Sent]], now
         if c.ping_id not in done:
             continue
         o = c.outgoing
-        events.append(_event(now, actor, ev.PING_SENT, o, provider=r.provider, provider_ref=r.result.provider_ref,
-                             deadline_at=deadline[c.ping_id], simulated=r.simulated))
         if r.result.delivered:
             delivered.append(c.ping_id)
         out.deadlines.append(deadline[c.ping_id])
@@ -123,7 +125,7 @@ def _record_accepted(conn: sa.Connection, batch: list[tuple[Claimed, Sent]], now
             .returning(PT.c.id)).scalars())
         events.extend(_event(now, actor, ev.PING_DELIVERED, c.outgoing, status="delivered")
                       for c, _ in batch if c.ping_id in marked)
-    insert_rows(conn, ET, events)
+        insert_rows(conn, ET, events)
     return done
 
 

@@ -155,3 +155,54 @@ def test_a_kept_statement_takes_each_call_s_own_instant_and_rows(engine: Engine,
     assert rows[3].at == T0 and rows[3].tag == "t3"
     assert rows[13].at == T0 + timedelta(hours=1) and rows[13].tag == "t13"
     assert rows[6].state == "pending" and rows[6].at is None
+
+
+def _claim_logged(engine: Engine, probe: sa.Table, log_table: sa.Table, ids: list[int]) -> set[int] | None:
+    with engine.begin() as c:
+        return update_each(
+            c, probe, [{"id": i, "tag": f"token-{i}"} for i in ids], only_if=probe.c.state == "pending",
+            values={"state": "dispatching", "tag": row_value("tag")}, per_row={"tag": probe.c.tag.type},
+            key="test.logged",
+            log=(log_table, [{"at": T0 + timedelta(seconds=i), "kind": "claimed", "n": i, "flag": i % 2 == 0,
+                              "data": {"id": i, "text": _AWKWARD[i % len(_AWKWARD)]}} for i in ids]))
+
+
+def _log(engine: Engine, log_table: sa.Table) -> list[dict[str, object]]:
+    with engine.connect() as c:
+        return [r._asdict() for r in c.execute(sa.select(log_table).order_by(log_table.c.id))]
+
+
+def test_an_update_with_its_log_logs_each_row_it_updated_in_the_order_given(
+        engine: Engine, probe: sa.Table, log_table: sa.Table) -> None:
+    order = [9, 2, 40, 7, 33, 1]  # not the ids' order: the log follows the list
+    assert _claim_logged(engine, probe, log_table, order) == set(order)
+    log = _log(engine, log_table)
+    assert [r["n"] for r in log] == order
+    assert log[1] == {"id": log[1]["id"], "at": T0 + timedelta(seconds=2), "kind": "claimed", "n": 2, "flag": True,
+                      "data": {"id": 2, "text": _AWKWARD[2]}}
+    with engine.connect() as c:
+        assert c.execute(sa.select(probe.c.tag).where(probe.c.id == 40)).scalar() == "token-40"
+
+
+def test_an_update_with_its_log_logs_nothing_for_rows_it_left_alone(
+        engine: Engine, probe: sa.Table, log_table: sa.Table) -> None:
+    with engine.begin() as c:  # another writer took two of them first
+        c.execute(probe.update().where(probe.c.id.in_([3, 5])).values(state="cancelled"))
+    done = _claim_logged(engine, probe, log_table, [1, 2, 3, 4, 5])
+    logged = [r["n"] for r in _log(engine, log_table)]
+    if done is None:  # SQLite cannot say which: nothing is logged, the caller reads them back and logs them
+        assert logged == []
+    else:
+        assert done == {1, 2, 4} and logged == [1, 2, 4]
+
+
+def test_an_update_that_fails_logs_nothing(engine: Engine, probe: sa.Table, log_table: sa.Table) -> None:
+    with pytest.raises((ValueError, sa.exc.StatementError)):
+        with engine.begin() as c:
+            update_each(c, probe, [{"id": 1, "tag": "t"}], only_if=probe.c.state == "pending",
+                        values={"tag": row_value("tag")}, per_row={"tag": probe.c.tag.type},
+                        log=(log_table, [{"at": datetime(2026, 12, 7, 9, 0), "kind": "x", "n": 1, "flag": True,
+                                          "data": {}}]))  # a naive instant
+    assert _log(engine, log_table) == []
+    with engine.connect() as c:
+        assert c.execute(sa.select(probe.c.tag).where(probe.c.id == 1)).scalar() is None
