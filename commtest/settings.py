@@ -118,6 +118,10 @@ class Settings(BaseSettings):
         None, description="JSON-lines file where the sandbox providers record every message they were handed."
     )
     dispatch_workers: int = Field(8, ge=1, le=64, description="Provider calls made at the same time by the daemon.")
+    dispatch_prepare: Literal["process", "thread"] = Field(
+        "process", description="Who reads and renders the next batch of messages while the daemon sends one: a "
+        "helper process, started when a run starts and closed when idle (process: the fastest, it does not share "
+        "the interpreter lock with the sending), or the daemon's own thread (thread: one process fewer).")
 
     # e-mail
     smtp_host: str = Field("127.0.0.1", description="SMTP server that sends the e-mail pings.")

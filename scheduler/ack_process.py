@@ -233,5 +233,9 @@ def _portable(error: BaseException) -> Exception:
 
 
 if __name__ == "__main__":
+    # Run as ``scheduler.ack_process``, not ``__main__``: a WriterGone it sends must unpickle in
+    # the web process under its module's name (as ``__main__.WriterGone`` it would not).
+    from scheduler.ack_process import serve as _serve
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(Connection(int(sys.argv[1])))
+    _serve(Connection(int(sys.argv[1])))

@@ -89,24 +89,40 @@ class DueQueue:
     (a fresh run of 3,000: 6-16 ms on PostgreSQL, each time). Read once per window, a batch costs
     a primary-key read. An attempt planned meanwhile waits at most one window (a few batches);
     one cancelled or claimed meanwhile is skipped (the batch read and ``claim`` check its state).
+
+    A queue serves an attempt once: a batch prepared ahead (scheduler.prepare_process) is read
+    while the one before it is still being claimed, and must not be that one again.
     """
 
     def __init__(self, window: int) -> None:
         self.window = window
         self._ids: deque[int] = deque()
+        self._served: set[int] = set()
         self._senders: dict[str, Any] = {}  # the playbook owners' names, read once per queue
 
     def next_batch(self, conn: sa.Connection, now: datetime, batch: int, settings: Settings) -> Prepared:
         """Up to ``batch`` attempts still due, their messages rendered (empty: nothing is due)."""
         while True:
             if not self._ids:
-                self._ids.extend(_due_ids(conn, now, max(self.window, batch)))
+                self._ids.extend(self._fresh_ids(conn, now, max(self.window, batch)))
                 if not self._ids:
                     return Prepared([], [])
             ids = [self._ids.popleft() for _ in range(min(batch, len(self._ids)))]
+            self._served.update(ids)
             out = _prepare_ids(conn, ids, now, settings, self._senders)
             if out.ready or out.failed:
                 return out
+
+
+    def _fresh_ids(self, conn: sa.Connection, now: datetime, limit: int) -> list[int]:
+        """The first ``limit`` due attempts this queue has not served. (Those served and not
+        claimed yet are at most the batch being claimed: a second read, larger, is rare.)"""
+        while True:
+            due = _due_ids(conn, now, limit)
+            fresh = [i for i in due if i not in self._served]
+            if fresh or len(due) < limit:
+                return fresh
+            limit *= 2
 
 
 def _due_ids(conn: sa.Connection, now: datetime, limit: int) -> list[int]:
@@ -285,7 +301,8 @@ def _alternatives(render: Callable[[str], RenderedMessage], used: Callable[[str]
 def _template_failed(s: Session, ping_id: int, now: datetime, actor: str, exc: Exception) -> None:
     ping = s.get(Ping, ping_id)
     assert ping is not None
-    message = f"the message could not be prepared for this contact point: {type(exc).__name__}: {exc}"
+    kind = getattr(exc, "kind", type(exc).__name__)  # prepared by the helper process: its name crossed as text
+    message = f"the message could not be prepared for this contact point: {kind}: {exc}"
     log.error("run=%s ping=%s step=%s: %s", ping.run_id, ping.id, ping.step, records.mask_reason(message))
     records.settle(s, ping, Outcome.template_error, now, actor, state=PingState.failed,
                    from_states=(PingState.pending.value,), reason=message)

@@ -29,8 +29,8 @@ from sqlmodel import Session, col, select
 from channels.base import ChannelReport
 from channels.registry import ChannelSet, is_simulated
 from commtest import events as ev
-from commtest.clock import Clock, monotonic
-from commtest.db import read_connection, read_session, run_write, session_scope
+from commtest.clock import Clock, SystemClock, monotonic
+from commtest.db import read_connection, read_session, run_write, session_scope, sqlite_path
 from commtest.errors import ChannelError, CommtestError, ConfigError, LeadershipLost, NotFoundError
 from commtest.facts import RunFacts, facts_of_run, write_run_facts
 from commtest.masking import mask_address
@@ -52,6 +52,7 @@ from scheduler.fanout import FanOut
 from scheduler.send_results import Sent, record_sends
 from scheduler.silence import ENDED_COLUMNS, Ended, follow_up_many
 from scheduler.planner import PlannedPing, Target, initial_plan
+from scheduler.prepare_process import PreparerGone, ProcessPreparer
 from scheduler.reconcile import reconcile_dispatching
 from scheduler.reports_in import apply_report, apply_reports
 from scheduler.specs import spec_for_revision
@@ -115,6 +116,12 @@ class RunEngine:
         # helper threads as soon as one waits (scheduler.fanout), never more than the workers.
         self._pool = FanOut(settings.dispatch_workers, "dispatch")
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-sends")
+        # The next batch is prepared by a helper process where it can be (scheduler.prepare_process):
+        # the real clock (a test's frozen clock cannot cross to another process) and a database
+        # another process can open.
+        self.preparer = ProcessPreparer(settings) if (
+            settings.dispatch_prepare == "process" and isinstance(clock, SystemClock)
+            and (engine.dialect.name != "sqlite" or sqlite_path(str(engine.url)) is not None)) else None
         self._no_decision = threading.Event()  # clear while deadlines are being decided
         self._no_decision.set()
         self._decided = threading.Event()  # set each time a round of decisions ends
@@ -136,6 +143,8 @@ class RunEngine:
     def close(self, *, close_channels: bool = True) -> None:
         self._pool.close()  # after a clean stop, which finishes the provider calls in flight
         self._recorder.shutdown(wait=True)
+        if self.preparer is not None:
+            self.preparer.close()
         if close_channels:  # False when the caller owns the channel set and uses it again
             self.channels.close()
 
@@ -213,6 +222,8 @@ class RunEngine:
             planned, gaps = initial_plan(s, spec)
             due = self._insert_planned(s, run, planned, gaps, now)
             log.info("run=%s started: %d pings planned, %d gaps", run.id, len(planned), len(gaps))
+        if planned and self.preparer is not None:
+            self.preparer.warm()  # a wave of attempts is due: the helper starts meanwhile
         if due and self.on_planned is not None:
             self.on_planned(due)
         return len(planned)
@@ -341,6 +352,8 @@ class RunEngine:
         if not timers:
             stats.expired = self.expire_due(seen)
         stats.completed = self.complete_finished(self.clock.now())
+        if self.preparer is not None:
+            self.preparer.close_if_idle()
         # A run that ended takes its video room with it (nothing is read while no room is open).
         close_rooms_of_ended_runs(self.engine, self.channels)
         return stats
@@ -404,7 +417,10 @@ class RunEngine:
         started = self.clock.now()
         recording: Future[None] | None = None
         prepared: Prepared | None = None
-        queue = DueQueue(DUE_WINDOW_BATCHES * self.settings.dispatch_workers)
+        window = DUE_WINDOW_BATCHES * self.settings.dispatch_workers
+        queue = DueQueue(window)
+        helper = _Ahead(self.preparer, window)  # the helper process, when it is ready
+        helper.ask(self.clock.now(), min(self.settings.dispatch_workers, limit))
         try:
             while total < limit and not self.stopping.is_set():
                 if budget is not None and total and self.clock.now() - started >= budget:
@@ -413,7 +429,9 @@ class RunEngine:
                 self._give_way()
                 batch = min(self.settings.dispatch_workers, limit - total)
                 if prepared is None:
-                    prepared = self._prepare(queue, batch)
+                    prepared = helper.take(batch) or self._prepare(queue, batch)
+                # The helper prepares the batch after this one while this one is claimed, sent, recorded.
+                helper.ask(self.clock.now(), min(self.settings.dispatch_workers, limit - total - batch))
                 # The next batch is claimed only once the previous one is recorded: a crash leaves
                 # at most one batch unknown. Its messages were prepared meanwhile (below).
                 if recording is not None:
@@ -426,6 +444,8 @@ class RunEngine:
                     if poisoned:
                         continue  # a batch of attempts that could not be prepared: the next ones are still due
                     break
+                if self.preparer is not None:
+                    self.preparer.warm()  # more may come: the next wave finds the helper ready
                 # Leadership may have gone while claiming: then nothing is sent. The claimed
                 # attempts stay ``dispatching`` and the next leader marks them unknown (never twice).
                 self._ensure_leader()
@@ -434,9 +454,10 @@ class RunEngine:
                 # The batch is recorded (its commit waits for the disk) while the next one's
                 # messages are rendered (which needs no lock): one batch at a time, in order.
                 recording = self._recorder.submit(self._record_sends, claimed, results)
-                if total < limit and not self.stopping.is_set():
+                if total < limit and not self.stopping.is_set() and not helper.asked:
                     prepared = self._prepare(queue, min(self.settings.dispatch_workers, limit - total))
         finally:
+            helper.drop()  # a batch prepared and not claimed: its attempts stay pending
             if recording is not None:
                 recording.result()  # a clean stop: the batch sent is recorded before we return
         return total
@@ -642,6 +663,43 @@ class RunEngine:
         with read_session(self.engine) as s:
             run = s.get(TestRun, run_id)
             return run is not None and run.status in records.CLOSED_RUN
+
+
+class _Ahead:
+    """One wave's batches from the helper process, asked one ahead; inert when there is no
+    helper or it is not ready (the dispatcher prepares in its own thread), and from the moment it
+    fails (logged by the preparer)."""
+
+    def __init__(self, preparer: ProcessPreparer | None, window: int) -> None:
+        self.preparer = preparer if preparer is not None and preparer.open(window) else None
+        self.asked = False
+
+    def ask(self, now: datetime, batch: int) -> None:
+        if self.preparer is None or self.asked or batch <= 0:
+            return
+        try:
+            self.preparer.ask(now, batch)
+            self.asked = True
+        except PreparerGone:
+            self.preparer = None
+
+    def take(self, batch: int) -> Prepared | None:
+        """The batch asked ahead, at most ``batch`` attempts of it (the rest stay pending); None
+        when none was asked or the helper failed."""
+        if self.preparer is None or not self.asked:
+            return None
+        self.asked = False
+        try:
+            prepared = self.preparer.take()
+        except PreparerGone:
+            self.preparer = None
+            return None
+        return Prepared(prepared.ready[:batch], prepared.failed)
+
+    def drop(self) -> None:
+        if self.preparer is not None and self.asked:
+            self.preparer.drop()
+        self.asked = False
 
 
 def unready_playbooks(engine: Engine, channels: ChannelSet) -> list[str]:
