@@ -105,7 +105,7 @@ def one_round(args: argparse.Namespace) -> dict[str, float | int | str]:
     script = SandboxScript(default=Rule("never"))
     record = SandboxRecord()
     channels = ChannelSet(settings, clock, {k: SandboxChannel(k, clock, script, record) for k in KINDS_SANDBOX})
-    runs = RunEngine(engine, settings, clock, channels, actor="bench")
+    runs = RunEngine(engine, settings, clock, channels, actor="bench", prepare_ahead=True)  # as the daemon's
     if runs.preparer is not None:
         # As in a daemon that sent a wave in the last few minutes: its helper process is running
         # (a daemon's first wave after an idle spell prepares in its own thread for about a second).

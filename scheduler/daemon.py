@@ -129,7 +129,7 @@ class Daemon:
 
     def _lead(self) -> None:
         self.runs = RunEngine(self.engine, self.settings, self.clock, self.channels or ChannelSet(self.settings, self.clock),
-                              leader_check=self.lock.check)
+                              leader_check=self.lock.check, prepare_ahead=True)
         self.heartbeat = Heartbeat(self.engine, self.clock, holder=self.runs.actor, tick_seconds=self.settings.tick_seconds,
                                    every_seconds=self.settings.heartbeat_seconds)
         self.runs.recover()

@@ -105,6 +105,7 @@ class RunEngine:
         *,
         actor: str | None = None,
         leader_check: Callable[[], bool] | None = None,
+        prepare_ahead: bool = False,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -116,11 +117,13 @@ class RunEngine:
         # helper threads as soon as one waits (scheduler.fanout), never more than the workers.
         self._pool = FanOut(settings.dispatch_workers, "dispatch")
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-sends")
-        # The next batch is prepared by a helper process where it can be (scheduler.prepare_process):
+        # ``prepare_ahead``: this engine sends waves (the daemon's leader, ``commtest run``), so its
+        # next batch is prepared by a helper process (scheduler.prepare_process), where it can be:
         # the real clock (a test's frozen clock cannot cross to another process) and a database
-        # another process can open.
+        # another process can open. An engine that only starts or aborts runs (a page, the API)
+        # never starts one.
         self.preparer = ProcessPreparer(settings) if (
-            settings.dispatch_prepare == "process" and isinstance(clock, SystemClock)
+            prepare_ahead and settings.dispatch_prepare == "process" and isinstance(clock, SystemClock)
             and (engine.dialect.name != "sqlite" or sqlite_path(str(engine.url)) is not None)) else None
         self._no_decision = threading.Event()  # clear while deadlines are being decided
         self._no_decision.set()

@@ -49,7 +49,8 @@ def run_cmd(playbook_id: str, now_: bool, dry_run: bool, wait: bool, started_by:
     lock = leader_lock_for(app.settings.database_url)
     if lock.acquire(wait=False):
         # No daemon leads: this process is the leader for the duration of the run.
-        runs = RunEngine(app.engine, app.settings, app.clock, leader_check=lock.check, actor=f"cli:{who}")
+        runs = RunEngine(app.engine, app.settings, app.clock, leader_check=lock.check, actor=f"cli:{who}",
+                         prepare_ahead=True)
         try:
             runs.recover()
             run_id = runs.create_run(playbook_id, started_by=who)

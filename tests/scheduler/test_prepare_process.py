@@ -24,13 +24,15 @@ from scheduler.engine import RunEngine
 CONTACT_POINTS = 40  # x 3 channels: 120 attempts, 15 batches of 8
 
 
-def _runs(engine: Engine, clock: Clock | None = None, **settings: object) -> tuple[RunEngine, SandboxRecord]:
+def _runs(engine: Engine, clock: Clock | None = None, prepare_ahead: bool = True,
+          **settings: object) -> tuple[RunEngine, SandboxRecord]:
     clock = clock or SystemClock()
     record = SandboxRecord()
     config = load_settings(database_url=engine.url.render_as_string(hide_password=False), dispatch_workers=8,
                            sandbox=True, **settings)
     chans = {k: SandboxChannel(k, clock, SandboxScript(default=Rule("never")), record) for k in KINDS_SANDBOX}
-    return RunEngine(engine, config, clock, ChannelSet(config, clock, chans), actor="test"), record
+    return RunEngine(engine, config, clock, ChannelSet(config, clock, chans), actor="test",
+                     prepare_ahead=prepare_ahead), record
 
 
 @pytest.fixture
@@ -104,10 +106,12 @@ def test_a_message_that_cannot_be_prepared_fails_alone_and_says_why_through_the_
     assert reason is not None and "TemplateError: template 'ping' (en)" in reason and "'no_such'" in reason
 
 
-def test_a_frozen_clock_or_the_thread_setting_keeps_preparing_in_the_dispatcher(
+def test_a_frozen_clock_the_thread_setting_or_an_engine_that_does_not_send_has_no_helper(
         engine: Engine, clock: FrozenClock) -> None:
     assert _runs(engine, clock)[0].preparer is None  # a frozen clock cannot cross to another process
     assert _runs(engine, dispatch_prepare="thread")[0].preparer is None
+    # an engine that only starts or aborts runs (a page, the API) never starts a helper
+    assert _runs(engine, prepare_ahead=False)[0].preparer is None
 
 
 def test_a_due_queue_serves_each_attempt_once_even_while_the_one_before_is_not_claimed(
