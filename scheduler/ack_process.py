@@ -173,7 +173,7 @@ class ProcessAckWriter:
             self._lost(WriterGone(f"the acknowledgement writer answered {len(outcomes)} of {len(futures)}"))
             return
         self.groups += 1
-        settle(list(zip(futures, outcomes)))
+        settle(list(zip(futures, outcomes, strict=True)))
         self._send(self._loop)
 
     def _lost(self, error: Exception) -> None:
