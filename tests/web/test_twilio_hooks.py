@@ -221,10 +221,14 @@ def test_a_call_that_ends_before_the_engine_recorded_its_send_keeps_its_outcome(
     ping = voice_ping(w)
     post(w, status_path(ping), call_params(ping, "busy", CallSid="CA" + "2" * 32))
     assert (voice_ping(w).state, voice_ping(w).outcome) == ("expired", "busy")
+    from channels.base import OutgoingPing
     from scheduler.dispatch import Claimed
 
-    fake_claim = Claimed(ping.id or 0, None, 300.0)  # type: ignore[arg-type]
-    w.runs._record_sends([fake_claim], [Sent(SendResult("CA" + "2" * 32), "twilio", True)])
+    claimed = Claimed(ping.id or 0, OutgoingPing(  # what the dispatcher hands the recorder for this call
+        ping_id=ping.id or 0, run_id=ping.run_id, channel=ping.channel, address=ping.address, language="nl",
+        subject="", body="", html=None, ack_url="", ack_code="000000", token="t", deadline_at=w.clock.now(),
+        organisation_code=ping.organisation_code, contact_name="", attempt=ping.attempt), 300.0, "twilio")
+    w.runs._record_sends([claimed], [Sent(SendResult("CA" + "2" * 32), "twilio", True)])
     after = voice_ping(w)
     assert (after.state, after.outcome, after.provider_ref) == ("expired", "busy", "CA" + "2" * 32)
     assert after.sent_at is not None
