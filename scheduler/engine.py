@@ -52,7 +52,7 @@ from scheduler.fanout import FanOut
 from scheduler.send_results import Sent, record_sends
 from scheduler.silence import ENDED_COLUMNS, Ended, follow_up_many
 from scheduler.planner import PlannedPing, Target, initial_plan
-from scheduler.prepare_process import PreparerGone, ProcessPreparer
+from scheduler.prepare_process import Ahead, ProcessPreparer
 from scheduler.reconcile import reconcile_dispatching
 from scheduler.reports_in import apply_report, apply_reports
 from scheduler.specs import spec_for_revision
@@ -422,7 +422,7 @@ class RunEngine:
         prepared: Prepared | None = None
         window = DUE_WINDOW_BATCHES * self.settings.dispatch_workers
         queue = DueQueue(window)
-        helper = _Ahead(self.preparer, window)  # the helper process, when it is ready
+        helper = Ahead(self.preparer, window)  # the helper process, when it is ready
         helper.ask(self.clock.now(), min(self.settings.dispatch_workers, limit))
         try:
             while total < limit and not self.stopping.is_set():
@@ -666,43 +666,6 @@ class RunEngine:
         with read_session(self.engine) as s:
             run = s.get(TestRun, run_id)
             return run is not None and run.status in records.CLOSED_RUN
-
-
-class _Ahead:
-    """One wave's batches from the helper process, asked one ahead; inert when there is no
-    helper or it is not ready (the dispatcher prepares in its own thread), and from the moment it
-    fails (logged by the preparer)."""
-
-    def __init__(self, preparer: ProcessPreparer | None, window: int) -> None:
-        self.preparer = preparer if preparer is not None and preparer.open(window) else None
-        self.asked = False
-
-    def ask(self, now: datetime, batch: int) -> None:
-        if self.preparer is None or self.asked or batch <= 0:
-            return
-        try:
-            self.preparer.ask(now, batch)
-            self.asked = True
-        except PreparerGone:
-            self.preparer = None
-
-    def take(self, batch: int) -> Prepared | None:
-        """The batch asked ahead, at most ``batch`` attempts of it (the rest stay pending); None
-        when none was asked or the helper failed."""
-        if self.preparer is None or not self.asked:
-            return None
-        self.asked = False
-        try:
-            prepared = self.preparer.take()
-        except PreparerGone:
-            self.preparer = None
-            return None
-        return Prepared(prepared.ready[:batch], prepared.failed)
-
-    def drop(self) -> None:
-        if self.preparer is not None and self.asked:
-            self.preparer.drop()
-        self.asked = False
 
 
 def unready_playbooks(engine: Engine, channels: ChannelSet) -> list[str]:

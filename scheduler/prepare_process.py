@@ -204,6 +204,43 @@ class ProcessPreparer:
         self.close()
 
 
+class Ahead:
+    """One wave's batches from the helper process, asked one ahead; inert when there is no
+    helper or it is not ready (the dispatcher prepares in its own thread), and from the moment it
+    fails (logged by the preparer)."""
+
+    def __init__(self, preparer: ProcessPreparer | None, window: int) -> None:
+        self.preparer = preparer if preparer is not None and preparer.open(window) else None
+        self.asked = False
+
+    def ask(self, now: datetime, batch: int) -> None:
+        if self.preparer is None or self.asked or batch <= 0:
+            return
+        try:
+            self.preparer.ask(now, batch)
+            self.asked = True
+        except PreparerGone:
+            self.preparer = None
+
+    def take(self, batch: int) -> Prepared | None:
+        """The batch asked ahead, at most ``batch`` attempts of it (the rest stay pending); None
+        when none was asked or the helper failed."""
+        if self.preparer is None or not self.asked:
+            return None
+        self.asked = False
+        try:
+            prepared = self.preparer.take()
+        except PreparerGone:
+            self.preparer = None
+            return None
+        return Prepared(prepared.ready[:batch], prepared.failed)
+
+    def drop(self) -> None:
+        if self.preparer is not None and self.asked:
+            self.preparer.drop()
+        self.asked = False
+
+
 def serve(conn: Connection) -> None:
     """The helper: the settings, then a wave's queue and its batches, until end-of-file."""
     from commtest.db import make_engine, read_connection
