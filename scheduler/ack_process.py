@@ -22,24 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 from collections import deque
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 from commtest.settings import Settings
+from scheduler.child_process import spawn
 from scheduler.ack_group import Answer
 from scheduler.ack_writer import MAX_GROUP, AckWriter, settle
 from scheduler.acks import AckOutcome
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
 # A writer process with nothing to write this long is closed (a form page starts it again).
 IDLE_SECONDS = 600.0
 
@@ -110,13 +107,7 @@ class ProcessAckWriter:
         self._fail(WriterGone("the acknowledgement writer was stopped"))
 
     def _start(self) -> Connection:
-        ours, theirs = socket.socketpair()
-        with ours, theirs:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "scheduler.ack_process", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                cwd=REPO, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
-            self._conn = Connection(os.dup(ours.fileno()))
-        self._conn.send(self.settings)
+        self._proc, self._conn = spawn("scheduler.ack_process", self.settings)
         log.info("acknowledgement writer process %s started", self._proc.pid)
         return self._conn
 

@@ -23,23 +23,20 @@ wave starts another. It ends when the dispatcher's process does (its socket clos
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import time
 from datetime import datetime
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 from commtest.settings import Settings
+from scheduler.child_process import spawn
 from scheduler.dispatch import DueQueue, Prepared
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
 # A helper with no batch to prepare this long is closed (the next run's start warms it again).
 IDLE_SECONDS = 300.0
 # A batch not prepared in this time means the helper is stuck: it is replaced by the thread.
@@ -172,14 +169,8 @@ class ProcessPreparer:
                 proc.wait(10)
 
     def _start(self) -> None:
-        ours, theirs = socket.socketpair()
-        with ours, theirs:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "scheduler.prepare_process", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                cwd=REPO, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
-            self._conn = Connection(os.dup(ours.fileno()))
+        self._proc, self._conn = spawn("scheduler.prepare_process", self.settings)
         self._ready = False
-        self._conn.send(self.settings)
         log.info("dispatch helper process %s started", self._proc.pid)
 
     def _is_ready(self) -> bool:
