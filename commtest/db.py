@@ -16,6 +16,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,6 +87,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+        _record.info[_SYNCHRONOUS] = "NORMAL"
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
@@ -105,12 +107,23 @@ _WRITERS: dict[str, threading.RLock] = {}
 _WRITERS_GUARD = threading.Lock()
 
 
+# Each engine's lock, found once: parsing its URL per write cost the acknowledgement writer a
+# thirtieth of a group.
+_LOCK_OF: weakref.WeakKeyDictionary[Engine, threading.RLock | None] = weakref.WeakKeyDictionary()
+
+
 def _writer_lock(engine: Engine) -> threading.RLock | None:
-    if engine.dialect.name != "sqlite":
-        return None
-    key = str(sqlite_path(str(engine.url)) or f"memory:{id(engine.pool)}")
-    with _WRITERS_GUARD:
-        return _WRITERS.setdefault(key, threading.RLock())
+    try:
+        return _LOCK_OF[engine]
+    except KeyError:
+        pass
+    lock = None
+    if engine.dialect.name == "sqlite":
+        key = str(sqlite_path(str(engine.url)) or f"memory:{id(engine.pool)}")
+        with _WRITERS_GUARD:
+            lock = _WRITERS.setdefault(key, threading.RLock())
+    _LOCK_OF[engine] = lock
+    return lock
 
 
 @contextmanager
@@ -128,8 +141,11 @@ def _one_writer(engine: Engine) -> Iterator[None]:
 
 
 @contextmanager
-def session_scope(engine: Engine, *, durable: bool = False) -> Iterator[Session]:
-    """A write session whose transaction commits on success and rolls back on error.
+def write_connection(engine: Engine, *, durable: bool = False) -> Iterator[sa.Connection]:
+    """A write transaction on a connection (no ORM session): it commits on success and rolls
+    back on error. ``session_scope`` is this with a ``Session``; the acknowledgement writer,
+    whose statements are all Core, takes it bare (a session's set-up and close cost it a
+    twelfth of a group).
 
     On SQLite it takes the write lock at BEGIN (IMMEDIATE): keep it short.
     ``durable=True`` makes the commit survive a power cut on SQLite (synchronous=FULL);
@@ -137,21 +153,26 @@ def session_scope(engine: Engine, *, durable: bool = False) -> Iterator[Session]
     """
     with _one_writer(engine), engine.connect() as plain:
         conn = plain.execution_options(**{WRITE_OPTION: True})
-        sqlite = conn.dialect.name == "sqlite"
-        if durable and sqlite:
-            # Must be set outside a transaction, so on the raw connection (which is in
-            # autocommit mode: we issue BEGIN ourselves), before SQLAlchemy autobegins.
-            _raw_pragma(conn, "synchronous=FULL")
+        if conn.dialect.name == "sqlite":
+            # Set before the transaction (SQLite takes it only outside one), and only when it
+            # changes: a process that writes only durably (the acknowledgement writer) sets it once.
+            _synchronous(conn, "FULL" if durable else "NORMAL")
         try:
-            with Session(bind=conn, expire_on_commit=False) as session:
-                with conn.begin():
-                    yield session
-                    session.flush()
+            with conn.begin():
+                yield conn
         finally:
             if conn.in_transaction():
                 conn.rollback()
-            if durable and sqlite:
-                _raw_pragma(conn, "synchronous=NORMAL")
+
+
+@contextmanager
+def session_scope(engine: Engine, *, durable: bool = False) -> Iterator[Session]:
+    """A write session whose transaction commits on success and rolls back on error (as
+    ``write_connection``, which says what ``durable`` does)."""
+    with write_connection(engine, durable=durable) as conn:
+        with Session(bind=conn, expire_on_commit=False) as session:
+            yield session
+            session.flush()
 
 
 @contextmanager
@@ -208,9 +229,20 @@ def run_write(engine: Engine, work: Callable[[Session], T], *, durable: bool = F
     """Run ``work`` in a write transaction; run it again from the start when the
     transaction lost a race (deadlock, serialization failure, busy), so a caller never
     sees one. ``work`` must only touch the database (it may run more than once)."""
+    return _retried(lambda: session_scope(engine, durable=durable), work, attempts, on_retry)
+
+
+def run_write_connection(engine: Engine, work: Callable[[sa.Connection], T], *, durable: bool = False,
+                         attempts: int = WRITE_ATTEMPTS) -> T:
+    """``run_write`` for Core statements: ``work`` gets the transaction's connection."""
+    return _retried(lambda: write_connection(engine, durable=durable), work, attempts, None)
+
+
+def _retried(scope: Callable[[], Any], work: Callable[[Any], T], attempts: int,
+             on_retry: Callable[[BaseException], None] | None) -> T:
     for attempt in range(1, attempts + 1):
         try:
-            with session_scope(engine, durable=durable) as s:
+            with scope() as s:
                 return work(s)
         except sa.exc.DBAPIError as exc:
             if attempt == attempts or not is_retryable(exc):
@@ -221,6 +253,17 @@ def run_write(engine: Engine, work: Callable[[Session], T], *, durable: bool = F
                      type(getattr(exc, "orig", exc)).__name__, attempt, attempts)
             time.sleep(min(0.2, 0.005 * 2 ** attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
+
+
+# The ``synchronous`` a pooled SQLite connection has now (in its pool record's info).
+_SYNCHRONOUS = "commtest_synchronous"
+
+
+def _synchronous(conn: sa.Connection, value: str) -> None:
+    info = conn.connection.info
+    if info.get(_SYNCHRONOUS) != value:
+        _raw_pragma(conn, f"synchronous={value}")
+        info[_SYNCHRONOUS] = value
 
 
 def _raw_pragma(conn: sa.Connection, pragma: str) -> None:

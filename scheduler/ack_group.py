@@ -19,10 +19,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from commtest.clock import Clock
-from commtest.db import run_write
+from commtest.db import run_write_connection
 from commtest.models import ContactPoint, Organisation, Ping, RunStatus, TestRun
 from commtest.prepared import PerCount
 from commtest.settings import Settings
@@ -59,7 +58,7 @@ def acknowledge_token(
     if not is_well_formed(token):
         return AckOutcome("malformed")
     answer = Answer(token, method, by, user_agent, source)
-    return run_write(engine, lambda s: record_answers(s, clock, settings, [answer])[0], durable=True)
+    return run_write_connection(engine, lambda c: record_answers(c, clock, settings, [answer])[0], durable=True)
 
 
 class GroupLostRace(RuntimeError):
@@ -67,9 +66,8 @@ class GroupLostRace(RuntimeError):
     records each answer of the group on its own instead."""
 
 
-def record_answers(s: Session, clock: Clock, settings: Settings, answers: list[Answer]) -> list[AckOutcome]:
-    """Record ``answers`` in the caller's durable transaction; their outcomes, in order."""
-    conn = s.connection()
+def record_answers(conn: sa.Connection, clock: Clock, settings: Settings, answers: list[Answer]) -> list[AckOutcome]:
+    """Record ``answers`` in the caller's durable transaction (on its connection); their outcomes, in order."""
     now = clock.now()  # read inside the transaction: a retried one judges its own moment
     within = timedelta(seconds=settings.ack_suspicious_seconds)
     digests = [records.token_hash(a.token) if is_well_formed(a.token) else None for a in answers]

@@ -19,11 +19,10 @@ import threading
 from concurrent.futures import Future
 from typing import Union
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlalchemy.engine import Connection, Engine
 
 from commtest.clock import Clock
-from commtest.db import run_write
+from commtest.db import run_write_connection
 from commtest.settings import Settings
 from scheduler.ack_group import Answer, record_answers
 from scheduler.acks import AckOutcome
@@ -111,22 +110,23 @@ class AckWriter:
         that could not be recorded) once it is committed."""
         try:
             outcomes: list[AckOutcome | BaseException] = list(
-                run_write(self.engine, lambda s: self._record(s, answers), durable=True))
+                run_write_connection(self.engine, lambda c: self._record(c, answers), durable=True))
         except Exception:  # one answer that cannot be recorded must not fail the others: alone, each
             log.warning("a group of %d acknowledgements failed; recording each on its own", len(answers),
                         exc_info=True)
             outcomes = []
             for answer in answers:
                 try:
-                    outcomes.append(run_write(self.engine, lambda s, a=answer: self._record(s, [a])[0], durable=True))
+                    outcomes.append(run_write_connection(self.engine, lambda c, a=answer: self._record(c, [a])[0],
+                                                        durable=True))
                 except Exception as exc:  # noqa: BLE001 - handed to the request that made it
                     outcomes.append(exc)
         else:
             self.groups += 1
         return outcomes
 
-    def _record(self, s: Session, answers: list[Answer]) -> list[AckOutcome]:
-        return record_answers(s, self.clock, self.settings, answers)
+    def _record(self, conn: Connection, answers: list[Answer]) -> list[AckOutcome]:
+        return record_answers(conn, self.clock, self.settings, answers)
 
 
 def _deliver(done: list[tuple[Reply, AckOutcome | BaseException]]) -> None:

@@ -21,6 +21,7 @@ from commtest.db import (
     read_session,
     run_write,
     session_scope,
+    write_connection,
 )
 from commtest.models import Organisation
 
@@ -49,16 +50,34 @@ def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(sqlite_url: str
     eng.dispose()
 
 
-def test_a_durable_transaction_commits_with_synchronous_full_then_goes_back(sqlite_url: str) -> None:
+def test_each_write_transaction_commits_with_the_synchronous_it_asked_for(sqlite_url: str) -> None:
+    """A durable write commits with FULL and a plain one with NORMAL, on the same pooled
+    connection in any order: the setting follows each write, not the one before it."""
     eng = make_engine(sqlite_url, poolclass=sa.pool.StaticPool)
     seen = []
-    with session_scope(eng, durable=True) as s:
-        seen.append(s.connection().exec_driver_sql("PRAGMA synchronous").scalar())
-        s.add(Organisation(code="XX-TEST", name="Test", country="BE", languages=["en"], timezone="Europe/Brussels"))
-    with eng.connect() as conn:
+    for durable in (True, True, False, True, False, False):
+        with session_scope(eng, durable=durable) as s:
+            seen.append(s.connection().exec_driver_sql("PRAGMA synchronous").scalar())
+    with write_connection(eng, durable=True) as conn:
         seen.append(conn.exec_driver_sql("PRAGMA synchronous").scalar())
-    assert seen == [2, 1]  # FULL inside, NORMAL after
+        conn.execute(sa.insert(Organisation.__table__), {  # type: ignore[attr-defined]
+            "code": "XX-TEST", "name": "Test", "country": "BE", "languages": ["en"], "timezone": "Europe/Brussels",
+            "role": "participant", "notes": "", "names": {}})
+    assert seen == [2, 2, 1, 2, 1, 1, 2]  # FULL, NORMAL
+    with eng.connect() as conn:
+        assert conn.execute(sa.select(Organisation.code)).scalars().all() == ["XX-TEST"]  # committed
     eng.dispose()
+
+
+def test_a_failed_connection_write_writes_nothing(engine: Engine) -> None:
+    with pytest.raises(RuntimeError):
+        with write_connection(engine, durable=True) as conn:
+            conn.execute(sa.insert(Organisation.__table__), {  # type: ignore[attr-defined]
+                "code": "XX-TEST", "name": "Test", "country": "BE", "languages": ["en"],
+                "timezone": "Europe/Brussels", "role": "participant", "notes": "", "names": {}})
+            raise RuntimeError("boom")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(Organisation.code)).all() == []
 
 
 def test_a_failed_transaction_writes_nothing(engine: Engine) -> None:

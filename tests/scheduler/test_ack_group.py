@@ -74,7 +74,7 @@ def recorded(engine: Engine, clock: FrozenClock, settings: Settings,
         try:
             first_event = conn.execute(sa.select(sa.func.coalesce(sa.func.max(ET.c.id), 0))).scalar_one()
             session = Session(bind=conn)
-            outcomes = [o for group in groups for o in record_answers(session, clock, settings, group)]
+            outcomes = [o for group in groups for o in record_answers(session.connection(), clock, settings, group)]
             pings = [tuple(r) for r in conn.execute(sa.select(PT).order_by(PT.c.id))]
             events = sorted(tuple(r)[2:] for r in conn.execute(  # without id and at's order
                 sa.select(ET.c.id, ET.c.at, ET.c.ping_id, ET.c.kind, ET.c.actor, ET.c.outcome, ET.c.response_ms,
