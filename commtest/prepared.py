@@ -29,9 +29,11 @@ import sqlalchemy as sa
 @dataclass(frozen=True)
 class _Plan:
     sql: str
-    order: tuple[str, ...] | None  # parameter names in order (positional paramstyles), or None (named)
-    base: dict[str, Any]  # the statement's own values (literals, IN lists), before processing
-    binds: tuple[tuple[str, Callable[[Any], Any]], ...]
+    positional: bool  # the driver takes a list in ``slots``' order (qmark, format), not a dict by ``names``
+    names: tuple[str, ...]
+    # Each parameter in the statement's order: (key, its bind processor or None) for a value the
+    # caller gives, or (None, value) for the statement's own (literals, IN lists), processed once.
+    slots: tuple[tuple[str | None, Any], ...]
     row: Any  # namedtuple of the result columns, or None
     results: tuple[Callable[[Any], Any] | None, ...]
 
@@ -85,19 +87,25 @@ class Prepared:
             sql, order, processors, params = state.statement, state.positiontup, state.processors, state.parameters
         else:
             sql, order, processors = compiled.string, compiled.positiontup, compiled._bind_processors  # noqa: SLF001
-        base = {k: v for k, v in params.items() if k not in keys}
+        positional = dialect.positional and order is not None
+        names = tuple(order) if positional else tuple(params)
+
+        def slot(key: str) -> tuple[str | None, Any]:
+            process = processors.get(key)
+            if key in keys:
+                return key, process
+            value = params[key]
+            return None, process(value) if process is not None else value
+
         columns = compiled._result_columns  # noqa: SLF001 - (key, name, objects, type) of each column returned
         row = namedtuple("Row", [c[0] for c in columns]) if columns else None  # type: ignore[misc]
         results = tuple(c[3]._cached_result_processor(dialect, None) for c in columns)  # noqa: SLF001
-        return _Plan(sql, tuple(order) if dialect.positional and order is not None else None, base,
-                     tuple(processors.items()), row, results)
+        return _Plan(sql, positional, names, tuple(slot(k) for k in names), row, results)
 
     def _values(self, plan: _Plan, given: dict[str, Any]) -> Any:
-        values = {**plan.base, **given}
-        for key, process in plan.binds:
-            if key in values:
-                values[key] = process(values[key])
-        return values if plan.order is None else [values[k] for k in plan.order]
+        # One pass in the statement's order: the writer's statements carry hundreds of values.
+        values = [(given[k] if p is None else p(given[k])) if k is not None else p for k, p in plan.slots]
+        return values if plan.positional else dict(zip(plan.names, values, strict=True))
 
     def run(self, conn: sa.Connection, params: dict[str, Any] | None = None) -> Result:
         """Run once on ``conn``'s transaction."""
