@@ -80,7 +80,7 @@ def record_answers(conn: sa.Connection, clock: Clock, settings: Settings, answer
         if row is None:
             outcomes.append(AckOutcome("malformed" if digest is None else "unknown"))
             continue
-        info = token_info_of(row._asdict())
+        info = token_info_of(row)
         if not answer.checked and row.channel in PAGE_CHECKED_CHANNELS:
             outcomes.append(AckOutcome("check", row.id, row.run_id, info=info))
             continue

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import parse_qs
@@ -258,8 +258,8 @@ def ack_handlers(ctx: AckContext) -> AckHandlers:
             return FilledPage(done_frame(language, outcome.late).fill((
                 format_moment(outcome.acked_at, zone, language), format_duration(outcome.response_ms, language))))
         if outcome.status == "after_close":
-            closed_info = replace(info, run_status=outcome.run_status,
-                                  run_finished_at=outcome.run_finished_at or info.run_finished_at)
+            closed_info = info._replace(run_status=outcome.run_status,
+                                        run_finished_at=outcome.run_finished_at or info.run_finished_at)
             return closed_page(request, closed_info, language, outcome.acked_at)
         if outcome.status == "already":
             return message(request, language, "already", 409, when=format_moment(outcome.acked_at, zone, language))

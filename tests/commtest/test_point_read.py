@@ -2,6 +2,7 @@
 a wait for the write lock, and a clear refusal where it cannot work."""
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timezone
 
@@ -56,10 +57,10 @@ def test_a_point_read_never_waits_for_a_writer_and_reads_the_last_commit(sqlite_
     writer.execute("BEGIN IMMEDIATE")  # holds the write lock, as a long write would
     writer.execute("UPDATE ping SET channel = 'changed-not-committed' WHERE token_hash = ?", (token_hash(token),))
     row = reader.first(token_hash=token_hash(token))  # busy timeout 0: a wait would raise, not block
-    assert row is not None and row["channel"] == "email"  # the committed snapshot
+    assert row is not None and row.channel == "email"  # the committed snapshot
     writer.execute("COMMIT")
     row = reader.first(token_hash=token_hash(token))
-    assert row is not None and row["channel"] == "changed-not-committed"
+    assert row is not None and row.channel == "changed-not-committed"
     writer.close()
     reader.close()
     engine.dispose()
@@ -81,3 +82,36 @@ def test_a_point_read_is_refused_where_it_cannot_work(tmp_path: object) -> None:
     stamped = sa.select(Ping.__table__.c.id).where(Ping.__table__.c.sent_at > sa.bindparam("at", type_=Ping.__table__.c.sent_at.type))  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="parameters as they are"):
         PointRead(make_engine(f"sqlite:///{tmp_path}/x.db"), stamped)
+
+
+def test_reads_in_one_turn_of_an_event_loop_share_a_snapshot_that_ends_with_the_turn(
+        sqlite_url: str, clock: FrozenClock) -> None:
+    engine = make_engine(sqlite_url)
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    key = token_hash(next(iter(tokens.values())))
+    reader = PointRead(engine, _LOOKUP_BY_TOKEN)
+    writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+
+    def change(language: str) -> None:
+        writer.execute("UPDATE ping SET language = ? WHERE token_hash = ?", (language, key))  # committed at once
+
+    first = reader.first(token_hash=key).language
+    assert first not in ("fr", "de")
+
+    async def pages() -> list[str]:
+        seen = [reader.first(token_hash=key).language]
+        change("fr")  # committed while this turn's pages are still being served
+        seen.append(reader.first(token_hash=key).language)  # the same turn: the same snapshot
+        await asyncio.sleep(0)  # the next turn of the loop
+        seen.append(reader.first(token_hash=key).language)  # a new snapshot: the commit is seen
+        await asyncio.sleep(0)
+        assert not reader._connection().in_transaction  # the snapshot ended with its turn
+        return seen
+
+    assert asyncio.run(pages()) == [first, first, "fr"]
+    change("de")
+    assert reader.first(token_hash=key).language == "de"  # off a loop: each read its own transaction
+    assert not reader._connection().in_transaction
+    writer.close()
+    reader.close()
+    engine.dispose()

@@ -4,7 +4,6 @@ PostgreSQL, with every kind of answer in one group."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -87,7 +86,7 @@ def recorded(engine: Engine, clock: FrozenClock, settings: Settings,
 def _shown(outcome: AckOutcome) -> AckOutcome:
     # A second answer's page data read before the first was written (group) or after (alone):
     # only the ping's acked_at in it can differ, and pages show the outcome's own.
-    return replace(outcome, info=outcome.info and replace(outcome.info, acked_at=None))
+    return outcome._replace(info=outcome.info and outcome.info._replace(acked_at=None))
 
 
 def test_a_group_of_every_kind_of_answer_ends_as_the_same_answers_one_by_one(engine: Engine,
