@@ -253,7 +253,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of the four loads; the figures are their medians (this machine is noisy)")
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--tokens", type=int, default=80_000, help="acknowledgements prepared (each used once)")
+    ap.add_argument("--tokens", type=int, default=150_000,
+                    help="acknowledgements prepared (each used once: a round of POSTs needs rate × seconds of its own)")
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--workers", type=int, default=1,
                     help="uvicorn worker processes for both servers (COMMTEST_WEB_WORKERS; PostgreSQL for more than 1)")

@@ -14,6 +14,7 @@ a test on it) cannot be framed: building its frame fails loudly, and that test s
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,14 @@ class Frame:
     pieces: tuple[str, ...]
     slots: tuple[int, ...]
 
+    def __post_init__(self) -> None:
+        # The page as UTF-8 with a %s per value: filled by one C-level formatting of the values
+        # each escaped and encoded once (piece by piece it took two dozen appends, then the
+        # encoding of the whole page).
+        template = "%s".join(p.replace("%", "%%") for p in self.pieces).encode()
+        object.__setattr__(self, "_template", template)
+        object.__setattr__(self, "_order", operator.itemgetter(*self.slots) if len(self.slots) > 1 else None)
+
     @classmethod
     def of(cls, html: str, fields: tuple[str, ...]) -> Frame:
         parts = _SPLIT.split(html)
@@ -54,12 +63,9 @@ class Frame:
         return cls(pieces, slots)
 
     def fill(self, values: tuple[str, ...]) -> bytes:
-        escaped = [_escape(v) for v in values]  # each value once (the link itself shows ~6 times)
-        out = [self.pieces[0]]
-        for slot, piece in zip(self.slots, self.pieces[1:], strict=True):
-            out.append(escaped[slot])
-            out.append(piece)
-        return "".join(out).encode()
+        escaped = [_escape(v).encode() for v in values]  # each value once (the link itself shows ~6 times)
+        ordered = self._order(escaped) if self._order is not None else (escaped[self.slots[0]],)  # type: ignore[attr-defined]
+        return self._template % ordered  # type: ignore[attr-defined,no-any-return]
 
 
 def _escape(value: str) -> str:
