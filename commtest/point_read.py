@@ -102,7 +102,8 @@ class PointRead:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # a plain thread: each read is its own transaction
             return
-        conn.execute("BEGIN")  # deferred: the snapshot is taken by the first read
+        if not conn.in_transaction:
+            conn.execute("BEGIN")  # deferred: the snapshot is taken by the first read
         self._local.reading = True
         loop.call_soon(self._end)  # after the callbacks ready now: this turn's other pages
 
