@@ -3,7 +3,8 @@
 Both run under uvicorn with the same settings (one process, loopback, no access log, the
 event-loop and HTTP implementation uvicorn picks), side by side, each loaded by 16 connections for
 ``--seconds``, in ``--rounds`` rounds: bare GET, commtest GET, bare POST, commtest POST, so that
-each ratio compares two loads of the same minute; the figures are the rounds' medians. commtest's POST is the real thing: a fresh token per request
+each ratio compares two loads of the same minute; the figures are the rounds' medians. Both servers are
+warmed up first (200 links shown and answered one by one, on links of their own). commtest's POST is the real thing: a fresh token per request
 (every acknowledgement is a new one, never a 409), its CSRF field, the durable commit
 (synchronous=FULL on SQLite). The GET page is loaded the same way. The load comes from
 ``wrk`` when installed (it costs the machine least), else from an asyncio client (httpx).
@@ -159,6 +160,21 @@ def serve(kind: str, port: int, env: dict[str, str], tmp: Path, workers: int = 1
     raise SystemExit(f"the {kind} server did not start")
 
 
+WARM_UP = 200  # links for the warm-up, each shown and answered once
+
+
+def warm_up(port: int, gets: list[str], posts: list[str]) -> None:
+    """Show and answer ``WARM_UP`` links one after the other, then give the server a moment."""
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        for get, post in zip(gets, posts, strict=True):
+            client.get(get.split("\t", 1)[0])
+            path, body = post.split("\t", 1)
+            client.post(path, content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    time.sleep(1)
+
+
 def csrf_for(tokens: list[str]) -> list[str]:
     """The confirmation form's CSRF field for each token, as the GET page would issue it."""
     from commtest.clock import SystemClock
@@ -275,6 +291,11 @@ def main() -> None:
     # minute of this machine, whose speed swings by half from one hour to the next.
     procs = {k: serve(k, port, env, tmp, args.workers) for k, port in (("bare", port_b), ("commtest", port_c)) if k in kinds}
     ports = {"bare": port_b, "commtest": port_c}
+    # A warm-up on links of its own: what a server does once (its first pages, the writer process
+    # that the first form page starts and its imports) is not measured as its speed.
+    for kind in kinds:
+        warm_up(ports[kind], gets[:WARM_UP], posts[:WARM_UP])
+    tokens, posts, gets = tokens[WARM_UP:], posts[WARM_UP:], gets[WARM_UP:]
     share = len(tokens) // args.rounds  # each round its own links: a link is answered once, and its page
     rounds: list[dict[str, dict[str, float]]] = []  # shown before it is answered
     try:

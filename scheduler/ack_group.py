@@ -12,9 +12,8 @@ been; ``tests/scheduler/test_ack_group.py`` holds the two side by side.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine
 
@@ -29,10 +28,10 @@ from scheduler import records
 from scheduler.acks import ACTOR, PAGE_CHECKED_CHANNELS, AckOutcome, is_well_formed, outcome_of, token_info_of
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """One answer by link. ``checked``: the page has made the checks its channel needs
-    (``PAGE_CHECKED_CHANNELS``); when not, such a ping comes back as ``check``, unwritten."""
+    (``PAGE_CHECKED_CHANNELS``); when not, such a ping comes back as ``check``, unwritten.
+    (A named tuple: it crosses to the writer process, pickled, by the thousand.)"""
 
     token: str
     method: str

@@ -431,10 +431,11 @@ def finish_acks(conn: sa.Connection, plans: list[PlannedAck]) -> None:
         if row.id in verified:
             events.append(_event_row(row, ev.ENDPOINT_VERIFIED, at, actor, endpoint_id=row.endpoint_id))
     insert_events(conn, events)
-    for plan in plans:
-        row = plan.row
-        log.info("run=%s ping=%s channel=%s to=%s attempt=%s outcome=%s", row.run_id, row.id, row.channel,
-                 mask_address(row.address), row.attempt, plan.outcome)
+    if log.isEnabledFor(logging.INFO):  # not even the masked addresses when nobody reads them
+        for plan in plans:
+            row = plan.row
+            log.info("run=%s ping=%s channel=%s to=%s attempt=%s outcome=%s", row.run_id, row.id, row.channel,
+                     mask_address(row.address), row.attempt, plan.outcome)
 
 
 def _cancel_pending(conn: sa.Connection, plans: list[PlannedAck]) -> dict[int, list[Any]]:
