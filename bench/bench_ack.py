@@ -4,9 +4,9 @@ Both run under uvicorn with the same settings (one process, loopback, no access 
 event-loop and HTTP implementation uvicorn picks), side by side, each loaded by 16 connections for
 ``--seconds``, in ``--rounds`` rounds: bare GET, commtest GET, bare POST, commtest POST, so that
 each ratio compares two loads of the same minute; the figures are the rounds' medians. Both servers are
-warmed up first (200 links shown and answered one by one, on links of their own). commtest's POST is the real thing: a fresh token per request
-(every acknowledgement is a new one, never a 409), its CSRF field, the durable commit
-(synchronous=FULL on SQLite). The GET page is loaded the same way. The load comes from
+warmed up first (200 links shown and answered one by one, on links of their own). commtest's POST is the
+real thing: a fresh token per request (every acknowledgement is a new one, never a 409), its CSRF field,
+the durable commit (synchronous=FULL on SQLite). The GET page is loaded the same way. The load comes from
 ``wrk`` when installed (it costs the machine least), else from an asyncio client (httpx).
 
     python bench/bench_ack.py [--seconds 6] [--rounds 3] [--connections 16] [--database-url URL]

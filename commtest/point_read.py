@@ -65,7 +65,7 @@ class PointRead:
         self._order = tuple(compiled.positiontup or ())
         columns = list(stmt.selected_columns)
         self.keys = tuple(stmt.selected_columns.keys())
-        self._row = namedtuple("Row", self.keys)  # type: ignore[misc]
+        self._row: Any = namedtuple("Row", self.keys)  # type: ignore[misc]
         self._processors = tuple(_remembered(c.type.dialect_impl(dialect).result_processor(dialect, None))
                                  for c in columns)
         self._local = threading.local()
