@@ -16,8 +16,8 @@ On an event loop, the reads of one turn of the loop share one read transaction: 
 whose requests arrived together read one snapshot, which ends (COMMIT) as soon as the loop has
 run them. Each read transaction costs SQLite a lock and an unlock of the WAL index and two
 system calls more; a burst of pages paid them per page (a tenth of a page). A page never reads
-a snapshot older than the turn of the loop it runs in, and a request that arrives after an
-answer was recorded reads it. Off an event loop each read is its own transaction, as before.
+a snapshot older than the turn of the loop it runs in (nor one older than half a second), and a
+request that arrives after an answer was recorded reads it. Off an event loop each read is its own transaction, as before.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import asyncio
 import functools
 import sqlite3
 import threading
+import time
 from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from commtest.db import sqlite_path
+
+# A shared snapshot is never read for longer than this, whatever happens to its loop.
+MAX_SNAPSHOT_SECONDS = 0.5
+_monotonic = time.monotonic  # (a test moves it)
 
 # Stored values processed per column remembered: the same organisation's names and languages
 # (JSON text) and the same run's instants come back on page after page, and decoding them was a
@@ -86,6 +91,8 @@ class PointRead:
         engine)."""
         try:
             conn = self._connection()
+            if getattr(self._local, "reading", False) and _monotonic() - self._local.began > MAX_SNAPSHOT_SECONDS:
+                self._end()  # a turn of the loop this long, or a loop that stopped before ending it
             if not getattr(self._local, "reading", False):
                 self._begin(conn)
             row = conn.execute(self._sql, [params[k] for k in self._order]).fetchone()
@@ -104,7 +111,7 @@ class PointRead:
             return
         if not conn.in_transaction:
             conn.execute("BEGIN")  # deferred: the snapshot is taken by the first read
-        self._local.reading = True
+        self._local.reading, self._local.began = True, _monotonic()
         loop.call_soon(self._end)  # after the callbacks ready now: this turn's other pages
 
     def _end(self) -> None:

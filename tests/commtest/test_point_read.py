@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from commtest.clock import FrozenClock
 from commtest.db import make_engine
 from commtest.models import Ping
+from commtest import point_read
 from commtest.point_read import PointRead
 from scheduler.acks import _LOOKUP_BY_TOKEN, lookup_token, token_info_of, token_reader
 from scheduler.records import token_hash
@@ -112,6 +113,32 @@ def test_reads_in_one_turn_of_an_event_loop_share_a_snapshot_that_ends_with_the_
     change("de")
     assert reader.first(token_hash=key).language == "de"  # off a loop: each read its own transaction
     assert not reader._connection().in_transaction
+    writer.close()
+    reader.close()
+    engine.dispose()
+
+
+def test_a_shared_snapshot_is_never_read_for_longer_than_half_a_second(
+        sqlite_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = make_engine(sqlite_url)
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    key = token_hash(next(iter(tokens.values())))
+    reader = PointRead(engine, _LOOKUP_BY_TOKEN)
+    writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    now = [1000.0]
+    monkeypatch.setattr(point_read, "_monotonic", lambda: now[0])
+
+    async def one_long_turn() -> list[str]:
+        seen = [reader.first(token_hash=key).language]
+        writer.execute("UPDATE ping SET language = 'fr' WHERE token_hash = ?", (key,))
+        now[0] += 0.4
+        seen.append(reader.first(token_hash=key).language)  # within half a second: the same snapshot
+        now[0] += 0.2
+        seen.append(reader.first(token_hash=key).language)  # older than that: a new one
+        return seen
+
+    first = asyncio.run(one_long_turn())
+    assert first[1] == first[0] != "fr" and first[2] == "fr"
     writer.close()
     reader.close()
     engine.dispose()
