@@ -11,7 +11,6 @@ overwritten. Lock order, everywhere: the ping, then its run (shared), then its e
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import logging
 from collections.abc import Iterable

@@ -49,7 +49,9 @@ class Frame:
         # encoding of the whole page).
         template = "%s".join(p.replace("%", "%%") for p in self.pieces).encode()
         object.__setattr__(self, "_template", template)
-        object.__setattr__(self, "_order", operator.itemgetter(*self.slots) if len(self.slots) > 1 else None)
+        slots = self.slots
+        order = operator.itemgetter(*slots) if len(slots) > 1 else (lambda escaped: tuple(escaped[s] for s in slots))
+        object.__setattr__(self, "_order", order)  # the values in the order the page shows them, as a tuple
 
     @classmethod
     def of(cls, html: str, fields: tuple[str, ...]) -> Frame:
@@ -64,8 +66,7 @@ class Frame:
 
     def fill(self, values: tuple[str, ...]) -> bytes:
         escaped = [_escape(v).encode() for v in values]  # each value once (the link itself shows ~6 times)
-        ordered = self._order(escaped) if self._order is not None else (escaped[self.slots[0]],)  # type: ignore[attr-defined]
-        return self._template % ordered  # type: ignore[attr-defined,no-any-return]
+        return self._template % self._order(escaped)  # type: ignore[attr-defined,no-any-return]
 
 
 def _escape(value: str) -> str:

@@ -56,3 +56,9 @@ def test_a_template_that_changes_a_value_cannot_be_framed() -> None:
     dropped = TEMPLATES.env.from_string("<p>{{ b }}</p>").render(b="\ue000slot1\ue001")
     with pytest.raises(RuntimeError, match=r"\['a'\]"):
         Frame.of(dropped, ("a", "b"))
+
+
+def test_a_frame_of_one_value_or_none_fills_as_well_and_a_percent_sign_stays_as_it_is() -> None:
+    assert Frame(("100% <b>",), ()).fill(()) == b"100% <b>"
+    assert Frame(("<p>", "%s</p>"), (0,)).fill(("50% & more",)) == b"<p>50% &amp; more%s</p>"
+    assert Frame(("1", "2", "3"), (1, 0)).fill(("a", "b")) == b"1b2a3"
