@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Mapping
 import sqlite3
 import threading
 import time
@@ -45,17 +46,37 @@ _monotonic = time.monotonic  # (a test moves it)
 MEMO_PER_COLUMN = 2048
 
 
-def _remembered(process: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
-    """``process`` remembering its last results by stored value. What it returns is shared
-    between reads: a decoded JSON list or dict must be treated as read-only (``token_info_of``
-    copies them)."""
-    return None if process is None else functools.lru_cache(maxsize=MEMO_PER_COLUMN)(process)
+# Reads through a memory map of the file (up to this much of it): a page's few B-tree pages are
+# read in place, not copied from the OS into SQLite's cache with a system call each (a sixth of
+# the read on a database larger than that cache). Only the pages read are mapped in.
+MMAP_BYTES = 256 * 1024 * 1024
+
+
+def _remembered(process: Callable[[Any], Any] | None, then: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """``process`` (a column type's result processor), then ``then``, remembering the last results
+    by stored value. What it returns is shared between reads: ``then`` makes it immutable (a
+    tuple, a read-only mapping) where the value is a decoded JSON list or dict."""
+    if process is None and then is None:
+        return None
+    if process is None:
+        whole = then
+    elif then is None:
+        whole = process
+    else:
+        whole = lambda value: then(process(value))  # noqa: E731
+    return functools.lru_cache(maxsize=MEMO_PER_COLUMN)(whole)
 
 
 class PointRead:
-    """``stmt`` (a SELECT with named bind parameters) on the SQLite file behind ``engine``."""
+    """``stmt`` (a SELECT with named bind parameters) on the SQLite file behind ``engine``.
 
-    def __init__(self, engine: Engine, stmt: sa.Select[Any]) -> None:
+    A row is a named tuple of the statement's column keys, or what ``make`` makes of the list of
+    its values (a ``NamedTuple``'s ``_make`` whose fields are the columns, in order). ``then``
+    names columns whose values are converted further after their type's processor (once per
+    stored value: remembered with it)."""
+
+    def __init__(self, engine: Engine, stmt: sa.Select[Any], make: Callable[[list[Any]], Any] | None = None,
+                 then: Mapping[str, Callable[[Any], Any]] | None = None) -> None:
         if engine.dialect.name != "sqlite":
             raise ValueError("PointRead reads SQLite files only")
         path = sqlite_path(str(engine.url))
@@ -70,9 +91,14 @@ class PointRead:
         self._order = tuple(compiled.positiontup or ())
         columns = list(stmt.selected_columns)
         self.keys = tuple(stmt.selected_columns.keys())
-        self._row: Any = namedtuple("Row", self.keys)  # type: ignore[misc]
-        self._processors = tuple(_remembered(c.type.dialect_impl(dialect).result_processor(dialect, None))
-                                 for c in columns)
+        then = dict(then or {})
+        if set(then) - set(self.keys):
+            raise ValueError(f"PointRead: no column {sorted(set(then) - set(self.keys))} to convert")
+        self._make: Callable[[list[Any]], Any] = make or namedtuple("Row", self.keys)._make  # type: ignore[misc]
+        processors = (_remembered(c.type.dialect_impl(dialect).result_processor(dialect, None), then.get(key))
+                      for c, key in zip(columns, self.keys, strict=True))
+        # Only the columns that need it are converted (most are integers and text, as stored).
+        self._processors = tuple((i, p) for i, p in enumerate(processors) if p is not None)
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
@@ -82,11 +108,12 @@ class PointRead:
             conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA query_only=ON")
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             self._local.conn = conn
         return conn
 
     def first(self, **params: Any) -> Any:
-        """The first row (a named tuple of the statement's column keys), or None. Raises
+        """The first row (see the class), or None. Raises
         ``sqlite3.Error`` when the file cannot be read right now (the caller falls back on its
         engine)."""
         try:
@@ -101,7 +128,10 @@ class PointRead:
             raise
         if row is None:
             return None
-        return self._row._make([p(v) if p is not None else v for p, v in zip(self._processors, row, strict=True)])
+        values = list(row)
+        for i, process in self._processors:
+            values[i] = process(values[i])
+        return self._make(values)
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         """On an event loop: a read transaction for the rest of this turn of the loop."""

@@ -38,7 +38,7 @@ from commtest.vocabulary import name_of
 from scheduler.ack_group import Answer
 from scheduler.ack_process import ProcessAckWriter, WriterGone
 from scheduler.ack_writer import AckWriter
-from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token, token_info_of, token_reader
+from scheduler.acks import AckOutcome, TokenInfo, is_well_formed, lookup_token, token_reader
 from scheduler.records import token_hash
 from web.ack_frames import FilledPage, done_frame, form_frame
 from web.csrf import CSRF_FIELD, CsrfSigner
@@ -95,11 +95,11 @@ class AckContext:
         the GIL). On PostgreSQL, and when SQLite answers busy, it runs on the pages' threads."""
         if self.tokens is not None:
             try:
-                row = self.tokens.first(token_hash=token_hash(token))
+                info: TokenInfo | None = self.tokens.first(token_hash=token_hash(token))
             except sqlite3.Error:
                 log.debug("ack: the direct token read was refused; reading through the engine", exc_info=True)
             else:
-                return None if row is None else token_info_of(row)
+                return info
         return await self.read(lookup_token, self.engine, token)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Mapping
 from datetime import timezone
 
 import pytest
@@ -14,7 +15,7 @@ from commtest.db import make_engine
 from commtest.models import Ping
 from commtest import point_read
 from commtest.point_read import PointRead
-from scheduler.acks import _LOOKUP_BY_TOKEN, lookup_token, token_info_of, token_reader
+from scheduler.acks import _LOOKUP_BY_TOKEN, TokenInfo, lookup_token, token_reader
 from scheduler.records import token_hash
 from tests.web.conftest import sent_run, web_settings
 
@@ -25,12 +26,11 @@ def test_a_point_read_gives_exactly_what_the_engines_read_gives(sqlite_url: str,
     reader = token_reader(engine)
     assert reader is not None
     for token in tokens.values():
-        row = reader.first(token_hash=token_hash(token))
-        assert row is not None
-        info = token_info_of(row)
+        info = reader.first(token_hash=token_hash(token))
+        assert isinstance(info, TokenInfo)  # the row is the page's TokenInfo as it is
         assert info == lookup_token(engine, token)
         assert info.sent_at is not None and info.sent_at.tzinfo == timezone.utc  # the column's own processor
-        assert isinstance(info.organisation_names, dict) and isinstance(info.contact_languages, tuple)  # JSON decoded
+        assert isinstance(info.organisation_names, Mapping) and isinstance(info.contact_languages, tuple)  # JSON decoded
     assert reader.first(token_hash=token_hash("x" * 43)) is None
     engine.dispose()
 
@@ -42,9 +42,10 @@ def test_a_page_that_changes_what_it_read_does_not_change_the_next_pages_read(sq
     reader = token_reader(engine)
     assert reader is not None
     token = next(iter(tokens.values()))
-    first = token_info_of(reader.first(token_hash=token_hash(token)))  # type: ignore[arg-type]
-    first.organisation_names["xx"] = "changed by a page"
-    again = token_info_of(reader.first(token_hash=token_hash(token)))  # type: ignore[arg-type]
+    first = reader.first(token_hash=token_hash(token))
+    with pytest.raises(TypeError):  # one decoded value is shared by the pages that read it: read-only
+        first.organisation_names["xx"] = "changed by a page"
+    again = reader.first(token_hash=token_hash(token))
     assert "xx" not in again.organisation_names and again == lookup_token(engine, token)
     engine.dispose()
 
@@ -140,5 +141,24 @@ def test_a_shared_snapshot_is_never_read_for_longer_than_half_a_second(
     first = asyncio.run(one_long_turn())
     assert first[1] == first[0] != "fr" and first[2] == "fr"
     writer.close()
+    reader.close()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("zone", [None, "", "Europe/Luxembourg"])
+def test_a_pages_zone_is_its_contact_points_else_its_organisations_as_the_engines_read_picks_it(
+        sqlite_url: str, clock: FrozenClock, zone: str | None) -> None:
+    from commtest.models import ContactPoint
+
+    engine = make_engine(sqlite_url)
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    with engine.begin() as c:
+        c.execute(sa.update(ContactPoint.__table__).values(timezone=zone))  # type: ignore[attr-defined]
+    reader = token_reader(engine)
+    assert reader is not None
+    for token in tokens.values():
+        info = reader.first(token_hash=token_hash(token))
+        assert info is not None and info == lookup_token(engine, token)
+        assert info.timezone == (zone or lookup_token(engine, token).timezone) and info.timezone  # type: ignore[union-attr]
     reader.close()
     engine.dispose()

@@ -300,7 +300,7 @@ def test_an_unexpected_error_on_a_link_is_a_500_page_with_the_headers_and_no_tok
         raise RuntimeError("the database went away in an unexpected way")
 
     monkeypatch.setattr("web.ack.lookup_token", broken)  # the engine's read (PostgreSQL)
-    monkeypatch.setattr("web.ack.token_info_of", broken)  # the direct read's row (SQLite)
+    monkeypatch.setattr("commtest.point_read.PointRead.first", broken)  # the direct read (SQLite)
     r = web.client.request(method, f"/ack/{token}?lang=en", data={"csrf": "x"} if method == "POST" else None)
     assert r.status_code == 500 and "Traceback" not in r.text and "the database went away" not in r.text
     assert r.headers["content-security-policy"].startswith("default-src 'none'")
