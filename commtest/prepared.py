@@ -35,7 +35,8 @@ class _Plan:
     # caller gives, or (None, value) for the statement's own (literals, IN lists), processed once.
     slots: tuple[tuple[str | None, Any], ...]
     row: Any  # namedtuple of the result columns, or None
-    results: tuple[Callable[[Any], Any] | None, ...]
+    # (index, result processor) of each result column that has one (most are integers and text).
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
 
 
 class Result:
@@ -99,7 +100,8 @@ class Prepared:
 
         columns = compiled._result_columns  # noqa: SLF001 - (key, name, objects, type) of each column returned
         row = namedtuple("Row", [c[0] for c in columns]) if columns else None  # type: ignore[misc]
-        results = tuple(c[3]._cached_result_processor(dialect, None) for c in columns)  # noqa: SLF001
+        per_column = (c[3]._cached_result_processor(dialect, None) for c in columns)  # noqa: SLF001
+        results = tuple((i, p) for i, p in enumerate(per_column) if p is not None)
         return _Plan(sql, positional, names, tuple(slot(k) for k in names), row, results)
 
     def _values(self, plan: _Plan, given: dict[str, Any]) -> Any:
@@ -123,9 +125,15 @@ class Prepared:
         finally:
             cursor.close()
         if plan.row is not None:
-            rows = [plan.row(*(p(v) if p is not None else v for p, v in zip(plan.results, r, strict=True)))
-                    for r in rows]
+            rows = [self._row(plan, r) for r in rows]
         return Result(rowcount, rows)
+
+    @staticmethod
+    def _row(plan: _Plan, raw: Any) -> Any:
+        values = list(raw)
+        for i, process in plan.results:
+            values[i] = process(values[i])
+        return plan.row._make(values)
 
 
 class PerCount:
