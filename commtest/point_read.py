@@ -56,15 +56,13 @@ def _remembered(process: Callable[[Any], Any] | None, then: Callable[[Any], Any]
     """``process`` (a column type's result processor), then ``then``, remembering the last results
     by stored value. What it returns is shared between reads: ``then`` makes it immutable (a
     tuple, a read-only mapping) where the value is a decoded JSON list or dict."""
-    if process is None and then is None:
+    steps = [step for step in (process, then) if step is not None]
+    if not steps:
         return None
-    if process is None:
-        whole = then
-    elif then is None:
-        whole = process
-    else:
-        whole = lambda value: then(process(value))  # noqa: E731
-    return functools.lru_cache(maxsize=MEMO_PER_COLUMN)(whole)
+    if len(steps) == 1:
+        return functools.lru_cache(maxsize=MEMO_PER_COLUMN)(steps[0])
+    first, second = steps
+    return functools.lru_cache(maxsize=MEMO_PER_COLUMN)(lambda value: second(first(value)))
 
 
 class PointRead:
@@ -94,7 +92,7 @@ class PointRead:
         then = dict(then or {})
         if set(then) - set(self.keys):
             raise ValueError(f"PointRead: no column {sorted(set(then) - set(self.keys))} to convert")
-        self._make: Callable[[list[Any]], Any] = make or namedtuple("Row", self.keys)._make  # type: ignore[misc]
+        self._make: Callable[[list[Any]], Any] = make or namedtuple("Row", self.keys)._make  # type: ignore[attr-defined]
         processors = (_remembered(c.type.dialect_impl(dialect).result_processor(dialect, None), then.get(key))
                       for c, key in zip(columns, self.keys, strict=True))
         # Only the columns that need it are converted (most are integers and text, as stored).
