@@ -17,6 +17,7 @@ anything ``Connection.execute`` adds through events (commtest registers none on 
 """
 from __future__ import annotations
 
+import functools
 import threading
 from collections import namedtuple
 from collections.abc import Callable
@@ -57,11 +58,39 @@ class Result:
         return self.rows[0][0] if self.rows else None
 
 
-class Prepared:
-    """``stmt``, compiled for a dialect on its first use with that dialect and the keys given."""
+# Decoded values remembered per result column named in ``remember`` (by stored value).
+MEMO_PER_COLUMN = 2048
 
-    def __init__(self, stmt: sa.Executable) -> None:
+
+def _last_of(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A datetime's bind processor remembering its last value: the writer stamps a whole group
+    (its update and its two dozen events) with one moment, which was formatted once per value
+    (a tenth of the writer's Python). Datetimes are immutable; the pair is swapped as one."""
+    last: list[tuple[Any, Any]] = [(object(), None)]
+
+    def remembered(value: Any) -> Any:
+        seen, out = last[0]
+        if value is not seen:
+            out = process(value)
+            last[0] = (value, out)
+        return out
+
+    return remembered
+
+
+def _is_datetime(type_: Any) -> bool:
+    return isinstance(type_, sa.DateTime) or isinstance(getattr(type_, "impl", None), sa.DateTime)
+
+
+class Prepared:
+    """``stmt``, compiled for a dialect on its first use with that dialect and the keys given.
+    ``remember``: result columns whose processed values are remembered by stored value (JSON
+    columns that repeat from row to row, such as an organisation's names): what they return is
+    shared between rows and must be treated as read-only."""
+
+    def __init__(self, stmt: sa.Executable, remember: tuple[str, ...] = ()) -> None:
         self.stmt = stmt
+        self.remember = frozenset(remember)
         self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
         self._lock = threading.Lock()
 
@@ -94,13 +123,20 @@ class Prepared:
         def slot(key: str) -> tuple[str | None, Any]:
             process = processors.get(key)
             if key in keys:
+                bind = compiled.binds.get(key)
+                if process is not None and bind is not None and _is_datetime(bind.type):
+                    process = _last_of(process)
                 return key, process
             value = params[key]
             return None, process(value) if process is not None else value
 
         columns = compiled._result_columns  # noqa: SLF001 - (key, name, objects, type) of each column returned
         row = namedtuple("Row", [c[0] for c in columns]) if columns else None  # type: ignore[misc]
-        per_column = (c[3]._cached_result_processor(dialect, None) for c in columns)  # noqa: SLF001
+        per_column = [c[3]._cached_result_processor(dialect, None) for c in columns]  # noqa: SLF001
+        if self.remember - {c[0] for c in columns}:
+            raise ValueError(f"Prepared: no column {sorted(self.remember - {c[0] for c in columns})} to remember")
+        per_column = [functools.lru_cache(maxsize=MEMO_PER_COLUMN)(p) if p is not None and c[0] in self.remember
+                      else p for c, p in zip(columns, per_column, strict=True)]
         results = tuple((i, p) for i, p in enumerate(per_column) if p is not None)
         return _Plan(sql, positional, names, tuple(slot(k) for k in names), row, results)
 
@@ -142,8 +178,8 @@ class PerCount:
     One statement for a whole group costs the database one step, where ``executemany`` takes one
     per row and gives the interpreter's lock away at each."""
 
-    def __init__(self, build: Callable[[int], sa.Executable]) -> None:
-        self.build = build
+    def __init__(self, build: Callable[[int], sa.Executable], remember: tuple[str, ...] = ()) -> None:
+        self.build, self.remember = build, remember
         self._by_count: dict[int, Prepared] = {}
         self._lock = threading.Lock()
 
@@ -151,6 +187,6 @@ class PerCount:
         prepared = self._by_count.get(n)
         if prepared is None:
             with self._lock:
-                prepared = self._by_count.get(n) or Prepared(self.build(n))
+                prepared = self._by_count.get(n) or Prepared(self.build(n), self.remember)
                 self._by_count[n] = prepared
         return prepared

@@ -129,9 +129,12 @@ def _pings(n: int) -> sa.Select[Any]:
             .where(PT.c.token_hash.in_([sa.bindparam(f"k{i}") for i in range(n)])))
 
 
-_READ = PerCount(_pings)
+# The directory's JSON values repeat from answer to answer: decoded once per stored value
+# (token_info_of copies what it keeps).
+_SHARED = ("cp_languages", "org_languages", "org_names")
+_READ = PerCount(_pings, remember=_SHARED)
 # PostgreSQL: the pings FOR UPDATE in id order, then their runs FOR SHARE.
-_LOCK = PerCount(lambda n: _pings(n).order_by(PT.c.id).with_for_update(of=PT))
+_LOCK = PerCount(lambda n: _pings(n).order_by(PT.c.id).with_for_update(of=PT), remember=_SHARED)
 _RUNS = PerCount(lambda n: sa.select(_RUN.c.id, _RUN.c.status).where(_RUN.c.id.in_(
     [sa.bindparam(f"k{i}") for i in range(n)])).order_by(_RUN.c.id).with_for_update(read=True))
 

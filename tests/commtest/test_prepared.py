@@ -92,3 +92,40 @@ def test_an_in_list_given_per_call_is_refused(engine: Engine) -> None:
     stmt = sa.select(PT.c.id).where(PT.c.state.in_(sa.bindparam("states", expanding=True)))
     with engine.connect() as conn, pytest.raises(ValueError, match="IN list"):
         Prepared(stmt).run(conn, {"states": ["sent"]})
+
+
+def test_a_moment_given_again_is_written_as_itself_and_a_new_one_as_the_new_one(engine: Engine,
+                                                                                clock: FrozenClock) -> None:
+    # A datetime's bind processor remembers its last value (a group's moment, given two dozen times).
+    _, tokens = sent_run(engine, clock, web_settings(engine))
+    with engine.connect() as conn:
+        ids = [conn.execute(sa.select(PT.c.id).where(PT.c.token_hash == token_hash(t))).scalar()
+               for t in list(tokens.values())[:2]]
+    stmt = PT.update().where(PT.c.id == sa.bindparam("pid")).values(
+        settled_at=sa.bindparam("at", type_=PT.c.settled_at.type))
+    prepared = Prepared(stmt)
+    first = datetime(2026, 4, 14, 8, 30, 15, 250000, tzinfo=timezone.utc)
+    later = datetime(2026, 4, 14, 8, 30, 15, 250001, tzinfo=timezone.utc)  # one microsecond on
+    with engine.begin() as conn:
+        for pid, at in ((ids[0], first), (ids[0], first), (ids[1], later)):
+            assert prepared.run(conn, {"pid": pid, "at": at}).rowcount == 1
+        equal_not_same = datetime(2026, 4, 14, 8, 30, 15, 250001, tzinfo=timezone.utc)
+        assert prepared.run(conn, {"pid": ids[0], "at": equal_not_same}).rowcount == 1
+        read = dict(conn.execute(sa.select(PT.c.id, PT.c.settled_at).where(PT.c.id.in_(ids))).all())
+    assert read == {ids[0]: later, ids[1]: later}
+
+
+def test_remembered_columns_read_the_same_values_and_an_unknown_one_is_refused(engine: Engine,
+                                                                               clock: FrozenClock) -> None:
+    from commtest.models import Organisation
+
+    OT = Organisation.__table__  # type: ignore[attr-defined]
+    sent_run(engine, clock, web_settings(engine))
+    stmt = sa.select(OT.c.code, OT.c.names, OT.c.languages).order_by(OT.c.code)
+    with engine.connect() as conn:
+        plain = Prepared(stmt).run(conn).rows
+        remembered = Prepared(stmt, remember=("names", "languages"))
+        assert remembered.run(conn).rows == plain and remembered.run(conn).rows == plain  # twice: from the memo
+        assert [tuple(r) for r in plain] == [tuple(r) for r in conn.execute(stmt).all()]
+        with pytest.raises(ValueError, match="no column"):
+            Prepared(stmt, remember=("nicknames",)).run(conn)
