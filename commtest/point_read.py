@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from commtest.db import sqlite_path
+from commtest.db import SQLITE_MMAP_BYTES, sqlite_path
 
 # A shared snapshot is never read for longer than this, whatever happens to its loop.
 MAX_SNAPSHOT_SECONDS = 0.5
@@ -46,10 +46,6 @@ _monotonic = time.monotonic  # (a test moves it)
 MEMO_PER_COLUMN = 2048
 
 
-# Reads through a memory map of the file (up to this much of it): a page's few B-tree pages are
-# read in place, not copied from the OS into SQLite's cache with a system call each (a sixth of
-# the read on a database larger than that cache). Only the pages read are mapped in.
-MMAP_BYTES = 256 * 1024 * 1024
 
 
 def _remembered(process: Callable[[Any], Any] | None, then: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
@@ -106,7 +102,9 @@ class PointRead:
             conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA query_only=ON")
-            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            # A page's few B-tree pages read in place (commtest.db.SQLITE_MMAP_BYTES): a sixth of the
+            # query on a database larger than SQLite's cache.
+            conn.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
             self._local.conn = conn
         return conn
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -257,3 +258,22 @@ def test_a_read_session_keeps_prepared_statements_and_ends_cleanly_on_an_error(p
         with read_session(pg_engine) as s:
             s.execute(sa.text("UPDATE race_probe SET n = 9"))
     assert _counts(pg_engine) == {1: 0, 2: 0}
+
+
+def test_a_memory_mapped_engine_reads_through_a_map_of_the_file_and_writes_durably_as_before(tmp_path: Path) -> None:
+    from commtest.db import SQLITE_MMAP_BYTES, memory_mapped
+
+    engine = memory_mapped(make_engine(f"sqlite:///{tmp_path}/mapped.db"))
+    plain = make_engine(f"sqlite:///{tmp_path}/mapped.db")
+    with engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA mmap_size").scalar() == SQLITE_MMAP_BYTES
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"  # the engine's own set-up still ran
+    with plain.connect() as c:
+        assert c.exec_driver_sql("PRAGMA mmap_size").scalar() == 0  # only the engines that ask for it
+    with write_connection(engine, durable=True) as c:
+        c.exec_driver_sql("CREATE TABLE t (v INTEGER)")
+        c.exec_driver_sql("INSERT INTO t VALUES (1), (2)")
+    with plain.connect() as c:  # another connection reads what the mapped one wrote
+        assert c.exec_driver_sql("SELECT sum(v) FROM t").scalar() == 3
+    engine.dispose()
+    plain.dispose()
