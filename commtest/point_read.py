@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping
 import sqlite3
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,8 +43,6 @@ _monotonic = time.monotonic  # (a test moves it)
 # (JSON text) and the same run's instants come back on page after page, and decoding them was a
 # fifth of a page.
 MEMO_PER_COLUMN = 2048
-
-
 
 
 def _remembered(process: Callable[[Any], Any] | None, then: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:

@@ -65,7 +65,7 @@ MEMO_PER_COLUMN = 2048
 def _last_of(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A datetime's bind processor remembering its last value: the writer stamps a whole group
     (its update and its two dozen events) with one moment, which was formatted once per value
-    (a tenth of the writer's Python). Datetimes are immutable; the pair is swapped as one."""
+    (4 % of the writer's time in a profile). Datetimes are immutable; the pair is swapped as one."""
     last: list[tuple[Any, Any]] = [(object(), None)]
 
     def remembered(value: Any) -> Any:

@@ -144,7 +144,8 @@ _PAGE_BY_TOKEN = (
     .join(_RUN, _RUN.c.id == _P.c.run_id)
     .where(_P.c.token_hash == sa.bindparam("token_hash"))
 )
-assert tuple(_PAGE_BY_TOKEN.selected_columns.keys()) == TokenInfo._fields
+if tuple(_PAGE_BY_TOKEN.selected_columns.keys()) != TokenInfo._fields:  # a field added to one and not the other
+    raise RuntimeError("scheduler.acks: _PAGE_BY_TOKEN's columns must be TokenInfo's fields, in order")
 
 
 def _languages(value: Any) -> tuple[str, ...]:
